@@ -1,0 +1,127 @@
+//! The adapter interface every backend implements, and the in-process backends.
+
+pub mod memory;
+pub mod noop;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::{BusError, Code};
+use crate::event::{Event, ProducerId, StoredEvent};
+
+/// A backend failure. `retryable` decides whether the dispatcher tries again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterError {
+  pub code: Code,
+  pub retryable: bool,
+  pub message: String,
+}
+
+impl AdapterError {
+  pub fn retryable(message: impl Into<String>) -> Self {
+    AdapterError {
+      code: Code::Adapter,
+      retryable: true,
+      message: message.into(),
+    }
+  }
+
+  pub fn fatal(message: impl Into<String>) -> Self {
+    AdapterError {
+      code: Code::Adapter,
+      retryable: false,
+      message: message.into(),
+    }
+  }
+}
+
+impl From<AdapterError> for BusError {
+  fn from(e: AdapterError) -> Self {
+    BusError::new(e.code, e.message)
+  }
+}
+
+/// One shard's batch, in sequence order.
+pub struct WriteBatch<'a> {
+  pub shard: u32,
+  pub producer: ProducerId,
+  pub events: &'a [Event],
+}
+
+/// The fate of one event in a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+  Stored,
+  /// Not stored; may succeed if sent again (with the same message id).
+  Retry(AdapterError),
+  /// Not stored and never will be (e.g. rejected as too large by the server).
+  Reject(AdapterError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteResult {
+  AllStored,
+  /// One outcome per event, in batch order.
+  PerEvent(Vec<Outcome>),
+}
+
+/// A page of one shard's records, starting after a position.
+#[derive(Debug, Clone, Default)]
+pub struct ReadPage {
+  pub events: Vec<StoredEvent>,
+  /// Position after the last record examined (including skipped corrupt ones), if any.
+  pub next: Option<String>,
+  /// More records exist after `next`.
+  pub has_more: bool,
+}
+
+/// Shard id → position of the last consumed record (absent: start of the shard).
+pub type Positions = BTreeMap<u32, String>;
+
+#[async_trait]
+pub trait Adapter: Send + Sync + 'static {
+  /// Short backend name, e.g. "memory".
+  fn kind(&self) -> &'static str;
+
+  /// Identifies the store a cursor belongs to; cursors from another scope are refused.
+  fn cursor_scope(&self) -> String;
+
+  /// Writes a batch. Must be idempotent per message id: a retry of an event that was
+  /// already stored must not store it twice.
+  async fn write(&self, batch: WriteBatch<'_>) -> Result<WriteResult, AdapterError>;
+
+  /// Reads up to `limit` records of `shard` after position `after` (None: from the start).
+  async fn read(
+    &self,
+    shard: u32,
+    after: Option<&str>,
+    limit: usize,
+  ) -> Result<ReadPage, AdapterError>;
+
+  /// Positions at the current end of each shard (for `from: 'latest'`).
+  async fn end_positions(&self, shards: &[u32]) -> Result<Positions, AdapterError>;
+
+  /// Returns when any of `shards` may hold records after `after`, or after `max_wait`.
+  /// Implementations wait on the backend, never by polling in a loop.
+  async fn wait_for_data(&self, shards: &[u32], after: &Positions, max_wait: Duration);
+
+  /// Makes every acknowledged write durable (no-op where writes are durable on ack).
+  async fn flush(&self) -> Result<(), AdapterError>;
+
+  async fn close(&self) -> Result<(), AdapterError>;
+
+  async fn is_healthy(&self) -> bool;
+}
+
+/// Builds an in-process adapter from its configuration.
+pub fn build(config: &crate::config::AdapterConfig) -> std::sync::Arc<dyn Adapter> {
+  match config {
+    crate::config::AdapterConfig::Memory {
+      max_events,
+      max_bytes,
+    } => std::sync::Arc::new(memory::MemoryAdapter::new(*max_events, *max_bytes)),
+    crate::config::AdapterConfig::Noop => std::sync::Arc::new(noop::NoopAdapter),
+  }
+}

@@ -1,0 +1,430 @@
+//! The bus: one lifecycle state machine (running → shutting down → closed) over the shards,
+//! their dispatchers and the adapter.
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::adapter::Adapter;
+use crate::clock::Clock;
+use crate::config::BusConfig;
+use crate::consume::filter::Filter;
+use crate::consume::poll::{poll, PollPage, PollRequest};
+use crate::consume::subscribe::{StartAt, Subscription};
+use crate::dispatch::{self, DispatchContext};
+use crate::error::{BusError, Code, Result};
+use crate::event::{Incoming, ProducerId};
+use crate::identity::{self, IdentityLock};
+use crate::routing;
+use crate::shard::{CounterSnapshot, Pushed, Shard};
+use crate::signal::Signal;
+
+const RUNNING: u8 = 0;
+const SHUTTING_DOWN: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// Extra time given to the adapter's flush and close after the drain bound.
+const ADAPTER_CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+  pub counters: CounterSnapshot,
+  pub queued: u64,
+  pub in_flight: u64,
+  pub shards: u32,
+  pub state: &'static str,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardStats {
+  pub id: u32,
+  pub state: &'static str,
+  pub capacity: u64,
+  pub queued: u64,
+  pub queued_bytes: u64,
+  pub in_flight: u64,
+  pub counters: CounterSnapshot,
+  pub last_error: Option<String>,
+}
+
+/// What a flush covered: the events pending when it was called.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushReport {
+  pub pending: u64,
+  pub stored: u64,
+  pub dropped: u64,
+}
+
+pub struct BusCore {
+  pub config: BusConfig,
+  pub adapter: Arc<dyn Adapter>,
+  shards: Vec<Arc<Shard>>,
+  pub producer: ProducerId,
+  clock: Clock,
+  state: AtomicU8,
+  active_ingests: AtomicUsize,
+  /// Fired when shutdown starts: subscriptions end, new polls are refused.
+  pub closing: Arc<Signal>,
+  abort: Arc<Signal>,
+  dispatchers: Mutex<Vec<JoinHandle<()>>>,
+  shutdown: Mutex<Option<watch::Receiver<Option<Stats>>>>,
+  identity: Mutex<Option<IdentityLock>>,
+  rt: Handle,
+}
+
+/// A handle to a running bus. Clones share the same bus.
+#[derive(Clone)]
+pub struct Bus {
+  core: Arc<BusCore>,
+}
+
+/// Keeps shutdown from proceeding while an ingest is placing events.
+struct IngestGuard<'a>(&'a AtomicUsize);
+
+impl Drop for IngestGuard<'_> {
+  fn drop(&mut self) {
+    self.0.fetch_sub(1, Ordering::SeqCst);
+  }
+}
+
+impl Bus {
+  /// Starts a bus with an in-process adapter built from `config.adapter`.
+  pub fn start(config: BusConfig, rt: Handle) -> Result<Bus> {
+    config.validate()?;
+    let adapter = crate::adapter::build(&config.adapter);
+    Self::start_with_adapter(config, adapter, rt)
+  }
+
+  /// Starts a bus over any adapter (network adapters, test doubles).
+  pub fn start_with_adapter(
+    config: BusConfig,
+    adapter: Arc<dyn Adapter>,
+    rt: Handle,
+  ) -> Result<Bus> {
+    config.validate()?;
+    let (producer, lock) = match &config.producer_nonce_path {
+      Some(path) => {
+        let (id, lock) = identity::load_persistent(path)?;
+        (id, Some(lock))
+      }
+      None => (identity::ephemeral(), None),
+    };
+    let shards: Vec<Arc<Shard>> = (0..config.shards)
+      .map(|id| {
+        Shard::new(
+          id,
+          config.ring_capacity,
+          config.backpressure,
+          config.batch.max_events,
+          config.batch.max_bytes,
+        )
+      })
+      .collect();
+    let abort = Arc::new(Signal::new());
+    let ctx = Arc::new(DispatchContext {
+      adapter: adapter.clone(),
+      producer,
+      batch: config.batch.clone(),
+      timeout: config.adapter_timeout,
+      retries: config.retries,
+      abort: abort.clone(),
+    });
+    let handles = shards
+      .iter()
+      .map(|s| rt.spawn(dispatch::run(s.clone(), ctx.clone())))
+      .collect();
+    Ok(Bus {
+      core: Arc::new(BusCore {
+        config,
+        adapter,
+        shards,
+        producer,
+        clock: Clock::new(),
+        state: AtomicU8::new(RUNNING),
+        active_ingests: AtomicUsize::new(0),
+        closing: Arc::new(Signal::new()),
+        abort,
+        dispatchers: Mutex::new(handles),
+        shutdown: Mutex::new(None),
+        identity: Mutex::new(lock),
+        rt,
+      }),
+    })
+  }
+
+  pub fn core(&self) -> &Arc<BusCore> {
+    &self.core
+  }
+
+  pub fn num_shards(&self) -> u32 {
+    self.core.shards.len() as u32
+  }
+
+  pub fn producer(&self) -> ProducerId {
+    self.core.producer
+  }
+
+  pub fn is_running(&self) -> bool {
+    self.core.state.load(Ordering::SeqCst) == RUNNING
+  }
+
+  fn enter(&self) -> Result<IngestGuard<'_>> {
+    self.core.active_ingests.fetch_add(1, Ordering::SeqCst);
+    let guard = IngestGuard(&self.core.active_ingests);
+    if self.core.state.load(Ordering::SeqCst) != RUNNING {
+      return Err(BusError::shut_down());
+    }
+    Ok(guard)
+  }
+
+  fn check_size(&self, inc: &Incoming) -> Result<()> {
+    let size = inc.payload.len();
+    if size > self.core.config.max_event_bytes {
+      return Err(BusError::invalid_event(format!(
+        "event is {size} bytes, over maxEventBytes ({}); split it or raise maxEventBytes",
+        self.core.config.max_event_bytes
+      )));
+    }
+    Ok(())
+  }
+
+  /// The shard an event goes to.
+  pub fn route(&self, inc: &Incoming) -> u32 {
+    routing::route(inc.key.as_deref(), &inc.payload, self.num_shards())
+  }
+
+  /// Accepts one event; returns its shard id.
+  pub fn ingest(&self, inc: Incoming) -> Result<u32> {
+    self.check_size(&inc)?;
+    let _guard = self.enter()?;
+    let shard = self.route(&inc);
+    self.core.shards[shard as usize].push(inc, &self.core.clock)?;
+    Ok(shard)
+  }
+
+  /// Accepts events in order and returns how many were accepted. Nothing is accepted when
+  /// any event is invalid. Under `reject`, it stops at the first full shard: the events
+  /// from the returned index on were not accepted (an error when that index is 0).
+  pub fn ingest_batch(&self, events: Vec<Incoming>) -> Result<usize> {
+    for (i, inc) in events.iter().enumerate() {
+      self
+        .check_size(inc)
+        .map_err(|e| BusError::invalid_event(format!("events[{i}]: {}", e.message)))?;
+    }
+    let _guard = self.enter()?;
+    let mut accepted = 0;
+    for inc in events {
+      let shard = self.route(&inc);
+      match self.core.shards[shard as usize].push(inc, &self.core.clock) {
+        Ok(Pushed::Accepted) | Ok(Pushed::DroppedNewest) => accepted += 1,
+        Err(e) if e.code == Code::Backpressure && accepted > 0 => break,
+        Err(e) => return Err(e),
+      }
+    }
+    Ok(accepted)
+  }
+
+  /// Resolves once every event accepted before the call is stored or dropped, then flushes
+  /// the adapter.
+  pub async fn flush(&self) -> Result<FlushReport> {
+    if self.core.state.load(Ordering::SeqCst) == CLOSED {
+      return Err(BusError::shut_down());
+    }
+    let tickets: Vec<_> = self
+      .core
+      .shards
+      .iter()
+      .filter_map(|s| s.flush_ticket())
+      .collect();
+    let mut report = FlushReport::default();
+    for t in tickets {
+      report.pending += t.pending;
+      // A waiter is always completed (by delivery, drop or shutdown abandonment).
+      report.dropped += t.done.await.unwrap_or(0);
+    }
+    report.stored = report.pending - report.dropped;
+    match tokio::time::timeout(self.core.config.adapter_timeout, self.core.adapter.flush()).await {
+      Ok(Ok(())) => Ok(report),
+      Ok(Err(e)) => Err(e.into()),
+      Err(_) => Err(BusError::new(
+        Code::Timeout,
+        format!(
+          "adapter flush did not finish within adapterTimeoutMs ({} ms); check the backend",
+          self.core.config.adapter_timeout.as_millis()
+        ),
+      )),
+    }
+  }
+
+  /// Stops accepting, drains every ring, closes the adapter. Idempotent; concurrent callers
+  /// share one shutdown. Bounded by `shutdownTimeoutMs` plus a short adapter close grace.
+  pub async fn shutdown(&self) -> Stats {
+    let mut rx = {
+      let mut slot = self.core.shutdown.lock();
+      match &*slot {
+        Some(rx) => rx.clone(),
+        None => {
+          let (tx, rx) = watch::channel(None);
+          *slot = Some(rx.clone());
+          let core = self.core.clone();
+          // A task, so the shutdown completes even if every caller stops waiting.
+          self.core.rt.spawn(async move {
+            let stats = run_shutdown(core).await;
+            let _ = tx.send(Some(stats));
+          });
+          rx
+        }
+      }
+    };
+    let done = rx.wait_for(|v| v.is_some()).await;
+    match done {
+      Ok(v) => v.clone().unwrap_or_default(),
+      Err(_) => self.stats(),
+    }
+  }
+
+  /// Shuts down from a thread outside the runtime, waiting at most `bound`. Used at
+  /// environment teardown; returns None when the bound expired.
+  pub fn shutdown_blocking(&self, bound: Duration) -> Option<Stats> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let bus = self.clone();
+    let abort = self.core.abort.clone();
+    let cutoff = bound.saturating_sub(Duration::from_millis(200));
+    self.core.rt.spawn(async move {
+      // Stop retrying in time for the final counts to be reported.
+      tokio::time::sleep(cutoff).await;
+      abort.fire();
+    });
+    self.core.rt.spawn(async move {
+      let _ = tx.send(bus.shutdown().await);
+    });
+    rx.recv_timeout(bound).ok()
+  }
+
+  /// Starts a shutdown without waiting for it (the JS object was garbage collected).
+  pub fn shutdown_in_background(&self) {
+    if self.core.shutdown.lock().is_some() {
+      return;
+    }
+    let bus = self.clone();
+    self.core.rt.spawn(async move {
+      bus.shutdown().await;
+    });
+  }
+
+  pub async fn poll(&self, req: PollRequest) -> Result<PollPage> {
+    if !self.is_running() {
+      return Err(BusError::shut_down());
+    }
+    poll(self.core.adapter.as_ref(), &self.core.shard_ids(), req).await
+  }
+
+  pub fn subscribe(&self, filter: Option<Filter>, start: StartAt) -> Result<Subscription> {
+    if !self.is_running() {
+      return Err(BusError::shut_down());
+    }
+    Ok(Subscription::new(self.core.clone(), filter, start))
+  }
+
+  pub fn cursor_scope(&self) -> String {
+    self.core.adapter.cursor_scope()
+  }
+
+  pub async fn is_healthy(&self) -> bool {
+    self.is_running() && self.core.adapter.is_healthy().await
+  }
+
+  pub fn stats(&self) -> Stats {
+    let mut s = Stats {
+      shards: self.num_shards(),
+      state: self.state_name(),
+      ..Stats::default()
+    };
+    for shard in &self.core.shards {
+      s.counters.add(&shard.counters());
+      let (queued, _, in_flight, _) = shard.occupancy();
+      s.queued += queued as u64;
+      s.in_flight += in_flight as u64;
+    }
+    s
+  }
+
+  pub fn shard_stats(&self) -> Vec<ShardStats> {
+    self
+      .core
+      .shards
+      .iter()
+      .map(|shard| {
+        let counters = shard.counters();
+        let (queued, queued_bytes, in_flight, last_error) = shard.occupancy();
+        ShardStats {
+          id: shard.id,
+          state: if self.is_running() {
+            "active"
+          } else {
+            "stopped"
+          },
+          capacity: shard.capacity() as u64,
+          queued: queued as u64,
+          queued_bytes: queued_bytes as u64,
+          in_flight: in_flight as u64,
+          counters,
+          last_error,
+        }
+      })
+      .collect()
+  }
+
+  fn state_name(&self) -> &'static str {
+    match self.core.state.load(Ordering::SeqCst) {
+      RUNNING => "running",
+      SHUTTING_DOWN => "shuttingDown",
+      _ => "closed",
+    }
+  }
+}
+
+impl BusCore {
+  pub fn shard_ids(&self) -> Vec<u32> {
+    self.shards.iter().map(|s| s.id).collect()
+  }
+}
+
+async fn run_shutdown(core: Arc<BusCore>) -> Stats {
+  core.state.store(SHUTTING_DOWN, Ordering::SeqCst);
+  // Ingest holds no lock across I/O, so in-flight calls finish within microseconds.
+  while core.active_ingests.load(Ordering::SeqCst) != 0 {
+    tokio::task::yield_now().await;
+  }
+  core.closing.fire();
+  for s in &core.shards {
+    s.close();
+  }
+  let deadline = Instant::now() + core.config.shutdown_timeout;
+  let mut handles = std::mem::take(&mut *core.dispatchers.lock());
+  for h in handles.iter_mut() {
+    if tokio::time::timeout_at(deadline.into(), &mut *h)
+      .await
+      .is_err()
+    {
+      // Bound reached: dispatchers drop what is left (counted) and exit promptly.
+      core.abort.fire();
+    }
+  }
+  for h in handles {
+    let _ = h.await;
+  }
+  let grace = deadline
+    .saturating_duration_since(Instant::now())
+    .max(ADAPTER_CLOSE_GRACE);
+  let _ = tokio::time::timeout(grace, core.adapter.flush()).await;
+  let _ = tokio::time::timeout(ADAPTER_CLOSE_GRACE, core.adapter.close()).await;
+  core.state.store(CLOSED, Ordering::SeqCst);
+  core.identity.lock().take();
+  Bus { core: core.clone() }.stats()
+}

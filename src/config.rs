@@ -1,0 +1,195 @@
+//! Engine configuration, its defaults and validation.
+//!
+//! Key names in error messages use the JS option spelling, because these messages reach users.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{BusError, Result};
+
+/// What `ingest` does when the target shard's ring is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backpressure {
+  /// Throw `ERR_BACKPRESSURE`; the event is not accepted.
+  Reject,
+  /// Accept the event and evict the oldest queued one (counted as dropped).
+  DropOldest,
+  /// Discard the new event (counted as dropped); `ingest` still returns.
+  DropNewest,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+  pub max_events: usize,
+  pub max_bytes: usize,
+  pub max_delay: Duration,
+}
+
+impl Default for BatchConfig {
+  fn default() -> Self {
+    BatchConfig {
+      max_events: 1024,
+      max_bytes: 1 << 20,
+      max_delay: Duration::from_millis(2),
+    }
+  }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterConfig {
+  /// Embedded store with retention bounded by events and payload bytes (all shards together).
+  Memory { max_events: usize, max_bytes: usize },
+  /// Accepts and discards every event.
+  Noop,
+}
+
+pub const DEFAULT_MEMORY_MAX_EVENTS: usize = 1 << 20;
+pub const DEFAULT_MEMORY_MAX_BYTES: usize = 256 << 20;
+
+impl Default for AdapterConfig {
+  fn default() -> Self {
+    AdapterConfig::Memory {
+      max_events: DEFAULT_MEMORY_MAX_EVENTS,
+      max_bytes: DEFAULT_MEMORY_MAX_BYTES,
+    }
+  }
+}
+
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+  pub shards: u32,
+  pub ring_capacity: usize,
+  pub backpressure: Backpressure,
+  pub max_event_bytes: usize,
+  pub batch: BatchConfig,
+  pub adapter_timeout: Duration,
+  pub retries: u32,
+  pub producer_nonce_path: Option<PathBuf>,
+  pub shutdown_timeout: Duration,
+  pub adapter: AdapterConfig,
+}
+
+pub const MAX_SHARDS: u32 = 1024;
+pub const MAX_RING_CAPACITY: usize = 1 << 24;
+pub const MAX_EVENT_BYTES_LIMIT: usize = 64 << 20;
+
+impl Default for BusConfig {
+  fn default() -> Self {
+    BusConfig {
+      shards: 4,
+      ring_capacity: 65_536,
+      backpressure: Backpressure::Reject,
+      max_event_bytes: 1 << 20,
+      batch: BatchConfig::default(),
+      adapter_timeout: Duration::from_secs(5),
+      retries: 5,
+      producer_nonce_path: None,
+      shutdown_timeout: Duration::from_secs(10),
+      adapter: AdapterConfig::default(),
+    }
+  }
+}
+
+fn check_range(key: &str, value: u64, min: u64, max: u64) -> Result<()> {
+  if value < min || value > max {
+    return Err(BusError::config(format!(
+      "{key} must be between {min} and {max}, got {value}"
+    )));
+  }
+  Ok(())
+}
+
+impl BusConfig {
+  /// Checks every value; the first failure names the offending option.
+  pub fn validate(&self) -> Result<()> {
+    check_range("shards", self.shards as u64, 1, MAX_SHARDS as u64)?;
+    check_range(
+      "ringCapacity",
+      self.ring_capacity as u64,
+      16,
+      MAX_RING_CAPACITY as u64,
+    )?;
+    check_range(
+      "maxEventBytes",
+      self.max_event_bytes as u64,
+      16,
+      MAX_EVENT_BYTES_LIMIT as u64,
+    )?;
+    check_range("batch.maxEvents", self.batch.max_events as u64, 1, 100_000)?;
+    check_range(
+      "batch.maxBytes",
+      self.batch.max_bytes as u64,
+      1024,
+      MAX_EVENT_BYTES_LIMIT as u64 * 4,
+    )?;
+    check_range(
+      "batch.maxDelayMs",
+      self.batch.max_delay.as_millis() as u64,
+      0,
+      60_000,
+    )?;
+    check_range(
+      "adapterTimeoutMs",
+      self.adapter_timeout.as_millis() as u64,
+      1,
+      600_000,
+    )?;
+    check_range("retries", self.retries as u64, 0, 100)?;
+    check_range(
+      "shutdownTimeoutMs",
+      self.shutdown_timeout.as_millis() as u64,
+      1,
+      600_000,
+    )?;
+    if let Some(path) = &self.producer_nonce_path {
+      if path.as_os_str().is_empty() {
+        return Err(BusError::config(
+          "producerNoncePath must be a non-empty file path",
+        ));
+      }
+    }
+    if let AdapterConfig::Memory {
+      max_events,
+      max_bytes,
+    } = &self.adapter
+    {
+      check_range("adapter.maxEvents", *max_events as u64, 1, 1 << 32)?;
+      check_range("adapter.maxBytes", *max_bytes as u64, 1024, 1 << 40)?;
+    }
+    Ok(())
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn defaults_are_valid() {
+    BusConfig::default().validate().unwrap();
+  }
+
+  #[test]
+  fn out_of_range_names_the_key() {
+    let cfg = BusConfig {
+      shards: 0,
+      ..BusConfig::default()
+    };
+    let err = cfg.validate().unwrap_err();
+    assert_eq!(err.code, crate::error::Code::InvalidConfig);
+    assert!(err.message.contains("shards"), "{}", err.message);
+
+    let cfg = BusConfig {
+      batch: BatchConfig {
+        max_events: 0,
+        ..BatchConfig::default()
+      },
+      ..BusConfig::default()
+    };
+    assert!(cfg
+      .validate()
+      .unwrap_err()
+      .message
+      .contains("batch.maxEvents"));
+  }
+}

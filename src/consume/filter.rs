@@ -1,0 +1,433 @@
+//! A Mongo-like filter language evaluated on JSON events.
+//!
+//! `{ field: value }` is equality (an array field matches when any element equals);
+//! `{ field: { $op: operand, ... } }` applies operators; dotted paths reach into objects
+//! and arrays (`items.0.sku`). Top level: `$and`, `$or` (non-empty arrays), `$not` (a
+//! filter). Field operators: `$eq $ne $gt $gte $lt $lte $in $nin $exists $not`.
+//! Numbers compare numerically (1 == 1.0); ordering operators compare numbers with
+//! numbers and strings with strings, anything else does not match. Events that are not
+//! JSON (ingested as bytes) never match a filter.
+
+use std::cmp::Ordering;
+
+use serde_json::{Map, Value};
+
+use crate::error::{BusError, Code, Result};
+
+pub const MAX_DEPTH: usize = 32;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+  All(Vec<Filter>),
+  And(Vec<Filter>),
+  Or(Vec<Filter>),
+  Not(Box<Filter>),
+  Field { path: Vec<String>, cond: Cond },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+  Eq(Value),
+  Ne(Value),
+  Gt(Value),
+  Gte(Value),
+  Lt(Value),
+  Lte(Value),
+  In(Vec<Value>),
+  Nin(Vec<Value>),
+  Exists(bool),
+  Not(Box<Cond>),
+  All(Vec<Cond>),
+}
+
+fn err(path: &str, msg: impl std::fmt::Display) -> BusError {
+  BusError::new(Code::InvalidFilter, format!("{path}: {msg}"))
+}
+
+fn check_depth(path: &str, depth: usize) -> Result<()> {
+  if depth > MAX_DEPTH {
+    return Err(err(
+      path,
+      format!("filter nests deeper than {MAX_DEPTH} levels; flatten it"),
+    ));
+  }
+  Ok(())
+}
+
+impl Filter {
+  /// Parses a filter document; errors name the offending path, e.g. `filter.a.$gt`.
+  pub fn parse(value: &Value) -> Result<Filter> {
+    parse_doc(value, "filter", 1)
+  }
+
+  /// Whether a JSON document matches.
+  pub fn matches(&self, doc: &Value) -> bool {
+    match self {
+      Filter::All(fs) | Filter::And(fs) => fs.iter().all(|f| f.matches(doc)),
+      Filter::Or(fs) => fs.iter().any(|f| f.matches(doc)),
+      Filter::Not(f) => !f.matches(doc),
+      Filter::Field { path, cond } => cond.eval(resolve(doc, path)),
+    }
+  }
+
+  /// Whether a raw JSON payload matches; text that is not JSON never matches.
+  pub fn matches_json(&self, raw: &[u8]) -> bool {
+    match serde_json::from_slice::<Value>(raw) {
+      Ok(doc) => self.matches(&doc),
+      Err(_) => false,
+    }
+  }
+}
+
+fn parse_doc(value: &Value, path: &str, depth: usize) -> Result<Filter> {
+  check_depth(path, depth)?;
+  let Value::Object(map) = value else {
+    return Err(err(
+      path,
+      format!("expected an object, got {}", type_name(value)),
+    ));
+  };
+  let mut parts = Vec::with_capacity(map.len());
+  for (k, v) in map {
+    let sub = format!("{path}.{k}");
+    if let Some(op) = k.strip_prefix('$') {
+      match op {
+        "and" | "or" => {
+          let Value::Array(items) = v else {
+            return Err(err(&sub, "expected a non-empty array of filters"));
+          };
+          if items.is_empty() {
+            return Err(err(&sub, "expected a non-empty array of filters"));
+          }
+          let fs = items
+            .iter()
+            .enumerate()
+            .map(|(i, f)| parse_doc(f, &format!("{sub}[{i}]"), depth + 1))
+            .collect::<Result<Vec<_>>>()?;
+          parts.push(if op == "and" {
+            Filter::And(fs)
+          } else {
+            Filter::Or(fs)
+          });
+        }
+        "not" => parts.push(Filter::Not(Box::new(parse_doc(v, &sub, depth + 1)?))),
+        _ => {
+          return Err(err(
+            &sub,
+            format!("unknown operator ${op}; top-level operators are $and, $or, $not"),
+          ))
+        }
+      }
+    } else {
+      if k.is_empty() {
+        return Err(err(&sub, "empty field name"));
+      }
+      parts.push(Filter::Field {
+        path: k.split('.').map(str::to_owned).collect(),
+        cond: parse_cond(v, &sub, depth + 1)?,
+      });
+    }
+  }
+  Ok(if parts.len() == 1 {
+    parts.pop().expect("one part")
+  } else {
+    Filter::All(parts)
+  })
+}
+
+fn is_operator_object(map: &Map<String, Value>, path: &str) -> Result<bool> {
+  let ops = map.keys().filter(|k| k.starts_with('$')).count();
+  if ops > 0 && ops < map.len() {
+    return Err(err(
+      path,
+      "mixes $operators with field names; use one or the other",
+    ));
+  }
+  Ok(ops > 0)
+}
+
+fn parse_cond(value: &Value, path: &str, depth: usize) -> Result<Cond> {
+  check_depth(path, depth)?;
+  if let Value::Object(map) = value {
+    if is_operator_object(map, path)? {
+      return parse_ops(map, path, depth);
+    }
+  }
+  check_value_depth(value, path, depth)?;
+  Ok(Cond::Eq(value.clone()))
+}
+
+fn check_value_depth(value: &Value, path: &str, depth: usize) -> Result<()> {
+  check_depth(path, depth)?;
+  match value {
+    Value::Array(a) => a
+      .iter()
+      .try_for_each(|v| check_value_depth(v, path, depth + 1)),
+    Value::Object(m) => m
+      .values()
+      .try_for_each(|v| check_value_depth(v, path, depth + 1)),
+    _ => Ok(()),
+  }
+}
+
+fn parse_ops(map: &Map<String, Value>, path: &str, depth: usize) -> Result<Cond> {
+  let mut conds = Vec::with_capacity(map.len());
+  for (k, v) in map {
+    let sub = format!("{path}.{k}");
+    let list = |v: &Value| -> Result<Vec<Value>> {
+      match v {
+        Value::Array(items) => {
+          check_value_depth(v, &sub, depth + 1)?;
+          Ok(items.clone())
+        }
+        other => Err(err(
+          &sub,
+          format!("expected an array, got {}", type_name(other)),
+        )),
+      }
+    };
+    let scalar = |v: &Value| -> Result<Value> {
+      check_value_depth(v, &sub, depth + 1)?;
+      Ok(v.clone())
+    };
+    conds.push(match k.as_str() {
+      "$eq" => Cond::Eq(scalar(v)?),
+      "$ne" => Cond::Ne(scalar(v)?),
+      "$gt" => Cond::Gt(scalar(v)?),
+      "$gte" => Cond::Gte(scalar(v)?),
+      "$lt" => Cond::Lt(scalar(v)?),
+      "$lte" => Cond::Lte(scalar(v)?),
+      "$in" => Cond::In(list(v)?),
+      "$nin" => Cond::Nin(list(v)?),
+      "$exists" => match v {
+        Value::Bool(b) => Cond::Exists(*b),
+        other => {
+          return Err(err(
+            &sub,
+            format!("expected true or false, got {}", type_name(other)),
+          ))
+        }
+      },
+      "$not" => match v {
+        Value::Object(m) if is_operator_object(m, &sub)? => {
+          Cond::Not(Box::new(parse_ops(m, &sub, depth + 1)?))
+        }
+        _ => {
+          return Err(err(
+            &sub,
+            "expected an object of operators, e.g. { $gt: 5 }",
+          ))
+        }
+      },
+      other => {
+        return Err(err(
+          &sub,
+          format!(
+            "unknown operator {other}; supported: $eq $ne $gt $gte $lt $lte $in $nin $exists $not"
+          ),
+        ))
+      }
+    });
+  }
+  Ok(if conds.len() == 1 {
+    conds.pop().expect("one cond")
+  } else {
+    Cond::All(conds)
+  })
+}
+
+fn type_name(v: &Value) -> &'static str {
+  match v {
+    Value::Null => "null",
+    Value::Bool(_) => "a boolean",
+    Value::Number(_) => "a number",
+    Value::String(_) => "a string",
+    Value::Array(_) => "an array",
+    Value::Object(_) => "an object",
+  }
+}
+
+fn resolve<'a>(doc: &'a Value, path: &[String]) -> Option<&'a Value> {
+  let mut cur = doc;
+  for seg in path {
+    cur = match cur {
+      Value::Object(m) => m.get(seg)?,
+      Value::Array(a) => {
+        if seg.is_empty() || !seg.bytes().all(|b| b.is_ascii_digit()) {
+          return None;
+        }
+        a.get(seg.parse::<usize>().ok()?)?
+      }
+      _ => return None,
+    };
+  }
+  Some(cur)
+}
+
+fn num_cmp(a: &serde_json::Number, b: &serde_json::Number) -> Option<Ordering> {
+  if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+    return Some(x.cmp(&y));
+  }
+  if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+    return Some(x.cmp(&y));
+  }
+  a.as_f64()?.partial_cmp(&b.as_f64()?)
+}
+
+fn equal(a: &Value, b: &Value) -> bool {
+  match (a, b) {
+    (Value::Number(x), Value::Number(y)) => num_cmp(x, y) == Some(Ordering::Equal),
+    (Value::Array(x), Value::Array(y)) => {
+      x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q))
+    }
+    (Value::Object(x), Value::Object(y)) => {
+      x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
+    }
+    _ => a == b,
+  }
+}
+
+fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+  match (a, b) {
+    (Value::Number(x), Value::Number(y)) => num_cmp(x, y),
+    (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+    _ => None,
+  }
+}
+
+/// True when `pred` holds for the value, or for any element when it is an array.
+fn any_elem(v: &Value, pred: &dyn Fn(&Value) -> bool) -> bool {
+  pred(v) || matches!(v, Value::Array(items) if items.iter().any(pred))
+}
+
+impl Cond {
+  fn eval(&self, v: Option<&Value>) -> bool {
+    match self {
+      Cond::Exists(want) => v.is_some() == *want,
+      Cond::Eq(x) => v.is_some_and(|v| any_elem(v, &|e| equal(e, x))),
+      Cond::Ne(x) => !Cond::Eq(x.clone()).eval(v),
+      Cond::Gt(x) => v.is_some_and(|v| any_elem(v, &|e| compare(e, x) == Some(Ordering::Greater))),
+      Cond::Gte(x) => v.is_some_and(|v| {
+        any_elem(v, &|e| {
+          matches!(compare(e, x), Some(Ordering::Greater | Ordering::Equal))
+        })
+      }),
+      Cond::Lt(x) => v.is_some_and(|v| any_elem(v, &|e| compare(e, x) == Some(Ordering::Less))),
+      Cond::Lte(x) => v.is_some_and(|v| {
+        any_elem(v, &|e| {
+          matches!(compare(e, x), Some(Ordering::Less | Ordering::Equal))
+        })
+      }),
+      Cond::In(xs) => v.is_some_and(|v| xs.iter().any(|x| any_elem(v, &|e| equal(e, x)))),
+      Cond::Nin(xs) => !Cond::In(xs.clone()).eval(v),
+      Cond::Not(c) => !c.eval(v),
+      Cond::All(cs) => cs.iter().all(|c| c.eval(v)),
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use serde_json::json;
+
+  fn m(filter: Value, doc: Value) -> bool {
+    Filter::parse(&filter).unwrap().matches(&doc)
+  }
+
+  #[test]
+  fn semantics_table() {
+    let doc = json!({
+      "n": 5, "f": 2.5, "s": "abc", "b": true, "nil": null,
+      "tags": ["x", "y"], "nums": [1, 10], "o": { "p": { "q": 7 } },
+      "items": [{ "sku": "A" }, { "sku": "B" }]
+    });
+    let table: Vec<(Value, bool)> = vec![
+      (json!({}), true),
+      (json!({ "n": 5 }), true),
+      (json!({ "n": 5.0 }), true),
+      (json!({ "n": "5" }), false),
+      (json!({ "n": { "$eq": 5 } }), true),
+      (json!({ "n": { "$ne": 5 } }), false),
+      (json!({ "missing": { "$ne": 5 } }), true),
+      (json!({ "n": { "$gt": 4 } }), true),
+      (json!({ "n": { "$gt": 5 } }), false),
+      (json!({ "n": { "$gte": 5, "$lt": 6 } }), true),
+      (json!({ "f": { "$lt": 3 } }), true),
+      (json!({ "f": { "$lte": 2.5 } }), true),
+      (json!({ "s": { "$gt": "abb" } }), true),
+      (json!({ "s": { "$gt": 1 } }), false),
+      (json!({ "n": { "$in": [1, 5] } }), true),
+      (json!({ "n": { "$nin": [1, 5] } }), false),
+      (json!({ "n": { "$nin": [1, 2] } }), true),
+      (json!({ "nil": null }), true),
+      (json!({ "nil": { "$exists": true } }), true),
+      (json!({ "missing": null }), false),
+      (json!({ "missing": { "$exists": false } }), true),
+      (json!({ "tags": "x" }), true),
+      (json!({ "tags": ["x", "y"] }), true),
+      (json!({ "tags": ["y", "x"] }), false),
+      (json!({ "nums": { "$gt": 5 } }), true),
+      (json!({ "o.p.q": 7 }), true),
+      (json!({ "o.p": { "q": 7 } }), true),
+      (json!({ "o.p.q.r": 7 }), false),
+      (json!({ "items.1.sku": "B" }), true),
+      (json!({ "items.2.sku": "B" }), false),
+      (json!({ "n": { "$not": { "$gt": 10 } } }), true),
+      (json!({ "$and": [{ "n": 5 }, { "b": true }] }), true),
+      (json!({ "$and": [{ "n": 5 }, { "b": false }] }), false),
+      (json!({ "$or": [{ "n": 6 }, { "s": "abc" }] }), true),
+      (json!({ "$or": [{ "n": 6 }, { "s": "x" }] }), false),
+      (json!({ "$not": { "n": 5 } }), false),
+      (json!({ "n": 5, "s": "zzz" }), false),
+      (json!({ "b": 1 }), false),
+    ];
+    for (f, expected) in table {
+      assert_eq!(m(f.clone(), doc.clone()), expected, "{f}");
+    }
+  }
+
+  #[test]
+  fn errors_name_the_path() {
+    let cases = vec![
+      (json!({ "a": { "$regex": "x" } }), "filter.a.$regex"),
+      (json!({ "$nor": [] }), "filter.$nor"),
+      (json!({ "$and": [] }), "filter.$and"),
+      (
+        json!({ "$or": [{ "a": { "$in": 3 } }] }),
+        "filter.$or[0].a.$in",
+      ),
+      (json!({ "a": { "$exists": 1 } }), "filter.a.$exists"),
+      (json!({ "a": { "$gt": 1, "b": 2 } }), "filter.a"),
+      (json!([1]), "filter"),
+    ];
+    for (f, path) in cases {
+      let e = Filter::parse(&f).unwrap_err();
+      assert_eq!(e.code, Code::InvalidFilter);
+      assert!(e.message.starts_with(path), "{f}: {}", e.message);
+    }
+  }
+
+  #[test]
+  fn depth_is_limited() {
+    let mut f = json!({ "a": 1 });
+    for _ in 0..40 {
+      f = json!({ "$not": f });
+    }
+    let e = Filter::parse(&f).unwrap_err();
+    assert_eq!(e.code, Code::InvalidFilter);
+    assert!(e.message.contains("deeper"));
+    let mut ok = json!({ "a": 1 });
+    for _ in 0..20 {
+      ok = json!({ "$not": ok });
+    }
+    assert!(Filter::parse(&ok).is_ok());
+  }
+
+  #[test]
+  fn non_json_never_matches() {
+    let f = Filter::parse(&json!({ "$not": { "a": 1 } })).unwrap();
+    assert!(!f.matches_json(b"\x00\x01binary"));
+    assert!(f.matches_json(b"{\"a\":2}"));
+  }
+}

@@ -1,0 +1,128 @@
+//! Subscriptions: an endless sequence of events from a starting point. Between pages it
+//! waits on the adapter (or shutdown, or `stop`) instead of polling in a loop.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::bus::BusCore;
+use crate::consume::cursor::Cursor;
+use crate::consume::filter::Filter;
+use crate::consume::poll::{poll, Ordering, PollRequest};
+use crate::error::Result;
+use crate::event::StoredEvent;
+use crate::signal::Signal;
+
+const PAGE: usize = 512;
+const MAX_WAIT: Duration = Duration::from_secs(30);
+const ERROR_BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub enum StartAt {
+  Earliest,
+  Latest,
+  Cursor(Cursor),
+}
+
+pub struct Subscription {
+  core: Arc<BusCore>,
+  filter: Option<Filter>,
+  /// None until the start position is resolved (for `Latest`, on the first `next`).
+  cursor: Option<Cursor>,
+  start: StartAt,
+  buffer: VecDeque<StoredEvent>,
+  stop: Arc<Signal>,
+  failures: u32,
+}
+
+impl Subscription {
+  pub(crate) fn new(core: Arc<BusCore>, filter: Option<Filter>, start: StartAt) -> Self {
+    Subscription {
+      core,
+      filter,
+      cursor: None,
+      start,
+      buffer: VecDeque::new(),
+      stop: Arc::new(Signal::new()),
+      failures: 0,
+    }
+  }
+
+  /// Fire to end the subscription; a pending `next` then returns `None`.
+  pub fn stop_handle(&self) -> Arc<Signal> {
+    self.stop.clone()
+  }
+
+  /// The next event, or `None` once stopped or the bus shuts down.
+  pub async fn next(&mut self) -> Result<Option<StoredEvent>> {
+    loop {
+      if self.stop.is_fired() || self.core.closing.is_fired() {
+        self.buffer.clear();
+        return Ok(None);
+      }
+      if let Some(ev) = self.buffer.pop_front() {
+        return Ok(Some(ev));
+      }
+      let shards = self.core.shard_ids();
+      if self.cursor.is_none() {
+        self.cursor = Some(match &self.start {
+          StartAt::Earliest => Cursor::default(),
+          StartAt::Cursor(c) => c.clone(),
+          StartAt::Latest => match self.core.adapter.end_positions(&shards).await {
+            Ok(positions) => Cursor { positions },
+            Err(_) => {
+              self.pause().await;
+              continue;
+            }
+          },
+        });
+      }
+      let page = poll(
+        self.core.adapter.as_ref(),
+        &shards,
+        PollRequest {
+          limit: PAGE,
+          cursor: self.cursor.clone(),
+          filter: self.filter.clone(),
+          ordering: Ordering::Shard,
+          shards: None,
+        },
+      )
+      .await;
+      match page {
+        Ok(page) => {
+          self.failures = 0;
+          let idle = page.events.is_empty() && !page.has_more;
+          self.buffer.extend(page.events);
+          self.cursor = Some(page.cursor);
+          if idle {
+            let positions = self
+              .cursor
+              .as_ref()
+              .map(|c| c.positions.clone())
+              .unwrap_or_default();
+            tokio::select! {
+              _ = self.core.adapter.wait_for_data(&shards, &positions, MAX_WAIT) => {}
+              _ = self.core.closing.wait() => {}
+              _ = self.stop.wait() => {}
+            }
+          }
+        }
+        // A cursor problem will not go away by waiting.
+        Err(e) if e.code == crate::error::Code::InvalidCursor => return Err(e),
+        // Backend trouble: back off and keep going, as a consumer expects across blips.
+        Err(_) => self.pause().await,
+      }
+    }
+  }
+
+  async fn pause(&mut self) {
+    self.failures += 1;
+    let d = crate::dispatch::backoff(self.failures).min(ERROR_BACKOFF_CAP);
+    tokio::select! {
+      _ = tokio::time::sleep(d) => {}
+      _ = self.core.closing.wait() => {}
+      _ = self.stop.wait() => {}
+    }
+  }
+}

@@ -1,0 +1,224 @@
+//! One dispatcher task per shard: waits for events without polling, cuts adaptive batches,
+//! writes them with a timeout, retries with exponential backoff and jitter, and records
+//! every event's outcome.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::adapter::{Adapter, AdapterError, Outcome, WriteBatch, WriteResult};
+use crate::config::BatchConfig;
+use crate::event::{Event, ProducerId};
+use crate::shard::{DropReason, Shard};
+use crate::signal::Signal;
+
+pub struct DispatchContext {
+  pub adapter: Arc<dyn Adapter>,
+  pub producer: ProducerId,
+  pub batch: BatchConfig,
+  pub timeout: Duration,
+  pub retries: u32,
+  /// Fired when the shutdown bound expires: stop retrying and drop what is left.
+  pub abort: Arc<Signal>,
+}
+
+const BACKOFF_BASE: Duration = Duration::from_millis(50);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+thread_local! {
+  static RNG: Cell<u64> = Cell::new(crate::identity::random_u64());
+}
+
+fn next_random() -> u64 {
+  RNG.with(|c| {
+    // xorshift64*: enough for jitter.
+    let mut x = c.get();
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    c.set(x);
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+  })
+}
+
+/// Delay before retry `attempt` (1-based): exponential, capped, with "equal jitter"
+/// (half fixed, half random) so that shards failing together do not retry in lockstep.
+pub fn backoff(attempt: u32) -> Duration {
+  let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+  let d = exp.min(BACKOFF_CAP);
+  let half = d / 2;
+  let jitter = (next_random() % (half.as_micros() as u64 + 1)) as u64;
+  half + Duration::from_micros(jitter)
+}
+
+/// Runs until the shard is closed and empty, or the abort signal fires.
+pub async fn run(shard: Arc<Shard>, ctx: Arc<DispatchContext>) {
+  let mut batch: Vec<Event> = Vec::with_capacity(ctx.batch.max_events.min(4096));
+  let mut backlog = false;
+  loop {
+    if ctx.abort.is_fired() {
+      shard.abandon_queued();
+      return;
+    }
+    // Wait until a batch is worth cutting.
+    loop {
+      let notified = shard.wake.notified();
+      tokio::pin!(notified);
+      notified.as_mut().enable();
+      let p = shard.peek();
+      if p.len == 0 {
+        if p.closing {
+          return;
+        }
+        backlog = false;
+        tokio::select! {
+          _ = &mut notified => continue,
+          _ = ctx.abort.wait() => break,
+        }
+      }
+      let full = p.len >= ctx.batch.max_events || p.bytes >= ctx.batch.max_bytes;
+      if full || backlog || p.urgent || p.closing || ctx.batch.max_delay.is_zero() {
+        break;
+      }
+      // Linger for more events, but no longer than maxDelayMs after the first one.
+      let deadline = p.nonempty_since.unwrap_or_else(Instant::now) + ctx.batch.max_delay;
+      if deadline <= Instant::now() {
+        break;
+      }
+      tokio::select! {
+        _ = &mut notified => continue,
+        _ = tokio::time::sleep_until(deadline.into()) => break,
+        _ = ctx.abort.wait() => break,
+      }
+    }
+    if ctx.abort.is_fired() {
+      shard.abandon_queued();
+      return;
+    }
+    shard.take_batch(&mut batch);
+    if batch.is_empty() {
+      continue;
+    }
+    // A full batch means events arrive faster than we write: skip the linger next time.
+    backlog = batch.len() >= ctx.batch.max_events;
+    deliver(&shard, &ctx, &mut batch).await;
+    batch.clear();
+  }
+}
+
+/// Writes one batch until every event is stored or dropped.
+async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
+  let mut todo: Vec<Event> = std::mem::take(batch);
+  let mut stored = 0u64;
+  let mut dropped: Vec<u64> = Vec::new();
+  let mut reason = DropReason::Adapter;
+  let mut last_error: Option<AdapterError> = None;
+  let mut attempt = 0u32;
+  loop {
+    let write = ctx.adapter.write(WriteBatch {
+      shard: shard.id,
+      producer: ctx.producer,
+      events: &todo,
+    });
+    let result = tokio::select! {
+      r = tokio::time::timeout(ctx.timeout, write) => r,
+      _ = ctx.abort.wait() => {
+        dropped.extend(todo.iter().map(|e| e.seq));
+        reason = DropReason::Shutdown;
+        break;
+      }
+    };
+    let mut retry: Vec<Event> = Vec::new();
+    match result {
+      Ok(Ok(WriteResult::AllStored)) => stored += todo.len() as u64,
+      Ok(Ok(WriteResult::PerEvent(outcomes))) if outcomes.len() == todo.len() => {
+        for (ev, outcome) in todo.drain(..).zip(outcomes) {
+          match outcome {
+            Outcome::Stored => stored += 1,
+            Outcome::Retry(e) => {
+              retry.push(ev);
+              last_error = Some(e);
+            }
+            Outcome::Reject(e) => {
+              dropped.push(ev.seq);
+              last_error = Some(e);
+            }
+          }
+        }
+      }
+      Ok(Ok(WriteResult::PerEvent(outcomes))) => {
+        last_error = Some(AdapterError::retryable(format!(
+          "adapter returned {} outcomes for {} events",
+          outcomes.len(),
+          todo.len()
+        )));
+        retry = std::mem::take(&mut todo);
+      }
+      Ok(Err(e)) if e.retryable => {
+        last_error = Some(e);
+        retry = std::mem::take(&mut todo);
+      }
+      Ok(Err(e)) => {
+        dropped.extend(todo.iter().map(|e| e.seq));
+        last_error = Some(e);
+      }
+      Err(_) => {
+        last_error = Some(AdapterError {
+          code: crate::error::Code::Timeout,
+          retryable: true,
+          message: format!(
+            "adapter write timed out after {} ms",
+            ctx.timeout.as_millis()
+          ),
+        });
+        retry = std::mem::take(&mut todo);
+      }
+    }
+    if retry.is_empty() {
+      break;
+    }
+    attempt += 1;
+    if attempt > ctx.retries {
+      dropped.extend(retry.iter().map(|e| e.seq));
+      break;
+    }
+    tokio::select! {
+      _ = tokio::time::sleep(backoff(attempt)) => {}
+      _ = ctx.abort.wait() => {
+        dropped.extend(retry.iter().map(|e| e.seq));
+        reason = DropReason::Shutdown;
+        break;
+      }
+    }
+    todo = retry;
+  }
+  let error = if dropped.is_empty() {
+    None
+  } else {
+    last_error.map(|e| match reason {
+      DropReason::Shutdown => format!("dropped at shutdown: {}", e.message),
+      _ if attempt > ctx.retries => {
+        format!("{} (gave up after {} retries)", e.message, ctx.retries)
+      }
+      _ => e.message,
+    })
+  };
+  shard.finish_batch(stored, &dropped, reason, error);
+  *batch = todo;
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn backoff_grows_and_is_capped() {
+    for attempt in 1..20 {
+      let d = backoff(attempt);
+      let exp = BACKOFF_BASE
+        .saturating_mul(1u32 << (attempt - 1).min(16))
+        .min(BACKOFF_CAP);
+      assert!(d >= exp / 2 && d <= exp, "attempt {attempt}: {d:?}");
+    }
+  }
+}

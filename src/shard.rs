@@ -1,0 +1,517 @@
+//! A shard: its bounded ring, sequence and clock state, counters and flush waiters.
+//!
+//! All mutable state sits behind one short-held mutex. Producers hold it for one push;
+//! the dispatcher holds it to move a batch out and to record a batch's outcome. Nobody
+//! holds it across I/O, so `ingest` on the JS thread never waits on the network.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, Notify};
+
+use crate::clock::Clock;
+use crate::config::Backpressure;
+use crate::error::{BusError, Code, Result};
+use crate::event::{Event, Incoming};
+
+/// Why an accepted event was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+  /// Evicted by a newer event under `dropOldest`.
+  Oldest,
+  /// Discarded on arrival under `dropNewest`.
+  Newest,
+  /// The adapter refused it or retries ran out.
+  Adapter,
+  /// Still undelivered when the shutdown bound expired.
+  Shutdown,
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+  pub ingested: AtomicU64,
+  pub stored: AtomicU64,
+  pub dropped_oldest: AtomicU64,
+  pub dropped_newest: AtomicU64,
+  pub dropped_adapter: AtomicU64,
+  pub dropped_shutdown: AtomicU64,
+  pub rejected: AtomicU64,
+}
+
+impl Counters {
+  fn drop_counter(&self, reason: DropReason) -> &AtomicU64 {
+    match reason {
+      DropReason::Oldest => &self.dropped_oldest,
+      DropReason::Newest => &self.dropped_newest,
+      DropReason::Adapter => &self.dropped_adapter,
+      DropReason::Shutdown => &self.dropped_shutdown,
+    }
+  }
+}
+
+/// A consistent reading of one shard's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+  pub ingested: u64,
+  pub stored: u64,
+  pub dropped_oldest: u64,
+  pub dropped_newest: u64,
+  pub dropped_adapter: u64,
+  pub dropped_shutdown: u64,
+  pub rejected: u64,
+}
+
+impl CounterSnapshot {
+  pub fn dropped(&self) -> u64 {
+    self.dropped_oldest + self.dropped_newest + self.dropped_adapter + self.dropped_shutdown
+  }
+
+  /// Accepted events not yet stored or dropped.
+  pub fn pending(&self) -> u64 {
+    self.ingested - self.stored - self.dropped()
+  }
+
+  pub fn add(&mut self, o: &CounterSnapshot) {
+    self.ingested += o.ingested;
+    self.stored += o.stored;
+    self.dropped_oldest += o.dropped_oldest;
+    self.dropped_newest += o.dropped_newest;
+    self.dropped_adapter += o.dropped_adapter;
+    self.dropped_shutdown += o.dropped_shutdown;
+    self.rejected += o.rejected;
+  }
+}
+
+struct FlushWaiter {
+  target: u64,
+  dropped: u64,
+  tx: oneshot::Sender<u64>,
+}
+
+struct State {
+  ring: VecDeque<Event>,
+  ring_bytes: usize,
+  next_seq: u64,
+  last_ts: u64,
+  inflight_first: Option<u64>,
+  inflight_len: usize,
+  waiters: Vec<FlushWaiter>,
+  nonempty_since: Option<Instant>,
+  urgent: bool,
+  closing: bool,
+  last_error: Option<String>,
+}
+
+impl State {
+  /// Every event with a sequence below this is stored or dropped.
+  fn floor(&self) -> u64 {
+    self
+      .inflight_first
+      .or_else(|| self.ring.front().map(|e| e.seq))
+      .unwrap_or(self.next_seq)
+  }
+
+  fn note_drop(&mut self, seq: u64) {
+    for w in &mut self.waiters {
+      if seq < w.target {
+        w.dropped += 1;
+      }
+    }
+  }
+
+  fn complete_waiters(&mut self) {
+    if self.waiters.is_empty() {
+      return;
+    }
+    let floor = self.floor();
+    let mut i = 0;
+    while i < self.waiters.len() {
+      if self.waiters[i].target <= floor {
+        let w = self.waiters.swap_remove(i);
+        let _ = w.tx.send(w.dropped);
+      } else {
+        i += 1;
+      }
+    }
+  }
+}
+
+/// What the dispatcher sees when deciding whether to cut a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Peek {
+  pub len: usize,
+  pub bytes: usize,
+  pub nonempty_since: Option<Instant>,
+  pub urgent: bool,
+  pub closing: bool,
+}
+
+/// A registered flush barrier on one shard.
+pub struct FlushTicket {
+  /// Events unresolved when the barrier was set.
+  pub pending: u64,
+  /// Resolves with how many of them were dropped.
+  pub done: oneshot::Receiver<u64>,
+}
+
+pub struct Shard {
+  pub id: u32,
+  capacity: usize,
+  mode: Backpressure,
+  batch_events: usize,
+  batch_bytes: usize,
+  state: Mutex<State>,
+  /// Wakes the dispatcher: first event in an empty ring, a full batch, flush, close.
+  pub wake: Notify,
+  pub counters: Counters,
+}
+
+/// The result of a push that did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+  Accepted,
+  DroppedNewest,
+}
+
+impl Shard {
+  pub fn new(
+    id: u32,
+    capacity: usize,
+    mode: Backpressure,
+    batch_events: usize,
+    batch_bytes: usize,
+  ) -> Arc<Self> {
+    Arc::new(Shard {
+      id,
+      capacity,
+      mode,
+      batch_events,
+      batch_bytes,
+      state: Mutex::new(State {
+        ring: VecDeque::new(),
+        ring_bytes: 0,
+        next_seq: 0,
+        last_ts: 0,
+        inflight_first: None,
+        inflight_len: 0,
+        waiters: Vec::new(),
+        nonempty_since: None,
+        urgent: false,
+        closing: false,
+        last_error: None,
+      }),
+      wake: Notify::new(),
+      counters: Counters::default(),
+    })
+  }
+
+  pub fn capacity(&self) -> usize {
+    self.capacity
+  }
+
+  /// Places one event in the ring, applying the backpressure mode.
+  pub fn push(&self, inc: Incoming, clock: &Clock) -> Result<Pushed> {
+    let mut wake = false;
+    {
+      let mut st = self.state.lock();
+      if st.ring.len() >= self.capacity {
+        match self.mode {
+          Backpressure::Reject => {
+            self.counters.rejected.fetch_add(1, Ordering::AcqRel);
+            return Err(BusError::new(
+              Code::Backpressure,
+              format!(
+                "shard {} is full ({} events queued); slow down, call flush(), raise ringCapacity, or choose backpressure 'dropOldest'/'dropNewest'",
+                self.id, self.capacity
+              ),
+            ));
+          }
+          Backpressure::DropNewest => {
+            self.counters.ingested.fetch_add(1, Ordering::AcqRel);
+            self.counters.dropped_newest.fetch_add(1, Ordering::AcqRel);
+            return Ok(Pushed::DroppedNewest);
+          }
+          Backpressure::DropOldest => {
+            if let Some(old) = st.ring.pop_front() {
+              st.ring_bytes -= old.size();
+              st.note_drop(old.seq);
+              self.counters.dropped_oldest.fetch_add(1, Ordering::AcqRel);
+            }
+          }
+        }
+      }
+      let ts = clock.now_ms().max(st.last_ts);
+      st.last_ts = ts;
+      let seq = st.next_seq;
+      st.next_seq += 1;
+      let ev = Event {
+        seq,
+        timestamp_ms: ts,
+        kind: inc.kind,
+        key: inc.key,
+        payload: inc.payload,
+      };
+      let size = ev.size();
+      let before_bytes = st.ring_bytes;
+      st.ring_bytes += size;
+      // Counted before it becomes visible, so stored + dropped never exceeds ingested.
+      self.counters.ingested.fetch_add(1, Ordering::AcqRel);
+      st.ring.push_back(ev);
+      let len = st.ring.len();
+      if len == 1 {
+        st.nonempty_since = Some(Instant::now());
+        wake = true;
+      } else if len == self.batch_events
+        || (before_bytes < self.batch_bytes && st.ring_bytes >= self.batch_bytes)
+      {
+        wake = true;
+      }
+      if !st.waiters.is_empty() {
+        st.complete_waiters();
+      }
+    }
+    if wake {
+      self.wake.notify_one();
+    }
+    Ok(Pushed::Accepted)
+  }
+
+  pub fn peek(&self) -> Peek {
+    let st = self.state.lock();
+    Peek {
+      len: st.ring.len(),
+      bytes: st.ring_bytes,
+      nonempty_since: st.nonempty_since,
+      urgent: st.urgent,
+      closing: st.closing,
+    }
+  }
+
+  /// Moves up to one batch from the ring into `out` (which must be empty).
+  pub fn take_batch(&self, out: &mut Vec<Event>) {
+    let mut st = self.state.lock();
+    let mut bytes = 0usize;
+    while out.len() < self.batch_events {
+      let Some(front) = st.ring.front() else { break };
+      let size = front.size();
+      if !out.is_empty() && bytes + size > self.batch_bytes {
+        break;
+      }
+      bytes += size;
+      let ev = st.ring.pop_front().expect("front exists");
+      out.push(ev);
+    }
+    st.ring_bytes -= bytes;
+    st.inflight_first = out.first().map(|e| e.seq);
+    st.inflight_len = out.len();
+    if st.ring.is_empty() {
+      st.nonempty_since = None;
+      st.urgent = false;
+    }
+  }
+
+  /// Records the outcome of the batch in flight: `stored` events stored and the
+  /// sequences in `dropped` dropped for `reason`.
+  pub fn finish_batch(
+    &self,
+    stored: u64,
+    dropped: &[u64],
+    reason: DropReason,
+    error: Option<String>,
+  ) {
+    let mut st = self.state.lock();
+    for &seq in dropped {
+      st.note_drop(seq);
+    }
+    self.counters.stored.fetch_add(stored, Ordering::AcqRel);
+    if !dropped.is_empty() {
+      self
+        .counters
+        .drop_counter(reason)
+        .fetch_add(dropped.len() as u64, Ordering::AcqRel);
+    }
+    if error.is_some() {
+      st.last_error = error;
+    }
+    st.inflight_first = None;
+    st.inflight_len = 0;
+    st.complete_waiters();
+  }
+
+  /// Drops everything still queued (used when the shutdown bound expires).
+  pub fn abandon_queued(&self) -> u64 {
+    let mut st = self.state.lock();
+    let evs: Vec<u64> = st.ring.drain(..).map(|e| e.seq).collect();
+    st.ring_bytes = 0;
+    st.nonempty_since = None;
+    for &seq in &evs {
+      st.note_drop(seq);
+    }
+    self
+      .counters
+      .dropped_shutdown
+      .fetch_add(evs.len() as u64, Ordering::AcqRel);
+    st.complete_waiters();
+    evs.len() as u64
+  }
+
+  /// Sets a flush barrier at the current end of the shard.
+  pub fn flush_ticket(&self) -> Option<FlushTicket> {
+    let mut st = self.state.lock();
+    let pending = (st.ring.len() + st.inflight_len) as u64;
+    if pending == 0 {
+      return None;
+    }
+    let (tx, rx) = oneshot::channel();
+    let target = st.next_seq;
+    st.waiters.push(FlushWaiter {
+      target,
+      dropped: 0,
+      tx,
+    });
+    st.urgent = true;
+    drop(st);
+    self.wake.notify_one();
+    Some(FlushTicket { pending, done: rx })
+  }
+
+  /// Tells the dispatcher to drain the ring and exit.
+  pub fn close(&self) {
+    self.state.lock().closing = true;
+    self.wake.notify_one();
+  }
+
+  pub fn counters(&self) -> CounterSnapshot {
+    let c = &self.counters;
+    // Outcomes are read before `ingested`, which only grows, so pending never underflows.
+    let stored = c.stored.load(Ordering::Acquire);
+    let dropped_oldest = c.dropped_oldest.load(Ordering::Acquire);
+    let dropped_newest = c.dropped_newest.load(Ordering::Acquire);
+    let dropped_adapter = c.dropped_adapter.load(Ordering::Acquire);
+    let dropped_shutdown = c.dropped_shutdown.load(Ordering::Acquire);
+    let rejected = c.rejected.load(Ordering::Acquire);
+    let ingested = c.ingested.load(Ordering::Acquire);
+    CounterSnapshot {
+      ingested,
+      stored,
+      dropped_oldest,
+      dropped_newest,
+      dropped_adapter,
+      dropped_shutdown,
+      rejected,
+    }
+  }
+
+  /// Queue depth, events in flight and the last adapter error.
+  pub fn occupancy(&self) -> (usize, usize, usize, Option<String>) {
+    let st = self.state.lock();
+    (
+      st.ring.len(),
+      st.ring_bytes,
+      st.inflight_len,
+      st.last_error.clone(),
+    )
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use bytes::Bytes;
+
+  fn inc(i: u32) -> Incoming {
+    Incoming {
+      kind: crate::event::PayloadKind::Json,
+      key: None,
+      payload: Bytes::from(format!("{{\"i\":{i}}}")),
+    }
+  }
+
+  fn fill(shard: &Shard, n: u32) -> Vec<Result<Pushed>> {
+    let clock = Clock::new();
+    (0..n).map(|i| shard.push(inc(i), &clock)).collect()
+  }
+
+  #[test]
+  fn reject_mode_bounds_the_ring() {
+    let s = Shard::new(0, 16, Backpressure::Reject, 1024, 1 << 20);
+    let r = fill(&s, 20);
+    assert_eq!(r.iter().filter(|r| r.is_ok()).count(), 16);
+    let err = r[16].as_ref().unwrap_err();
+    assert_eq!(err.code, Code::Backpressure);
+    let c = s.counters();
+    assert_eq!((c.ingested, c.rejected, c.dropped()), (16, 4, 0));
+    assert_eq!(s.occupancy().0, 16);
+  }
+
+  #[test]
+  fn drop_oldest_keeps_newest() {
+    let s = Shard::new(0, 16, Backpressure::DropOldest, 1024, 1 << 20);
+    assert!(fill(&s, 20).iter().all(|r| r.is_ok()));
+    let c = s.counters();
+    assert_eq!((c.ingested, c.dropped_oldest, c.rejected), (20, 4, 0));
+    assert_eq!(c.pending(), 16);
+    let mut out = Vec::new();
+    s.take_batch(&mut out);
+    assert_eq!(out.first().unwrap().seq, 4);
+    assert_eq!(out.last().unwrap().seq, 19);
+  }
+
+  #[test]
+  fn drop_newest_keeps_oldest() {
+    let s = Shard::new(0, 16, Backpressure::DropNewest, 1024, 1 << 20);
+    let r = fill(&s, 20);
+    assert_eq!(r[19].as_ref().unwrap(), &Pushed::DroppedNewest);
+    let c = s.counters();
+    assert_eq!((c.ingested, c.dropped_newest, c.rejected), (20, 4, 0));
+    let mut out = Vec::new();
+    s.take_batch(&mut out);
+    assert_eq!(out.last().unwrap().seq, 15);
+  }
+
+  #[test]
+  fn sequences_are_gap_free_and_timestamps_monotonic() {
+    let s = Shard::new(0, 1000, Backpressure::Reject, 1000, 1 << 20);
+    fill(&s, 500);
+    let mut out = Vec::new();
+    s.take_batch(&mut out);
+    for (i, w) in out.windows(2).enumerate() {
+      assert_eq!(w[0].seq, i as u64);
+      assert_eq!(w[1].seq, w[0].seq + 1);
+      assert!(w[1].timestamp_ms >= w[0].timestamp_ms);
+    }
+  }
+
+  #[test]
+  fn batch_respects_byte_limit() {
+    let s = Shard::new(0, 1000, Backpressure::Reject, 1000, 64);
+    fill(&s, 100);
+    let mut out = Vec::new();
+    s.take_batch(&mut out);
+    let bytes: usize = out.iter().map(|e| e.size()).sum();
+    assert!(bytes <= 64 && !out.is_empty());
+  }
+
+  #[test]
+  fn flush_ticket_counts_drops_of_covered_events() {
+    let s = Shard::new(0, 100, Backpressure::Reject, 10, 1 << 20);
+    fill(&s, 10);
+    let mut t = s.flush_ticket().unwrap();
+    assert_eq!(t.pending, 10);
+    fill(&s, 5); // not covered
+    let mut out = Vec::new();
+    s.take_batch(&mut out);
+    assert_eq!(out.len(), 10);
+    assert!(t.done.try_recv().is_err());
+    let dropped: Vec<u64> = out
+      .iter()
+      .filter(|e| e.seq % 2 == 0)
+      .map(|e| e.seq)
+      .collect();
+    s.finish_batch(5, &dropped, DropReason::Adapter, Some("boom".into()));
+    assert_eq!(t.done.try_recv().unwrap(), 5);
+  }
+}
