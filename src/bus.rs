@@ -414,10 +414,14 @@ async fn run_shutdown(core: Arc<BusCore>) -> Stats {
     {
       // Bound reached: dispatchers drop what is left (counted) and exit promptly.
       core.abort.fire();
+      break;
     }
   }
   for h in handles {
-    let _ = h.await;
+    // A handle already awaited to completion must not be polled again.
+    if !h.is_finished() {
+      let _ = h.await;
+    }
   }
   let grace = deadline
     .saturating_duration_since(Instant::now())
@@ -427,4 +431,11 @@ async fn run_shutdown(core: Arc<BusCore>) -> Stats {
   core.state.store(CLOSED, Ordering::SeqCst);
   core.identity.lock().take();
   Bus { core: core.clone() }.stats()
+}
+
+impl Bus {
+  /// A handle to an existing bus.
+  pub fn from_core(core: Arc<BusCore>) -> Bus {
+    Bus { core }
+  }
 }

@@ -47,7 +47,7 @@ pub fn backoff(attempt: u32) -> Duration {
   let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
   let d = exp.min(BACKOFF_CAP);
   let half = d / 2;
-  let jitter = (next_random() % (half.as_micros() as u64 + 1)) as u64;
+  let jitter = next_random() % (half.as_micros() as u64 + 1);
   half + Duration::from_micros(jitter)
 }
 

@@ -1,1 +1,28 @@
+//! The JS surface: converts values and delegates to the engine. No engine logic here.
 
+mod bus;
+mod convert;
+mod errors;
+mod options;
+mod subscription;
+
+use napi_derive::module_init;
+
+/// Worker threads of the process-wide runtime shared by every bus (and napi's async calls).
+const RUNTIME_THREADS: usize = 2;
+
+#[module_init]
+fn init() {
+  let rt = tokio::runtime::Builder::new_multi_thread()
+    .worker_threads(RUNTIME_THREADS)
+    .thread_name("ringbus")
+    .enable_all()
+    .build()
+    .expect("the ringbus tokio runtime can be built");
+  napi::bindgen_prelude::create_custom_tokio_runtime(rt);
+}
+
+/// The shared runtime's handle, for spawning engine tasks.
+pub(crate) fn runtime() -> tokio::runtime::Handle {
+  napi::bindgen_prelude::within_runtime_if_available(tokio::runtime::Handle::current)
+}

@@ -1,0 +1,368 @@
+//! The `EventBus` class.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use crate::bus::{Bus, BusCore};
+use crate::config::BusConfig;
+use crate::consume::cursor::Cursor;
+use crate::consume::filter::Filter;
+use crate::consume::poll::{self, Ordering};
+use crate::consume::subscribe::StartAt;
+use crate::error::{BusError, Code};
+use crate::napi::convert::{
+  self, BusEvent, BusStats, FlushResult, PollResult, ShardStat, Stringify,
+};
+use crate::napi::errors::{spawn, throw};
+use crate::napi::options::{self, EventBusOptions, IngestOptions};
+use crate::napi::subscription::Subscription;
+
+/// Longest a never-shut-down bus may hold up process or worker exit to drain.
+const TEARDOWN_BOUND: Duration = Duration::from_secs(3);
+
+fn global_stringify(env: &Env) -> std::result::Result<Stringify<'_>, BusError> {
+  let json: Object = env
+    .get_global()
+    .and_then(|g| g.get_named_property("JSON"))
+    .map_err(|e| BusError::config(format!("JSON is not available: {}", e.reason)))?;
+  json
+    .get_named_property("stringify")
+    .map_err(|e| BusError::config(format!("JSON.stringify is not available: {}", e.reason)))
+}
+
+/// Reads a user's option object as JSON text (undefined/null: None).
+fn options_json(
+  env: &Env,
+  value: Option<Unknown>,
+  what: &str,
+  code: Code,
+) -> std::result::Result<Option<String>, BusError> {
+  let Some(value) = value else { return Ok(None) };
+  match value.get_type() {
+    Ok(ValueType::Undefined) | Ok(ValueType::Null) => return Ok(None),
+    Ok(ValueType::Object) => {}
+    _ => return Err(BusError::new(code, format!("{what} must be an object"))),
+  }
+  let f = global_stringify(env)?;
+  convert::stringify(env, &f, value)
+    .map_err(|reason| BusError::new(code, format!("{what} cannot be read ({reason})")))
+}
+
+fn parse_options(env: &Env, value: Option<Unknown>) -> std::result::Result<BusConfig, BusError> {
+  match options_json(env, value, "options", Code::InvalidConfig)? {
+    None => Ok(BusConfig::default()),
+    Some(json) => {
+      let opts: EventBusOptions = options::parse_json(&json, "options", Code::InvalidConfig)?;
+      opts.into_config()
+    }
+  }
+}
+
+fn report_teardown(bus: &Bus) {
+  if !bus.is_running() {
+    return;
+  }
+  let before = bus.stats().counters.pending();
+  match bus.shutdown_blocking(TEARDOWN_BOUND) {
+    Some(stats) => {
+      let lost = stats.counters.dropped_shutdown;
+      if lost > 0 {
+        eprintln!(
+          "ringbus: an EventBus was not shut down before exit; {lost} of {before} pending events could not be delivered. Call `await bus.shutdown()` before exiting."
+        );
+      }
+    }
+    None => eprintln!(
+      "ringbus: an EventBus was not shut down before exit; delivery of {before} pending events could not be confirmed within {} ms. Call `await bus.shutdown()` before exiting.",
+      TEARDOWN_BOUND.as_millis()
+    ),
+  }
+}
+
+/// An event bus: synchronous sharded ingest, batched delivery to the adapter, and
+/// `poll`/`subscribe` to read events back.
+#[napi]
+pub struct EventBus {
+  bus: Bus,
+  stringify: FunctionRef<Unknown<'static>, Unknown<'static>>,
+}
+
+impl EventBus {
+  fn start(env: &Env, config: BusConfig) -> std::result::Result<EventBus, BusError> {
+    let stringify = global_stringify(env)?
+      .create_ref()
+      .map_err(|e| BusError::config(format!("could not keep JSON.stringify: {}", e.reason)))?;
+    let bus = Bus::start(config, crate::napi::runtime())?;
+    // At process or worker exit, drain what a forgotten bus still holds (bounded).
+    let weak: Weak<BusCore> = Arc::downgrade(bus.core());
+    env
+      .add_env_cleanup_hook(weak, |weak| {
+        if let Some(core) = weak.upgrade() {
+          report_teardown(&Bus::from_core(core));
+        }
+      })
+      .map_err(|e| BusError::config(format!("could not register the exit hook: {}", e.reason)))?;
+    Ok(EventBus { bus, stringify })
+  }
+}
+
+impl Drop for EventBus {
+  fn drop(&mut self) {
+    // Garbage collected without shutdown: stop the workers instead of leaking them.
+    self.bus.shutdown_in_background();
+  }
+}
+
+#[napi]
+impl EventBus {
+  /// Creates a bus with an in-process adapter (`memory`, the default, or `noop`).
+  /// Network adapters connect asynchronously: use `EventBus.create()` for them.
+  /// Throws `ERR_INVALID_CONFIG` naming the offending option.
+  #[napi(constructor)]
+  pub fn new(
+    env: Env,
+    #[napi(ts_arg_type = "EventBusOptions")] options: Option<Unknown>,
+  ) -> Result<Self, Code> {
+    let config = parse_options(&env, options).map_err(throw)?;
+    Self::start(&env, config).map_err(throw)
+  }
+
+  /// Validates the options, connects the adapter and starts the workers.
+  /// Rejects with `ERR_INVALID_CONFIG` or `ERR_CONNECT`.
+  #[napi(ts_return_type = "Promise<EventBus>")]
+  pub fn create<'env>(
+    env: &'env Env,
+    #[napi(ts_arg_type = "EventBusOptions")] options: Option<Unknown>,
+  ) -> Result<PromiseRaw<'env, EventBus>> {
+    let config = parse_options(env, options);
+    spawn(env, async move { config }, |env, config| {
+      Self::start(env, config)
+    })
+  }
+
+  /// Accepts one event and returns the id of the shard it went to. `event` is an object
+  /// (serialised with JSON.stringify), a JSON string (validated) or a Buffer/Uint8Array
+  /// (stored byte-exact). Never waits on I/O. Throws `ERR_INVALID_EVENT`,
+  /// `ERR_BACKPRESSURE` (backpressure `'reject'` and the shard is full) or `ERR_SHUT_DOWN`.
+  #[napi]
+  pub fn ingest(
+    &self,
+    env: Env,
+    #[napi(ts_arg_type = "object | string | Uint8Array")] event: Unknown,
+    options: Option<IngestOptions>,
+  ) -> Result<u32, Code> {
+    let key = match options.and_then(|o| o.key) {
+      Some(k) => Some(convert::check_key(k).map_err(throw)?),
+      None => None,
+    };
+    let f = self
+      .stringify
+      .borrow_back(&env)
+      .map_err(|e| Error::new(Code::InvalidEvent, e.reason))?;
+    let inc = convert::incoming(&env, &f, event, key).map_err(throw)?;
+    self.bus.ingest(inc).map_err(throw)
+  }
+
+  /// Accepts many events in one native call and returns how many were accepted. If any
+  /// event is invalid, none is accepted (`ERR_INVALID_EVENT` names its index). Under
+  /// backpressure `'reject'` it stops at the first full shard: `events.slice(returned)`
+  /// were not accepted (`ERR_BACKPRESSURE` when that is all of them).
+  #[napi]
+  pub fn ingest_batch(
+    &self,
+    env: Env,
+    #[napi(ts_arg_type = "Array<object | string | Uint8Array>")] events: Vec<Unknown>,
+    options: Option<IngestOptions>,
+  ) -> Result<u32, Code> {
+    let (key, keys) = match options {
+      Some(o) => (o.key, o.keys),
+      None => (None, None),
+    };
+    if let Some(keys) = &keys {
+      if keys.len() != events.len() {
+        return Err(throw(BusError::invalid_event(format!(
+          "options.keys has {} keys for {} events; give one key per event",
+          keys.len(),
+          events.len()
+        ))));
+      }
+    }
+    let shared = match key {
+      Some(k) => Some(convert::check_key(k).map_err(throw)?),
+      None => None,
+    };
+    let f = self
+      .stringify
+      .borrow_back(&env)
+      .map_err(|e| Error::new(Code::InvalidEvent, e.reason))?;
+    let mut keys = keys.map(|k| k.into_iter());
+    let mut batch = Vec::with_capacity(events.len());
+    for (i, ev) in events.into_iter().enumerate() {
+      let key = match keys.as_mut().and_then(|k| k.next()) {
+        Some(k) => Some(convert::check_key(k).map_err(throw)?),
+        None => shared.clone(),
+      };
+      let inc = convert::incoming(&env, &f, ev, key)
+        .map_err(|e| throw(BusError::new(e.code, format!("events[{i}]: {}", e.message))))?;
+      batch.push(inc);
+    }
+    self
+      .bus
+      .ingest_batch(batch)
+      .map(|n| n as u32)
+      .map_err(throw)
+  }
+
+  /// Resolves when every event accepted before the call has been stored by the adapter or
+  /// dropped, and says how many of them were dropped.
+  #[napi]
+  pub fn flush<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, FlushResult>> {
+    let bus = self.bus.clone();
+    spawn(env, async move { bus.flush().await }, |_, r| {
+      Ok(convert::flush_result(r))
+    })
+  }
+
+  /// Stops accepting events, drains every ring to the adapter (bounded by
+  /// `shutdownTimeoutMs`), ends subscriptions and closes the adapter. Idempotent; safe to
+  /// call concurrently; never rejects. Resolves with the final stats.
+  #[napi]
+  pub fn shutdown<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, BusStats>> {
+    let bus = self.bus.clone();
+    spawn(env, async move { Ok(bus.shutdown().await) }, |_, s| {
+      Ok(convert::bus_stats(&s))
+    })
+  }
+
+  /// Reads a page of stored events after `request.cursor`. Rejects with
+  /// `ERR_INVALID_CURSOR`, `ERR_INVALID_FILTER`, `ERR_INVALID_CONFIG` or `ERR_SHUT_DOWN`.
+  #[napi]
+  pub fn poll<'env>(
+    &self,
+    env: &'env Env,
+    #[napi(ts_arg_type = "PollRequest")] request: Option<Unknown>,
+  ) -> Result<PromiseRaw<'env, PollResult>> {
+    let bus = self.bus.clone();
+    let scope = bus.cursor_scope();
+    let req = self.poll_request(env, request);
+    spawn(
+      env,
+      async move {
+        let page = bus.poll(req?).await?;
+        Ok(page)
+      },
+      move |_, page| {
+        Ok(PollResult {
+          events: page.events.into_iter().map(convert::bus_event).collect(),
+          cursor: page.cursor.encode(&scope),
+          has_more: page.has_more,
+        })
+      },
+    )
+  }
+
+  /// An async iterable of events: `for await (const ev of bus.subscribe({ filter, from }))`.
+  /// Waits for new events without polling; `break` releases it; shutdown ends it.
+  /// Throws `ERR_INVALID_FILTER`, `ERR_INVALID_CURSOR`, `ERR_INVALID_CONFIG` or `ERR_SHUT_DOWN`.
+  #[napi]
+  pub fn subscribe(
+    &self,
+    env: Env,
+    #[napi(ts_arg_type = "SubscribeOptions")] options: Option<Unknown>,
+  ) -> Result<Subscription, Code> {
+    let json =
+      options_json(&env, options, "subscribe options", Code::InvalidConfig).map_err(throw)?;
+    let opts: options::SubscribeOptions = match json {
+      Some(j) => {
+        options::parse_json(&j, "subscribe options", Code::InvalidConfig).map_err(throw)?
+      }
+      None => options::SubscribeOptions {
+        filter: None,
+        from: None,
+      },
+    };
+    let filter = opts
+      .filter
+      .as_ref()
+      .map(Filter::parse)
+      .transpose()
+      .map_err(throw)?;
+    let start = match opts.from.as_deref() {
+      None | Some("earliest") => StartAt::Earliest,
+      Some("latest") => StartAt::Latest,
+      Some(c) => StartAt::Cursor(Cursor::decode(c, &self.bus.cursor_scope()).map_err(throw)?),
+    };
+    let sub = self.bus.subscribe(filter, start).map_err(throw)?;
+    Ok(Subscription::new(sub))
+  }
+
+  /// Bus-wide counters as plain numbers; `ingested == stored + dropped + pending` holds.
+  #[napi]
+  pub fn stats(&self) -> BusStats {
+    convert::bus_stats(&self.bus.stats())
+  }
+
+  /// Per-shard state and counters, sorted by shard id.
+  #[napi]
+  pub fn shard_stats(&self) -> Vec<ShardStat> {
+    self
+      .bus
+      .shard_stats()
+      .into_iter()
+      .map(convert::shard_stat)
+      .collect()
+  }
+
+  /// Number of shards.
+  #[napi(getter)]
+  pub fn num_shards(&self) -> u32 {
+    self.bus.num_shards()
+  }
+
+  /// True while the bus runs and its adapter is reachable.
+  #[napi]
+  pub fn is_healthy<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
+    let bus = self.bus.clone();
+    spawn(env, async move { Ok(bus.is_healthy().await) }, |_, h| Ok(h))
+  }
+}
+
+impl EventBus {
+  fn poll_request(
+    &self,
+    env: &Env,
+    request: Option<Unknown>,
+  ) -> std::result::Result<poll::PollRequest, BusError> {
+    let json = options_json(env, request, "poll request", Code::InvalidConfig)?;
+    let Some(json) = json else {
+      return Ok(poll::PollRequest {
+        limit: poll::DEFAULT_LIMIT,
+        ..Default::default()
+      });
+    };
+    let req: options::PollRequest =
+      options::parse_json(&json, "poll request", Code::InvalidConfig)?;
+    let ordering = match req.ordering.as_deref() {
+      None | Some("shard") => Ordering::Shard,
+      Some("timestamp") => Ordering::Timestamp,
+      Some(o) => {
+        return Err(BusError::config(format!(
+          "poll request.ordering must be 'shard' or 'timestamp', got {o:?}"
+        )))
+      }
+    };
+    Ok(poll::PollRequest {
+      limit: poll::check_limit(req.limit)?,
+      cursor: req
+        .cursor
+        .map(|c| Cursor::decode(&c, &self.bus.cursor_scope()))
+        .transpose()?,
+      filter: req.filter.as_ref().map(Filter::parse).transpose()?,
+      ordering,
+      shards: req.shards,
+    })
+  }
+}

@@ -1,0 +1,337 @@
+//! Conversions between JS values and engine types.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi_derive::napi;
+
+use crate::bus::{FlushReport, ShardStats, Stats};
+use crate::error::{BusError, Code};
+use crate::event::{Incoming, PayloadKind, StoredEvent};
+use crate::napi::errors::napi_failure;
+use crate::shard::CounterSnapshot;
+
+/// Longest accepted partition key, in bytes.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+/// An event read back.
+#[napi(object)]
+pub struct BusEvent {
+  /// The backend's id of the stored record.
+  pub id: String,
+  pub shard_id: u32,
+  /// Per-shard sequence number assigned at ingest.
+  pub seq: f64,
+  /// Milliseconds since the UNIX epoch, assigned at ingest.
+  pub timestamp: f64,
+  /// Partition key, when one was given.
+  pub key: Option<String>,
+  /// The payload as text (the JSON for JSON events; lossy UTF-8 for bytes).
+  pub raw: String,
+  /// The exact payload, for events ingested as a Buffer or Uint8Array.
+  pub bytes: Option<Buffer>,
+  /// Producer nonce, generation, shard and sequence: the id used for deduplication.
+  pub message_id: String,
+}
+
+pub fn bus_event(ev: StoredEvent) -> BusEvent {
+  let (raw, bytes) = match ev.kind {
+    PayloadKind::Json => (
+      // Validated JSON at ingest, so this is valid UTF-8.
+      String::from_utf8_lossy(&ev.payload).into_owned(),
+      None,
+    ),
+    PayloadKind::Bytes => (
+      String::from_utf8_lossy(&ev.payload).into_owned(),
+      Some(Buffer::from(ev.payload.to_vec())),
+    ),
+  };
+  BusEvent {
+    id: ev.id,
+    shard_id: ev.shard,
+    seq: ev.seq as f64,
+    timestamp: ev.timestamp_ms as f64,
+    key: ev.key.map(|k| k.to_string()),
+    raw,
+    bytes,
+    message_id: ev.message_id,
+  }
+}
+
+/// Counters as plain numbers (never BigInt). `ingested == stored + dropped + pending`.
+#[napi(object)]
+pub struct BusStats {
+  /// `'running'`, `'shuttingDown'` or `'closed'`.
+  pub state: String,
+  pub shards: u32,
+  /// Events accepted by `ingest`/`ingestBatch`.
+  pub ingested: f64,
+  /// Events the adapter acknowledged.
+  pub stored: f64,
+  /// Accepted events that will never be stored (sum of the `dropped*` reasons).
+  pub dropped: f64,
+  pub dropped_oldest: f64,
+  pub dropped_newest: f64,
+  /// Refused by the adapter as non-retryable, or retries exhausted.
+  pub dropped_adapter: f64,
+  /// Still undelivered when the shutdown bound expired.
+  pub dropped_shutdown: f64,
+  /// Accepted events not yet stored or dropped (queued + in flight).
+  pub pending: f64,
+  /// Events waiting in rings.
+  pub queued: f64,
+  /// Events in adapter writes right now.
+  pub in_flight: f64,
+  /// Events refused with `ERR_BACKPRESSURE` (never accepted, so not in `ingested`).
+  pub rejected: f64,
+}
+
+fn counters_into(c: &CounterSnapshot) -> [f64; 9] {
+  [
+    c.ingested as f64,
+    c.stored as f64,
+    c.dropped() as f64,
+    c.dropped_oldest as f64,
+    c.dropped_newest as f64,
+    c.dropped_adapter as f64,
+    c.dropped_shutdown as f64,
+    c.pending() as f64,
+    c.rejected as f64,
+  ]
+}
+
+pub fn bus_stats(s: &Stats) -> BusStats {
+  let [ingested, stored, dropped, dropped_oldest, dropped_newest, dropped_adapter, dropped_shutdown, pending, rejected] =
+    counters_into(&s.counters);
+  BusStats {
+    state: s.state.to_string(),
+    shards: s.shards,
+    ingested,
+    stored,
+    dropped,
+    dropped_oldest,
+    dropped_newest,
+    dropped_adapter,
+    dropped_shutdown,
+    pending,
+    queued: s.queued as f64,
+    in_flight: s.in_flight as f64,
+    rejected,
+  }
+}
+
+/// One shard's state and counters.
+#[napi(object)]
+pub struct ShardStat {
+  pub id: u32,
+  /// `'active'` while the bus runs, `'stopped'` after shutdown.
+  pub state: String,
+  pub capacity: f64,
+  /// Queued events / capacity.
+  pub fill_ratio: f64,
+  pub queued: f64,
+  pub queued_bytes: f64,
+  pub in_flight: f64,
+  pub pending: f64,
+  pub ingested: f64,
+  pub stored: f64,
+  pub dropped: f64,
+  pub rejected: f64,
+  /// The last adapter error seen by this shard's dispatcher.
+  pub last_error: Option<String>,
+}
+
+pub fn shard_stat(s: ShardStats) -> ShardStat {
+  ShardStat {
+    id: s.id,
+    state: s.state.to_string(),
+    capacity: s.capacity as f64,
+    fill_ratio: s.queued as f64 / s.capacity.max(1) as f64,
+    queued: s.queued as f64,
+    queued_bytes: s.queued_bytes as f64,
+    in_flight: s.in_flight as f64,
+    pending: s.counters.pending() as f64,
+    ingested: s.counters.ingested as f64,
+    stored: s.counters.stored as f64,
+    dropped: s.counters.dropped() as f64,
+    rejected: s.counters.rejected as f64,
+    last_error: s.last_error,
+  }
+}
+
+/// What a flush covered.
+#[napi(object)]
+pub struct FlushResult {
+  /// Events that were queued or in flight when `flush()` was called.
+  pub pending: f64,
+  /// Of those, how many the adapter stored.
+  pub stored: f64,
+  /// Of those, how many were dropped instead (see `stats()` for the reasons).
+  pub dropped: f64,
+}
+
+pub fn flush_result(r: FlushReport) -> FlushResult {
+  FlushResult {
+    pending: r.pending as f64,
+    stored: r.stored as f64,
+    dropped: r.dropped as f64,
+  }
+}
+
+/// A page of events.
+#[napi(object)]
+pub struct PollResult {
+  pub events: Vec<BusEvent>,
+  /// Pass to the next `poll` to continue after this page.
+  pub cursor: String,
+  /// More events were stored when this page was read (a filtered page can be short or
+  /// empty and still have more).
+  pub has_more: bool,
+}
+
+pub fn check_key(key: String) -> std::result::Result<Arc<str>, BusError> {
+  if key.len() > MAX_KEY_BYTES {
+    return Err(BusError::invalid_event(format!(
+      "key is {} bytes, over the {MAX_KEY_BYTES}-byte limit; use a shorter partition key",
+      key.len()
+    )));
+  }
+  Ok(Arc::from(key))
+}
+
+fn value_type_name(t: ValueType) -> &'static str {
+  match t {
+    ValueType::Undefined => "undefined",
+    ValueType::Null => "null",
+    ValueType::Boolean => "a boolean",
+    ValueType::Number => "a number",
+    ValueType::BigInt => "a bigint",
+    ValueType::Symbol => "a symbol",
+    ValueType::Function => "a function",
+    _ => "an unsupported value",
+  }
+}
+
+/// Bytes of a Uint8Array (or Buffer) value, or None when `value` is not one.
+fn uint8_bytes(env: sys::napi_env, value: sys::napi_value) -> Option<Bytes> {
+  let mut is_typed = false;
+  // SAFETY: plain napi queries on a live value of the current scope.
+  unsafe {
+    if sys::napi_is_typedarray(env, value, &mut is_typed) != sys::Status::napi_ok || !is_typed {
+      return None;
+    }
+    let mut kind = 0;
+    let mut len = 0usize;
+    let mut data = std::ptr::null_mut();
+    let mut buffer = std::ptr::null_mut();
+    let mut offset = 0usize;
+    if sys::napi_get_typedarray_info(
+      env,
+      value,
+      &mut kind,
+      &mut len,
+      &mut data,
+      &mut buffer,
+      &mut offset,
+    ) != sys::Status::napi_ok
+      || kind != sys::TypedarrayType::uint8_array
+    {
+      return None;
+    }
+    if len == 0 || data.is_null() {
+      return Some(Bytes::new());
+    }
+    Some(Bytes::copy_from_slice(std::slice::from_raw_parts(
+      data as *const u8,
+      len,
+    )))
+  }
+}
+
+/// Validates JSON text without building a tree.
+pub fn check_json(text: &[u8]) -> std::result::Result<(), BusError> {
+  serde_json::from_slice::<serde::de::IgnoredAny>(text)
+    .map(|_| ())
+    .map_err(|e| {
+      BusError::invalid_event(format!(
+        "string is not valid JSON ({e}); pass an object, valid JSON text or a Buffer"
+      ))
+    })
+}
+
+/// The global `JSON.stringify` as a callable function.
+pub type Stringify<'env> = Function<'env, Unknown<'static>, Unknown<'static>>;
+
+/// Serialises a value with `JSON.stringify`. Ok(None) when it serialises to nothing;
+/// Err with the JS exception's message when it throws (cycles, BigInt).
+pub fn stringify(
+  env: &Env,
+  f: &Stringify<'_>,
+  value: Unknown<'_>,
+) -> std::result::Result<Option<String>, String> {
+  // SAFETY: the value lives in the current handle scope for the whole call.
+  let arg: Unknown<'static> = unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) };
+  let out = f.call(arg).map_err(|e| e.reason.clone())?;
+  match out.get_type() {
+    // SAFETY: the type was just checked.
+    Ok(ValueType::String) => unsafe { String::from_napi_value(env.raw(), out.raw()) }
+      .map(Some)
+      .map_err(|e| e.reason.clone()),
+    _ => Ok(None),
+  }
+}
+
+/// Converts one JS event to an engine event.
+pub fn incoming(
+  env: &Env,
+  stringify_fn: &Stringify<'_>,
+  value: Unknown<'_>,
+  key: Option<Arc<str>>,
+) -> std::result::Result<Incoming, BusError> {
+  let t = value
+    .get_type()
+    .map_err(|e| napi_failure(Code::InvalidEvent, "event", e))?;
+  match t {
+    ValueType::String => {
+      // SAFETY: the type was just checked.
+      let s = unsafe { String::from_napi_value(env.raw(), value.raw()) }
+        .map_err(|e| napi_failure(Code::InvalidEvent, "event", e))?;
+      check_json(s.as_bytes())?;
+      Ok(Incoming {
+        kind: PayloadKind::Json,
+        key,
+        payload: Bytes::from(s),
+      })
+    }
+    ValueType::Object => {
+      if let Some(bytes) = uint8_bytes(env.raw(), value.raw()) {
+        return Ok(Incoming {
+          kind: PayloadKind::Bytes,
+          key,
+          payload: bytes,
+        });
+      }
+      let json = stringify(env, stringify_fn, value).map_err(|reason| {
+        BusError::invalid_event(format!(
+          "event cannot be serialised as JSON ({reason}); remove cycles and BigInt values, or pass a Buffer"
+        ))
+      })?;
+      match json {
+        Some(s) => Ok(Incoming {
+          kind: PayloadKind::Json,
+          key,
+          payload: Bytes::from(s),
+        }),
+        None => Err(BusError::invalid_event(
+          "event serialises to nothing (its toJSON returned undefined); pass an object, JSON text or a Buffer",
+        )),
+      }
+    }
+    other => Err(BusError::invalid_event(format!(
+      "event must be an object, a JSON string or a Buffer/Uint8Array, got {}",
+      value_type_name(other)
+    ))),
+  }
+}
