@@ -13,9 +13,7 @@ use crate::consume::filter::Filter;
 use crate::consume::poll::{self, Ordering};
 use crate::consume::subscribe::StartAt;
 use crate::error::{BusError, Code};
-use crate::napi::convert::{
-  self, BusEvent, BusStats, FlushResult, PollResult, ShardStat, Stringify,
-};
+use crate::napi::convert::{self, BusStats, FlushResult, PollResult, ShardStat, Stringify};
 use crate::napi::errors::{spawn, throw};
 use crate::napi::options::{self, EventBusOptions, IngestOptions};
 use crate::napi::subscription::Subscription;
