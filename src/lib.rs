@@ -15,4 +15,5 @@ pub mod routing;
 pub mod shard;
 pub mod signal;
 
+#[cfg(feature = "addon")]
 mod napi;
