@@ -115,7 +115,7 @@ fn json_event(i: u64, key: Option<&str>) -> Incoming {
     key: key.map(Arc::from),
     payload: Bytes::from(format!(
       r#"{{"i":{i},"even":{},"k":"{}"}}"#,
-      i % 2 == 0,
+      i.is_multiple_of(2),
       key.unwrap_or("")
     )),
   }
