@@ -229,9 +229,12 @@ impl Bus {
     Ok(accepted)
   }
 
-  /// Resolves once every event accepted before the call is stored or dropped, then flushes
-  /// the adapter.
-  pub async fn flush(&self) -> Result<FlushReport> {
+  /// Sets the flush barrier now (at the call, not when a task first runs) and returns a
+  /// future that resolves once every event accepted before it is stored or dropped, and
+  /// the adapter has flushed.
+  pub fn begin_flush(
+    &self,
+  ) -> Result<impl std::future::Future<Output = Result<FlushReport>> + Send + 'static> {
     if self.core.state.load(Ordering::SeqCst) == CLOSED {
       return Err(BusError::shut_down());
     }
@@ -241,24 +244,32 @@ impl Bus {
       .iter()
       .filter_map(|s| s.flush_ticket())
       .collect();
-    let mut report = FlushReport::default();
-    for t in tickets {
-      report.pending += t.pending;
-      // A waiter is always completed (by delivery, drop or shutdown abandonment).
-      report.dropped += t.done.await.unwrap_or(0);
-    }
-    report.stored = report.pending - report.dropped;
-    match tokio::time::timeout(self.core.config.adapter_timeout, self.core.adapter.flush()).await {
-      Ok(Ok(())) => Ok(report),
-      Ok(Err(e)) => Err(e.into()),
-      Err(_) => Err(BusError::new(
-        Code::Timeout,
-        format!(
-          "adapter flush did not finish within adapterTimeoutMs ({} ms); check the backend",
-          self.core.config.adapter_timeout.as_millis()
-        ),
-      )),
-    }
+    let core = self.core.clone();
+    Ok(async move {
+      let mut report = FlushReport::default();
+      for t in tickets {
+        report.pending += t.pending;
+        // A waiter is always completed (by delivery, drop or shutdown abandonment).
+        report.dropped += t.done.await.unwrap_or(0);
+      }
+      report.stored = report.pending - report.dropped;
+      match tokio::time::timeout(core.config.adapter_timeout, core.adapter.flush()).await {
+        Ok(Ok(())) => Ok(report),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(BusError::new(
+          Code::Timeout,
+          format!(
+            "adapter flush did not finish within adapterTimeoutMs ({} ms); check the backend",
+            core.config.adapter_timeout.as_millis()
+          ),
+        )),
+      }
+    })
+  }
+
+  /// See [`Bus::begin_flush`].
+  pub async fn flush(&self) -> Result<FlushReport> {
+    self.begin_flush()?.await
   }
 
   /// Stops accepting, drains every ring, closes the adapter. Idempotent; concurrent callers

@@ -218,8 +218,8 @@ impl EventBus {
   /// dropped, and says how many of them were dropped.
   #[napi]
   pub fn flush<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, FlushResult>> {
-    let bus = self.bus.clone();
-    spawn(env, async move { bus.flush().await }, |_, r| {
+    let barrier = self.bus.begin_flush();
+    spawn(env, async move { barrier?.await }, |_, r| {
       Ok(convert::flush_result(r))
     })
   }

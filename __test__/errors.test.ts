@@ -1,0 +1,140 @@
+import { EventBus } from '../index'
+import { thrown } from './helpers'
+
+describe('error codes', () => {
+  let bus: EventBus
+  beforeAll(() => {
+    bus = new EventBus({ shards: 2, maxEventBytes: 64 })
+  })
+  afterAll(async () => {
+    await bus.shutdown()
+  })
+
+  it.each([
+    [{ shards: 0 }, 'shards'],
+    [{ shards: 2.5 }, 'options.shards'],
+    [{ shards: 'four' }, 'options.shards'],
+    [{ unknownKey: 1 }, 'unknownKey'],
+    [{ backpressure: 'block' }, 'options.backpressure'],
+    [{ batch: { maxEvents: 0 } }, 'batch.maxEvents'],
+    [{ batch: { lingerMs: 5 } }, 'options.batch'],
+    [{ ringCapacity: 1 }, 'ringCapacity'],
+    [{ adapter: { type: 'memory', capacity: 5 } }, 'options.adapter'],
+    [{ adapter: { type: 'kafka' } }, 'options.adapter.type'],
+    [{ adapterTimeoutMs: -1 }, 'options.adapterTimeoutMs'],
+    [{ retries: 1000 }, 'retries'],
+  ])('ERR_INVALID_CONFIG for %j names %s', (options, key) => {
+    const err = thrown(() => new EventBus(options as never))
+    expect(err.code).toBe('ERR_INVALID_CONFIG')
+    expect(err.message).toContain(key)
+  })
+
+  it('ERR_INVALID_CONFIG from create() is a rejection', async () => {
+    await expect(EventBus.create({ shards: 0 })).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+    await expect(EventBus.create({ nope: true } as never)).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+  })
+
+  it('options must be an object', () => {
+    expect(thrown(() => new EventBus(42 as never)).code).toBe('ERR_INVALID_CONFIG')
+  })
+
+  it('ERR_INVALID_EVENT for events that cannot be stored, with nothing accepted', () => {
+    const circular: Record<string, unknown> = {}
+    circular.self = circular
+    const cases: unknown[] = [
+      circular,
+      { big: 1n },
+      '{not json',
+      '',
+      42,
+      null,
+      undefined,
+      true,
+      { toJSON: () => undefined },
+      'x'.repeat(100),
+      Buffer.alloc(65),
+    ]
+    for (const ev of cases) {
+      const err = thrown(() => bus.ingest(ev as never))
+      expect(err.code).toBe('ERR_INVALID_EVENT')
+      expect(err.message.length).toBeGreaterThan(10)
+    }
+    const batchErr = thrown(() => bus.ingestBatch([{ ok: 1 }, circular, { ok: 2 }]))
+    expect(batchErr.code).toBe('ERR_INVALID_EVENT')
+    expect(batchErr.message).toMatch(/^events\[1\]/)
+    expect(thrown(() => bus.ingest({ a: 1 }, { key: 'k'.repeat(5000) })).code).toBe('ERR_INVALID_EVENT')
+    expect(bus.stats().ingested).toBe(0)
+  })
+
+  it('ERR_INVALID_FILTER names the offending path', async () => {
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ a: { $regex: 'x' } }, 'filter.a.$regex'],
+      [{ $or: [{ a: 1 }, { b: { $in: 5 } }] }, 'filter.$or[1].b.$in'],
+      [{ $and: [] }, 'filter.$and'],
+      [{ a: { $exists: 'yes' } }, 'filter.a.$exists'],
+    ]
+    for (const [filter, path] of cases) {
+      await expect(bus.poll({ filter })).rejects.toMatchObject({ code: 'ERR_INVALID_FILTER' })
+      const err = await bus.poll({ filter }).catch((e) => e)
+      expect(err.message).toContain(path)
+      expect(thrown(() => bus.subscribe({ filter })).code).toBe('ERR_INVALID_FILTER')
+    }
+    let deep: Record<string, unknown> = { a: 1 }
+    for (let i = 0; i < 40; i++) deep = { $not: deep }
+    await expect(bus.poll({ filter: deep })).rejects.toMatchObject({ code: 'ERR_INVALID_FILTER' })
+  })
+
+  it('ERR_INVALID_CURSOR for malformed cursors and cursors of another backend', async () => {
+    const foreign = 'rb1.' + Buffer.from(JSON.stringify({ s: 'jetstream:orders', p: { '0': '5' } })).toString('base64url')
+    for (const cursor of ['', 'garbage', 'rb1.%%%', 'rb1.e30', foreign]) {
+      await expect(bus.poll({ cursor })).rejects.toMatchObject({ code: 'ERR_INVALID_CURSOR' })
+    }
+    expect(thrown(() => bus.subscribe({ from: 'garbage' })).code).toBe('ERR_INVALID_CURSOR')
+    const err = await bus.poll({ cursor: foreign }).catch((e) => e)
+    expect(err.message).toMatch(/another store/)
+  })
+
+  it('ERR_INVALID_CONFIG for bad poll requests', async () => {
+    await expect(bus.poll({ limit: 0 })).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+    await expect(bus.poll({ limit: 1_000_000 })).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+    await expect(bus.poll({ shards: [99] })).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+    await expect(bus.poll({ ordering: 'random' as never })).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+    await expect(bus.poll({ limt: 5 } as never)).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+  })
+
+  it('ERR_BACKPRESSURE and ERR_SHUT_DOWN', async () => {
+    const small = new EventBus({ shards: 1, ringCapacity: 16, batch: { maxDelayMs: 60_000 } })
+    for (let i = 0; i < 16; i++) small.ingest({ i })
+    expect(thrown(() => small.ingest({ i: 16 })).code).toBe('ERR_BACKPRESSURE')
+    expect(thrown(() => small.ingestBatch([{ i: 17 }])).code).toBe('ERR_BACKPRESSURE')
+    await small.shutdown()
+    expect(thrown(() => small.ingest({})).code).toBe('ERR_SHUT_DOWN')
+    await expect(small.poll()).rejects.toMatchObject({ code: 'ERR_SHUT_DOWN' })
+  })
+
+  it('producerNoncePath held by a live bus is ERR_INVALID_CONFIG', async () => {
+    const os = await import('node:os')
+    const path = await import('node:path')
+    const fs = await import('node:fs')
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringbus-nonce-'))
+    const file = path.join(dir, 'producer')
+    const a = new EventBus({ producerNoncePath: file })
+    const err = thrown(() => new EventBus({ producerNoncePath: file }))
+    expect(err.code).toBe('ERR_INVALID_CONFIG')
+    expect(err.message).toMatch(/in use/)
+    a.ingest({ x: 1 })
+    await a.flush()
+    const first = (await a.poll()).events[0].messageId
+    await a.shutdown()
+    const b = new EventBus({ producerNoncePath: file })
+    b.ingest({ x: 1 })
+    await b.flush()
+    const second = (await b.poll()).events[0].messageId
+    await b.shutdown()
+    // Same nonce, next generation: ids never repeat across restarts.
+    expect(second.split('-')[0]).toBe(first.split('-')[0])
+    expect(Number(second.split('-')[1])).toBe(Number(first.split('-')[1]) + 1)
+    expect((fs.statSync(file).mode & 0o777).toString(8)).toBe('600')
+    fs.rmSync(dir, { recursive: true })
+  })
+})
