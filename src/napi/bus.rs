@@ -1,12 +1,9 @@
 //! The `EventBus` class.
 
-use std::sync::{Arc, Weak};
-use std::time::Duration;
-
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use crate::bus::{Bus, BusCore};
+use crate::bus::Bus;
 use crate::config::BusConfig;
 use crate::consume::cursor::Cursor;
 use crate::consume::filter::Filter;
@@ -17,9 +14,6 @@ use crate::napi::convert::{self, BusStats, FlushResult, PollResult, ShardStat, S
 use crate::napi::errors::{spawn, throw};
 use crate::napi::options::{self, EventBusOptions, IngestOptions};
 use crate::napi::subscription::Subscription;
-
-/// Longest a never-shut-down bus may hold up process or worker exit to drain.
-const TEARDOWN_BOUND: Duration = Duration::from_secs(3);
 
 fn global_stringify(env: &Env) -> std::result::Result<Stringify<'_>, BusError> {
   let json: Object = env
@@ -59,27 +53,6 @@ fn parse_options(env: &Env, value: Option<Unknown>) -> std::result::Result<BusCo
   }
 }
 
-fn report_teardown(bus: &Bus) {
-  if !bus.is_running() {
-    return;
-  }
-  let before = bus.stats().counters.pending();
-  match bus.shutdown_blocking(TEARDOWN_BOUND) {
-    Some(stats) => {
-      let lost = stats.counters.dropped_shutdown;
-      if lost > 0 {
-        eprintln!(
-          "ringbus: an EventBus was not shut down before exit; {lost} of {before} pending events could not be delivered. Call `await bus.shutdown()` before exiting."
-        );
-      }
-    }
-    None => eprintln!(
-      "ringbus: an EventBus was not shut down before exit; delivery of {before} pending events could not be confirmed within {} ms. Call `await bus.shutdown()` before exiting.",
-      TEARDOWN_BOUND.as_millis()
-    ),
-  }
-}
-
 /// An event bus: synchronous sharded ingest, batched delivery to the adapter, and
 /// `poll`/`subscribe` to read events back.
 #[napi]
@@ -95,14 +68,8 @@ impl EventBus {
       .map_err(|e| BusError::config(format!("could not keep JSON.stringify: {}", e.reason)))?;
     let bus = Bus::start(config, crate::napi::runtime())?;
     // At process or worker exit, drain what a forgotten bus still holds (bounded).
-    let weak: Weak<BusCore> = Arc::downgrade(bus.core());
-    env
-      .add_env_cleanup_hook(weak, |weak| {
-        if let Some(core) = weak.upgrade() {
-          report_teardown(&Bus::from_core(core));
-        }
-      })
-      .map_err(|e| BusError::config(format!("could not register the exit hook: {}", e.reason)))?;
+    crate::napi::teardown::track(env, &bus)
+      .map_err(|e| BusError::config(format!("could not register the exit drain: {}", e.reason)))?;
     Ok(EventBus { bus, stringify })
   }
 }

@@ -5,6 +5,7 @@ mod convert;
 mod errors;
 mod options;
 mod subscription;
+mod teardown;
 
 use napi_derive::module_init;
 

@@ -1,0 +1,94 @@
+import { spawnSync } from 'node:child_process'
+import path from 'node:path'
+
+const root = path.resolve(__dirname, '..')
+
+function runNode(script: string, timeoutMs = 20_000) {
+  const started = Date.now()
+  const r = spawnSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8', timeout: timeoutMs })
+  return { ...r, elapsed: Date.now() - started }
+}
+
+describe('process and worker lifecycle', () => {
+  it('a process whose bus is never shut down exits on its own', () => {
+    const r = runNode(`
+      const { EventBus } = require('./index.js')
+      const bus = new EventBus({ shards: 4 })
+      for (let i = 0; i < 100000; i++) bus.ingest({ i })
+      bus.poll().then((p) => console.log('polled', p.events.length))
+      const sub = bus.subscribe({ from: 'latest' })
+      console.log('done ingesting')
+    `)
+    expect(r.error).toBeUndefined()
+    expect(r.status).toBe(0)
+    expect(r.stdout).toContain('done ingesting')
+    expect(r.elapsed).toBeLessThan(10_000)
+    // Everything reached the memory store during the exit drain: nothing to report.
+    expect(r.stderr).toBe('')
+  })
+
+  it('process.exit() with events still queued drains them before exit', () => {
+    const r = runNode(`
+      const { EventBus } = require('./index.js')
+      const bus = new EventBus({ shards: 2, batch: { maxDelayMs: 60000, maxEvents: 100000 } })
+      for (let i = 0; i < 5000; i++) bus.ingest({ i })
+      console.log('pending', bus.stats().pending)
+      process.exit(0)
+    `)
+    expect(r.status).toBe(0)
+    expect(r.stdout).toContain('pending 5000')
+    expect(r.stderr).toBe('')
+  })
+
+  it('a bus inside a worker_threads Worker works and the worker exits cleanly', () => {
+    const r = runNode(`
+      const { Worker } = require('node:worker_threads')
+      const code = \`
+        const { parentPort } = require('node:worker_threads')
+        const { EventBus } = require(\${JSON.stringify(require('node:path').resolve('index.js'))})
+        ;(async () => {
+          const bus = new EventBus({ shards: 2 })
+          for (let i = 0; i < 10000; i++) bus.ingest({ i })
+          const f = await bus.flush()
+          let n = 0, cursor
+          for (;;) { const p = await bus.poll({ limit: 1000, cursor }); n += p.events.length; cursor = p.cursor; if (!p.hasMore) break }
+          parentPort.postMessage({ dropped: f.dropped, stored: bus.stats().stored, read: n })
+          // A second bus is left running on purpose: worker teardown must drain it.
+          const other = new EventBus()
+          other.ingest({ left: 'running' })
+          await bus.shutdown()
+        })()
+      \`
+      const w = new Worker(code, { eval: true })
+      w.on('message', (m) => console.log('worker says', JSON.stringify(m)))
+      w.on('error', (e) => { console.error('worker error', e); process.exitCode = 2 })
+      w.on('exit', (c) => console.log('worker exit', c))
+    `)
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    expect(r.stdout).toContain('worker says {"dropped":0,"stored":10000,"read":10000}')
+    expect(r.stdout).toContain('worker exit 0')
+  })
+
+  it('a bus used from the main thread and a worker at once stays independent', () => {
+    const r = runNode(`
+      const { Worker } = require('node:worker_threads')
+      const { EventBus } = require('./index.js')
+      const main = new EventBus()
+      main.ingest({ from: 'main' })
+      const w = new Worker(\`
+        const { EventBus } = require(\${JSON.stringify(require('node:path').resolve('index.js'))})
+        const b = new EventBus(); b.ingest({ from: 'worker' })
+        b.flush().then(() => b.poll()).then((p) => { require('node:worker_threads').parentPort.postMessage(p.events.map(e => e.raw)); return b.shutdown() })
+      \`, { eval: true })
+      w.on('message', async (m) => {
+        await main.flush()
+        const p = await main.poll()
+        console.log(JSON.stringify({ worker: m, main: p.events.map(e => e.raw) }))
+        await main.shutdown()
+      })
+    `)
+    expect(r.status).toBe(0)
+    expect(r.stdout.trim()).toBe(JSON.stringify({ worker: ['{"from":"worker"}'], main: ['{"from":"main"}'] }))
+  })
+})
