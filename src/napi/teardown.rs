@@ -18,6 +18,9 @@ const TEARDOWN_BOUND: Duration = Duration::from_secs(3);
 
 type Registry = Arc<Mutex<Vec<Weak<BusCore>>>>;
 
+/// `process.once(event, listener)`.
+type ProcessOnce<'env> = Function<'env, FnArgs<(&'env str, Function<'env, (), ()>)>, Unknown<'env>>;
+
 /// Per-environment instance data.
 struct LiveBuses(Registry);
 
@@ -73,8 +76,7 @@ pub fn track(env: &Env, bus: &Bus) -> Result<()> {
       Ok(())
     })?;
   let process: Object = env.get_global()?.get_named_property("process")?;
-  let once: Function<FnArgs<(&str, Function<(), ()>)>, Unknown> =
-    process.get_named_property("once")?;
+  let once: ProcessOnce = process.get_named_property("once")?;
   once.apply(process, FnArgs::from(("exit", listener)))?;
 
   // Workers that end without an 'exit' event, and anything registered after it fired.
