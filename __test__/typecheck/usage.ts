@@ -1,0 +1,71 @@
+// Type-checked (never run) by types.test.ts: how a TypeScript user writes against index.d.ts.
+import {
+  EventBus,
+  type BusEvent,
+  type BusStats,
+  type EventBusOptions,
+  type FlushResult,
+  type PollResult,
+  type ShardStat,
+} from '../../index'
+
+export async function usage(): Promise<number> {
+  const options: EventBusOptions = {
+    shards: 4,
+    ringCapacity: 1024,
+    backpressure: 'dropOldest',
+    maxEventBytes: 4096,
+    batch: { maxEvents: 100, maxBytes: 65536, maxDelayMs: 1 },
+    adapterTimeoutMs: 1000,
+    retries: 2,
+    producerNoncePath: '/tmp/nonce',
+    shutdownTimeoutMs: 5000,
+    adapter: { type: 'memory', maxEvents: 1000, maxBytes: 1 << 20 },
+  }
+  const bus = await EventBus.create(options)
+  const other = new EventBus({ adapter: { type: 'noop' } })
+  const shard: number = bus.ingest({ orderId: 1 }, { key: 'customer-7' })
+  bus.ingest('{"a":1}')
+  bus.ingest(Buffer.from('x'))
+  bus.ingest(new Uint8Array([1]))
+  const accepted: number = bus.ingestBatch([{ a: 1 }, '{"b":2}'], { keys: ['x', 'y'] })
+  const flushed: FlushResult = await bus.flush()
+  const page: PollResult = await bus.poll({
+    limit: 10,
+    filter: { total: { $gt: 5 } },
+    ordering: 'timestamp',
+    shards: [0, 1],
+  })
+  const next = await bus.poll({ cursor: page.cursor })
+  const first: BusEvent | undefined = next.events[0]
+  const raw: string | undefined = first?.raw
+  const bytes: Buffer | undefined = first?.bytes
+  for await (const ev of bus.subscribe({ from: 'earliest', filter: { orderId: 1 } })) {
+    const id: string = ev.id
+    const ts: number = ev.timestamp
+    void id, ts
+    break
+  }
+  const stats: BusStats = bus.stats()
+  const shards: ShardStat[] = bus.shardStats()
+  const n: number = bus.numShards
+  const healthy: boolean = await bus.isHealthy()
+  const final: BusStats = await bus.shutdown()
+  await other.shutdown()
+  void raw, bytes, healthy, final
+  return shard + accepted + flushed.dropped + stats.pending + shards.length + n
+}
+
+export function misuse(bus: EventBus): void {
+  // @ts-expect-error backpressure is a closed set of modes
+  new EventBus({ backpressure: 'block' })
+  // @ts-expect-error unknown adapter types are rejected by the typings too
+  new EventBus({ adapter: { type: 'kafka' } })
+  // @ts-expect-error counters are numbers, not bigint
+  const big: bigint = bus.stats().ingested
+  // @ts-expect-error ingest is synchronous and returns the shard id
+  const p: Promise<number> = bus.ingest({})
+  // @ts-expect-error ordering is 'shard' or 'timestamp'
+  void bus.poll({ ordering: 'random' })
+  void big, p
+}
