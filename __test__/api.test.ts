@@ -18,7 +18,11 @@ describe('EventBus on the memory adapter', () => {
     expect(s1).toBeLessThan(3)
 
     const flushed = await bus.flush()
-    expect(flushed).toEqual({ pending: 4, stored: 4, dropped: 0 })
+    // Some events may have been stored before the call: flush covers what was still pending.
+    expect(flushed.dropped).toBe(0)
+    expect(flushed.stored).toBe(flushed.pending)
+    expect(flushed.pending).toBeLessThanOrEqual(4)
+    expect(bus.stats()).toMatchObject({ ingested: 4, stored: 4, pending: 0 })
 
     const events = await pollAll(bus)
     expect(events).toHaveLength(4)
@@ -186,7 +190,7 @@ describe('subscribe', () => {
     const sub = bus.subscribe({ from: 'latest' })
     const it = sub[Symbol.asyncIterator]()
     const next = it.next()
-    setTimeout(() => bus.ingest({ fresh: true }), 30)
+    setTimeout(() => bus.ingest({ fresh: true }), 100)
     const r = await next
     expect(r.done).toBe(false)
     expect(JSON.parse(r.value!.raw)).toEqual({ fresh: true })
