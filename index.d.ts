@@ -100,6 +100,29 @@ export type AdapterOptions =
     maxEvents?: number; /** Payload bytes kept across all shards. Default: 268435456 (256 MiB). */
   maxBytes?: number }
   | { type: 'noop' }
+  | { type: 'jetstream'; /** Server URL, or several for a cluster, e.g. `'nats://127.0.0.1:4222'`. */
+    servers: string | string[]; /**
+     * Stream name: 1-64 letters, digits, `-` or `_`. An existing stream must have the
+     * same configuration as these options, or `create()` fails with `ERR_INVALID_CONFIG`.
+     */
+    stream: string; /** User name, with `password`. */
+    user?: string; password?: string; /** Authentication token. */
+    token?: string; /** Path of a `.creds` file (JWT and nkey seed). */
+    credsFile?: string; /** Nkey seed (`SU…`). */
+    nkey?: string; /** TLS; present means required. */
+    tls?: TlsOptions; /** Stream replicas in a cluster (1–5). Default: 1. */
+    replicas?: number; /** Stream storage. Default: `'file'`. */
+    storage?: StorageMode; /** Discard messages older than this. Default: unlimited. */
+    maxAgeMs?: number; /** Stream size limit in bytes; the oldest messages are discarded. Default: unlimited. */
+    maxBytes?: number; /** Stream message limit; the oldest are discarded. Default: unlimited. */
+    maxMessages?: number; /**
+     * How long the server remembers message ids to drop duplicates of retried
+     * publishes. Default: 120000 (2 min).
+     */
+    duplicateWindowMs?: number; /** Limit on connecting at `create()`. Default: 5000. */
+    connectTimeoutMs?: number; /** Limit on each JetStream request and publish acknowledgement. Default: 5000. */
+    requestTimeoutMs?: number; /** Unacknowledged publishes per shard at any time (1–65536). Default: 1024. */
+  maxInFlight?: number }
 
 /** What `ingest` does when the target shard's ring is full. */
 export type BackpressureMode = 'reject' | 'dropOldest' | 'dropNewest'
@@ -161,6 +184,11 @@ export interface BusStats {
   inFlight: number
   /** Events refused with `ERR_BACKPRESSURE` (never accepted, so not in `ingested`). */
   rejected: number
+  /**
+   * Stored records skipped on read because they could not be decoded (each is also
+   * logged once, with its position).
+   */
+  corruptSkipped: number
 }
 
 /** Options of `new EventBus()` and `EventBus.create()`. Unknown keys are rejected. */
@@ -267,6 +295,9 @@ export interface ShardStat {
   lastError?: string
 }
 
+/** Stream storage of the JetStream adapter. */
+export type StorageMode = 'file' | 'memory'
+
 /** Options of `subscribe()`. */
 export interface SubscribeOptions {
   /** Mongo-like filter on JSON events (see `poll`). */
@@ -276,4 +307,14 @@ export interface SubscribeOptions {
    * from `poll()`.
    */
   from?: string
+}
+
+/** TLS settings. Omit the files to verify the server against the system's roots. */
+export interface TlsOptions {
+  /** PEM file of the certificate authorities that sign the server's certificate. */
+  caFile?: string
+  /** PEM client certificate (with `keyFile`) for mutual TLS. */
+  certFile?: string
+  /** PEM private key of `certFile`. */
+  keyFile?: string
 }

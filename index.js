@@ -838,3 +838,4 @@ module.exports = nativeBinding
 module.exports.EventBus = nativeBinding.EventBus
 module.exports.Subscription = nativeBinding.Subscription
 module.exports.BackpressureMode = nativeBinding.BackpressureMode
+module.exports.StorageMode = nativeBinding.StorageMode

@@ -38,6 +38,8 @@ pub struct Stats {
   pub in_flight: u64,
   pub shards: u32,
   pub state: &'static str,
+  /// Records the adapter skipped on read because they could not be decoded.
+  pub corrupt_skipped: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,7 +98,7 @@ impl Bus {
   /// Starts a bus with an in-process adapter built from `config.adapter`.
   pub fn start(config: BusConfig, rt: Handle) -> Result<Bus> {
     config.validate()?;
-    let adapter = crate::adapter::build(&config.adapter);
+    let adapter = crate::adapter::build_local(&config.adapter)?;
     Self::start_with_adapter(config, adapter, rt)
   }
 
@@ -354,6 +356,7 @@ impl Bus {
     let mut s = Stats {
       shards: self.num_shards(),
       state: self.state_name(),
+      corrupt_skipped: self.core.adapter.corrupt_skipped(),
       ..Stats::default()
     };
     for shard in &self.core.shards {

@@ -41,6 +41,154 @@ pub enum AdapterConfig {
   Memory { max_events: usize, max_bytes: usize },
   /// Accepts and discards every event.
   Noop,
+  /// NATS JetStream: one stream, one subject per shard.
+  JetStream(JetStreamConfig),
+}
+
+impl AdapterConfig {
+  /// Whether the adapter connects to a server (and so needs `EventBus.create`).
+  pub fn is_network(&self) -> bool {
+    matches!(self, AdapterConfig::JetStream(_))
+  }
+}
+
+/// Credentials for NATS. Never printed: `Debug` hides the secrets.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum NatsAuth {
+  #[default]
+  None,
+  UserPassword {
+    user: String,
+    password: String,
+  },
+  Token(String),
+  CredsFile(PathBuf),
+  NkeySeed(String),
+}
+
+impl std::fmt::Debug for NatsAuth {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    match self {
+      NatsAuth::None => f.write_str("None"),
+      NatsAuth::UserPassword { user, .. } => write!(f, "UserPassword({user}, ***)"),
+      NatsAuth::Token(_) => f.write_str("Token(***)"),
+      NatsAuth::CredsFile(p) => write!(f, "CredsFile({})", p.display()),
+      NatsAuth::NkeySeed(_) => f.write_str("NkeySeed(***)"),
+    }
+  }
+}
+
+/// TLS for a network adapter. `required` without files uses the system roots.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+  pub ca_file: Option<PathBuf>,
+  pub cert_file: Option<PathBuf>,
+  pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+  File,
+  Memory,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JetStreamConfig {
+  pub servers: Vec<String>,
+  pub stream: String,
+  pub auth: NatsAuth,
+  pub tls: Option<TlsConfig>,
+  pub replicas: usize,
+  pub storage: StorageKind,
+  pub max_age: Option<Duration>,
+  pub max_bytes: Option<i64>,
+  pub max_messages: Option<i64>,
+  pub duplicate_window: Duration,
+  pub connect_timeout: Duration,
+  pub request_timeout: Duration,
+  pub max_in_flight: usize,
+}
+
+impl JetStreamConfig {
+  pub fn new(servers: Vec<String>, stream: impl Into<String>) -> Self {
+    JetStreamConfig {
+      servers,
+      stream: stream.into(),
+      auth: NatsAuth::None,
+      tls: None,
+      replicas: 1,
+      storage: StorageKind::File,
+      max_age: None,
+      max_bytes: None,
+      max_messages: None,
+      duplicate_window: Duration::from_secs(120),
+      connect_timeout: Duration::from_secs(5),
+      request_timeout: Duration::from_secs(5),
+      max_in_flight: 1024,
+    }
+  }
+
+  pub fn validate(&self) -> Result<()> {
+    if self.servers.is_empty() {
+      return Err(BusError::config(
+        "adapter.servers must name at least one server, e.g. 'nats://127.0.0.1:4222'",
+      ));
+    }
+    for s in &self.servers {
+      if s.trim().is_empty() {
+        return Err(BusError::config(
+          "adapter.servers contains an empty address",
+        ));
+      }
+    }
+    let valid_name = !self.stream.is_empty()
+      && self.stream.len() <= 64
+      && self
+        .stream
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid_name {
+      return Err(BusError::config(format!(
+        "adapter.stream {:?} is not a valid stream name: use 1-64 letters, digits, '-' or '_'",
+        self.stream
+      )));
+    }
+    check_range("adapter.replicas", self.replicas as u64, 1, 5)?;
+    check_range("adapter.maxInFlight", self.max_in_flight as u64, 1, 65_536)?;
+    check_range(
+      "adapter.connectTimeoutMs",
+      self.connect_timeout.as_millis() as u64,
+      1,
+      600_000,
+    )?;
+    check_range(
+      "adapter.requestTimeoutMs",
+      self.request_timeout.as_millis() as u64,
+      1,
+      600_000,
+    )?;
+    check_range(
+      "adapter.duplicateWindowMs",
+      self.duplicate_window.as_millis() as u64,
+      100,
+      7 * 24 * 3_600_000,
+    )?;
+    if let Some(age) = self.max_age {
+      if age < self.duplicate_window {
+        return Err(BusError::config(
+          "adapter.maxAgeMs must be at least adapter.duplicateWindowMs (NATS requires it)",
+        ));
+      }
+    }
+    if let NatsAuth::UserPassword { user, .. } = &self.auth {
+      if user.is_empty() {
+        return Err(BusError::config(
+          "adapter.user must not be empty when adapter.password is set",
+        ));
+      }
+    }
+    Ok(())
+  }
 }
 
 pub const DEFAULT_MEMORY_MAX_EVENTS: usize = 1 << 20;
@@ -155,6 +303,9 @@ impl BusConfig {
     {
       check_range("adapter.maxEvents", *max_events as u64, 1, 1 << 32)?;
       check_range("adapter.maxBytes", *max_bytes as u64, 1024, 1 << 40)?;
+    }
+    if let AdapterConfig::JetStream(js) = &self.adapter {
+      js.validate()?;
     }
     Ok(())
   }

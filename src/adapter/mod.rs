@@ -1,5 +1,6 @@
 //! The adapter interface every backend implements, and the in-process backends.
 
+pub mod jetstream;
 pub mod memory;
 pub mod noop;
 
@@ -113,15 +114,41 @@ pub trait Adapter: Send + Sync + 'static {
   async fn close(&self) -> Result<(), AdapterError>;
 
   async fn is_healthy(&self) -> bool;
+
+  /// Records skipped on read because they could not be decoded.
+  fn corrupt_skipped(&self) -> u64 {
+    0
+  }
 }
 
-/// Builds an in-process adapter from its configuration.
-pub fn build(config: &crate::config::AdapterConfig) -> std::sync::Arc<dyn Adapter> {
+/// Builds an in-process adapter; network adapters must be connected with [`connect`].
+pub fn build_local(
+  config: &crate::config::AdapterConfig,
+) -> Result<std::sync::Arc<dyn Adapter>, BusError> {
+  use crate::config::AdapterConfig;
   match config {
-    crate::config::AdapterConfig::Memory {
+    AdapterConfig::Memory {
       max_events,
       max_bytes,
-    } => std::sync::Arc::new(memory::MemoryAdapter::new(*max_events, *max_bytes)),
-    crate::config::AdapterConfig::Noop => std::sync::Arc::new(noop::NoopAdapter),
+    } => Ok(std::sync::Arc::new(memory::MemoryAdapter::new(
+      *max_events,
+      *max_bytes,
+    ))),
+    AdapterConfig::Noop => Ok(std::sync::Arc::new(noop::NoopAdapter)),
+    AdapterConfig::JetStream(_) => Err(BusError::config(
+      "this adapter connects to a server: use `await EventBus.create(options)` instead of `new EventBus(options)`",
+    )),
+  }
+}
+
+/// Connects (and prepares) the configured adapter.
+pub async fn connect(
+  config: &crate::config::AdapterConfig,
+) -> Result<std::sync::Arc<dyn Adapter>, BusError> {
+  match config {
+    crate::config::AdapterConfig::JetStream(js) => Ok(std::sync::Arc::new(
+      jetstream::JetStreamAdapter::connect(js.clone()).await?,
+    )),
+    other => build_local(other),
   }
 }

@@ -62,11 +62,18 @@ pub struct EventBus {
 }
 
 impl EventBus {
-  fn start(env: &Env, config: BusConfig) -> std::result::Result<EventBus, BusError> {
+  fn start(
+    env: &Env,
+    config: BusConfig,
+    adapter: Option<std::sync::Arc<dyn crate::adapter::Adapter>>,
+  ) -> std::result::Result<EventBus, BusError> {
     let stringify = global_stringify(env)?
       .create_ref()
       .map_err(|e| BusError::config(format!("could not keep JSON.stringify: {}", e.reason)))?;
-    let bus = Bus::start(config, crate::napi::runtime())?;
+    let bus = match adapter {
+      Some(adapter) => Bus::start_with_adapter(config, adapter, crate::napi::runtime())?,
+      None => Bus::start(config, crate::napi::runtime())?,
+    };
     // At process or worker exit, drain what a forgotten bus still holds (bounded).
     crate::napi::teardown::track(env, &bus)
       .map_err(|e| BusError::config(format!("could not register the exit drain: {}", e.reason)))?;
@@ -92,7 +99,7 @@ impl EventBus {
     #[napi(ts_arg_type = "EventBusOptions")] options: Option<Unknown>,
   ) -> Result<Self, Code> {
     let config = parse_options(&env, options).map_err(throw)?;
-    Self::start(&env, config).map_err(throw)
+    Self::start(&env, config, None).map_err(throw)
   }
 
   /// Validates the options, connects the adapter and starts the workers.
@@ -103,9 +110,15 @@ impl EventBus {
     #[napi(ts_arg_type = "EventBusOptions")] options: Option<Unknown>,
   ) -> Result<PromiseRaw<'env, EventBus>> {
     let config = parse_options(env, options);
-    spawn(env, async move { config }, |env, config| {
-      Self::start(env, config)
-    })
+    spawn(
+      env,
+      async move {
+        let config = config?;
+        let adapter = crate::adapter::connect(&config.adapter).await?;
+        Ok((config, adapter))
+      },
+      |env, (config, adapter)| Self::start(env, config, Some(adapter)),
+    )
   }
 
   /// Accepts one event and returns the id of the shard it went to. `event` is an object

@@ -86,6 +86,9 @@ pub struct BusStats {
   pub in_flight: f64,
   /// Events refused with `ERR_BACKPRESSURE` (never accepted, so not in `ingested`).
   pub rejected: f64,
+  /// Stored records skipped on read because they could not be decoded (each is also
+  /// logged once, with its position).
+  pub corrupt_skipped: f64,
 }
 
 fn counters_into(c: &CounterSnapshot) -> [f64; 9] {
@@ -119,6 +122,7 @@ pub fn bus_stats(s: &Stats) -> BusStats {
     queued: s.queued as f64,
     in_flight: s.in_flight as f64,
     rejected,
+    corrupt_skipped: s.corrupt_skipped as f64,
   }
 }
 

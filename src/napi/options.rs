@@ -61,6 +61,71 @@ pub enum AdapterOptions {
   },
   /// Accepts and discards every event (for measuring the bus itself).
   Noop {},
+  /// NATS JetStream: one stream (created if missing), one subject per shard:
+  /// `<stream>.<shardId>`. Needs `EventBus.create()`.
+  Jetstream {
+    /// Server URL, or several for a cluster, e.g. `'nats://127.0.0.1:4222'`.
+    #[napi(ts_type = "string | string[]")]
+    servers: serde_json::Value,
+    /// Stream name: 1-64 letters, digits, `-` or `_`. An existing stream must have the
+    /// same configuration as these options, or `create()` fails with `ERR_INVALID_CONFIG`.
+    stream: String,
+    /// User name, with `password`.
+    user: Option<String>,
+    password: Option<String>,
+    /// Authentication token.
+    token: Option<String>,
+    /// Path of a `.creds` file (JWT and nkey seed).
+    creds_file: Option<String>,
+    /// Nkey seed (`SU…`).
+    nkey: Option<String>,
+    /// TLS; present means required.
+    tls: Option<TlsOptions>,
+    /// Stream replicas in a cluster (1–5). Default: 1.
+    replicas: Option<u32>,
+    /// Stream storage. Default: `'file'`.
+    storage: Option<StorageMode>,
+    /// Discard messages older than this. Default: unlimited.
+    max_age_ms: Option<f64>,
+    /// Stream size limit in bytes; the oldest messages are discarded. Default: unlimited.
+    max_bytes: Option<f64>,
+    /// Stream message limit; the oldest are discarded. Default: unlimited.
+    max_messages: Option<f64>,
+    /// How long the server remembers message ids to drop duplicates of retried
+    /// publishes. Default: 120000 (2 min).
+    duplicate_window_ms: Option<u32>,
+    /// Limit on connecting at `create()`. Default: 5000.
+    connect_timeout_ms: Option<u32>,
+    /// Limit on each JetStream request and publish acknowledgement. Default: 5000.
+    request_timeout_ms: Option<u32>,
+    /// Unacknowledged publishes per shard at any time (1–65536). Default: 1024.
+    max_in_flight: Option<u32>,
+  },
+}
+
+/// Stream storage of the JetStream adapter.
+#[napi(string_enum)]
+#[derive(Debug, Deserialize)]
+pub enum StorageMode {
+  #[napi(value = "file")]
+  #[serde(rename = "file")]
+  File,
+  #[napi(value = "memory")]
+  #[serde(rename = "memory")]
+  Memory,
+}
+
+/// TLS settings. Omit the files to verify the server against the system's roots.
+#[napi(object)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsOptions {
+  /// PEM file of the certificate authorities that sign the server's certificate.
+  pub ca_file: Option<String>,
+  /// PEM client certificate (with `keyFile`) for mutual TLS.
+  pub cert_file: Option<String>,
+  /// PEM private key of `certFile`.
+  pub key_file: Option<String>,
 }
 
 /// Options of `new EventBus()` and `EventBus.create()`. Unknown keys are rejected.
@@ -124,6 +189,104 @@ pub fn parse_json<T: DeserializeOwned>(json: &str, what: &str, code: Code) -> Re
   })
 }
 
+fn whole(key: &str, v: Option<f64>) -> Result<Option<i64>> {
+  match v {
+    None => Ok(None),
+    Some(x) if x.fract() == 0.0 && x >= 0.0 && x <= 9.007_199_254_740_991e15 => Ok(Some(x as i64)),
+    Some(x) => Err(BusError::config(format!(
+      "{key} must be a whole number of at least 0, got {x}"
+    ))),
+  }
+}
+
+fn jetstream_config(opts: AdapterOptions) -> Result<config::JetStreamConfig> {
+  let AdapterOptions::Jetstream {
+    servers,
+    stream,
+    user,
+    password,
+    token,
+    creds_file,
+    nkey,
+    tls,
+    replicas,
+    storage,
+    max_age_ms,
+    max_bytes,
+    max_messages,
+    duplicate_window_ms,
+    connect_timeout_ms,
+    request_timeout_ms,
+    max_in_flight,
+  } = opts
+  else {
+    unreachable!("called for the jetstream variant only")
+  };
+  let servers = match servers {
+    serde_json::Value::String(s) => vec![s],
+    serde_json::Value::Array(items) => items
+      .into_iter()
+      .map(|v| match v {
+        serde_json::Value::String(s) => Ok(s),
+        _ => Err(BusError::config(
+          "adapter.servers must be a URL string or an array of URL strings",
+        )),
+      })
+      .collect::<Result<Vec<_>>>()?,
+    _ => {
+      return Err(BusError::config(
+        "adapter.servers must be a URL string or an array of URL strings",
+      ))
+    }
+  };
+  let methods = [
+    password.is_some() || user.is_some(),
+    token.is_some(),
+    creds_file.is_some(),
+    nkey.is_some(),
+  ];
+  if methods.iter().filter(|m| **m).count() > 1 {
+    return Err(BusError::config(
+      "adapter: give one authentication method: user/password, token, credsFile or nkey",
+    ));
+  }
+  let auth = match (user, password, token, creds_file, nkey) {
+    (Some(user), Some(password), ..) => config::NatsAuth::UserPassword { user, password },
+    (Some(_), None, ..) | (None, Some(_), ..) => {
+      return Err(BusError::config(
+        "adapter.user and adapter.password go together",
+      ))
+    }
+    (_, _, Some(t), ..) => config::NatsAuth::Token(t),
+    (_, _, _, Some(f), _) => config::NatsAuth::CredsFile(f.into()),
+    (_, _, _, _, Some(seed)) => config::NatsAuth::NkeySeed(seed),
+    _ => config::NatsAuth::None,
+  };
+  let mut c = config::JetStreamConfig::new(servers, stream);
+  c.auth = auth;
+  c.tls = tls.map(|t| config::TlsConfig {
+    ca_file: t.ca_file.map(Into::into),
+    cert_file: t.cert_file.map(Into::into),
+    key_file: t.key_file.map(Into::into),
+  });
+  if let Some(r) = replicas {
+    c.replicas = r as usize;
+  }
+  if let Some(StorageMode::Memory) = storage {
+    c.storage = config::StorageKind::Memory;
+  }
+  c.max_age = whole("adapter.maxAgeMs", max_age_ms)?.map(|v| Duration::from_millis(v as u64));
+  c.max_bytes = whole("adapter.maxBytes", max_bytes)?;
+  c.max_messages = whole("adapter.maxMessages", max_messages)?;
+  c.duplicate_window = ms(duplicate_window_ms, c.duplicate_window);
+  c.connect_timeout = ms(connect_timeout_ms, c.connect_timeout);
+  c.request_timeout = ms(request_timeout_ms, c.request_timeout);
+  if let Some(n) = max_in_flight {
+    c.max_in_flight = n as usize;
+  }
+  Ok(c)
+}
+
 fn ms(v: Option<u32>, default: Duration) -> Duration {
   v.map(|v| Duration::from_millis(v as u64))
     .unwrap_or(default)
@@ -150,6 +313,9 @@ impl EventBusOptions {
         max_bytes: max_bytes.map_or(config::DEFAULT_MEMORY_MAX_BYTES, |v| v as usize),
       },
       Some(AdapterOptions::Noop {}) => AdapterConfig::Noop,
+      Some(js @ AdapterOptions::Jetstream { .. }) => {
+        AdapterConfig::JetStream(jetstream_config(js)?)
+      }
     };
     let cfg = BusConfig {
       shards: self.shards.unwrap_or(d.shards),

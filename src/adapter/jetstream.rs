@@ -1,0 +1,803 @@
+//! NATS JetStream: one stream, one subject per shard (`<stream>.<shard>`).
+//!
+//! Writes publish each event with `Nats-Msg-Id` = its message id, pipelined through a
+//! bounded window of unacknowledged publishes; the server's duplicate window turns
+//! retries into exactly-once storage, and an ack flagged duplicate counts as stored.
+//! Event metadata travels in headers (`Rb-Ts`, `Rb-Seq`, `Rb-Kind`, `Rb-Key`); the payload
+//! is the event itself, so the stream reads naturally with the `nats` tools.
+//!
+//! Reads use ephemeral pull consumers (no acks, filtered by the shard's subject, starting
+//! after the cursor's stream sequence) and fetch many messages per round trip. An idle
+//! consumer is kept per shard and reused when the next read starts where it stopped.
+//! Subscribers wait with a pull request that expires on the server, never a polling loop.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::connection::State as ConnState;
+use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy};
+use async_nats::jetstream::context::{CreateStreamErrorKind, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{
+  Config as StreamConfig, DiscardPolicy, RetentionPolicy, StorageType,
+};
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::{self, Context};
+use async_nats::{ConnectOptions, HeaderMap};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+
+use super::{Adapter, AdapterError, Outcome, Positions, ReadPage, WriteBatch, WriteResult};
+use crate::config::{JetStreamConfig, NatsAuth, StorageKind};
+use crate::error::{BusError, Code};
+use crate::event::{PayloadKind, StoredEvent};
+
+const H_TS: &str = "Rb-Ts";
+const H_SEQ: &str = "Rb-Seq";
+const H_KIND: &str = "Rb-Kind";
+const H_KEY: &str = "Rb-Key";
+const H_MSG_ID: &str = "Nats-Msg-Id";
+
+/// Ephemeral read consumers are removed by the server after this much idleness.
+const READER_IDLE: Duration = Duration::from_secs(60);
+/// Corrupt records logged individually before going quiet (the count keeps growing).
+const MAX_LOGGED_CORRUPT: usize = 1024;
+
+/// A read consumer positioned after stream sequence `position` of one shard's subject.
+struct Reader {
+  consumer: Consumer<pull::Config>,
+  position: u64,
+  /// Consumer sequence of the last delivered message: a jump means a lost delivery.
+  consumer_seq: u64,
+  /// Messages pulled by a wait but not yet returned by a read.
+  buffer: VecDeque<jetstream::Message>,
+}
+
+pub struct JetStreamAdapter {
+  config: JetStreamConfig,
+  client: async_nats::Client,
+  js: Context,
+  readers: Mutex<HashMap<u32, Vec<Reader>>>,
+  corrupt: AtomicU64,
+  logged: Mutex<HashSet<u64>>,
+  secrets: Vec<String>,
+}
+
+fn connect_err(msg: String) -> BusError {
+  BusError::new(Code::Connect, msg)
+}
+
+/// Removes the userinfo (user:password@) from a server URL for messages.
+pub fn redact_url(url: &str) -> String {
+  match (url.find("://"), url.rfind('@')) {
+    (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+    (None, Some(at)) => format!("***@{}", &url[at + 1..]),
+    _ => url.to_string(),
+  }
+}
+
+fn secrets_of(config: &JetStreamConfig) -> Vec<String> {
+  let mut out = Vec::new();
+  match &config.auth {
+    NatsAuth::UserPassword { password, .. } => out.push(password.clone()),
+    NatsAuth::Token(t) => out.push(t.clone()),
+    NatsAuth::NkeySeed(s) => out.push(s.clone()),
+    NatsAuth::None | NatsAuth::CredsFile(_) => {}
+  }
+  for url in &config.servers {
+    if let (Some(s), Some(at)) = (url.find("://"), url.rfind('@')) {
+      if at > s {
+        let userinfo = &url[s + 3..at];
+        if let Some((_, pass)) = userinfo.split_once(':') {
+          out.push(pass.to_string());
+        }
+        out.push(userinfo.to_string());
+      }
+    }
+  }
+  out.retain(|s| !s.is_empty());
+  out
+}
+
+fn scrub(secrets: &[String], mut msg: String) -> String {
+  for s in secrets {
+    if msg.contains(s.as_str()) {
+      msg = msg.replace(s.as_str(), "***");
+    }
+  }
+  msg
+}
+
+fn header_escape(key: &str) -> String {
+  let mut out = String::with_capacity(key.len());
+  for c in key.chars() {
+    if c == '%' || c.is_control() || !c.is_ascii() {
+      let mut buf = [0u8; 4];
+      for b in c.encode_utf8(&mut buf).bytes() {
+        out.push_str(&format!("%{b:02X}"));
+      }
+    } else {
+      out.push(c);
+    }
+  }
+  out
+}
+
+fn header_unescape(s: &str) -> Option<String> {
+  let bytes = s.as_bytes();
+  let mut out = Vec::with_capacity(bytes.len());
+  let mut i = 0;
+  while i < bytes.len() {
+    if bytes[i] == b'%' {
+      let hex = s.get(i + 1..i + 3)?;
+      out.push(u8::from_str_radix(hex, 16).ok()?);
+      i += 3;
+    } else {
+      out.push(bytes[i]);
+      i += 1;
+    }
+  }
+  String::from_utf8(out).ok()
+}
+
+impl JetStreamAdapter {
+  /// Connects, then creates the stream or checks that the existing one matches.
+  pub async fn connect(config: JetStreamConfig) -> Result<Self, BusError> {
+    config.validate()?;
+    let secrets = secrets_of(&config);
+    let shown: Vec<String> = config.servers.iter().map(|s| redact_url(s)).collect();
+    let mut opts = ConnectOptions::new()
+      .name("ringbus")
+      .connection_timeout(config.connect_timeout)
+      .request_timeout(Some(config.request_timeout))
+      // Reconnect forever after a successful start; the dispatcher's retries bound writes.
+      .max_reconnects(None);
+    opts = match &config.auth {
+      NatsAuth::None => opts,
+      NatsAuth::UserPassword { user, password } => {
+        opts.user_and_password(user.clone(), password.clone())
+      }
+      NatsAuth::Token(t) => opts.token(t.clone()),
+      NatsAuth::NkeySeed(seed) => opts.nkey(seed.clone()),
+      NatsAuth::CredsFile(path) => opts.credentials_file(path).await.map_err(|e| {
+        BusError::config(format!(
+          "adapter.credsFile {} cannot be used ({e}); check the path and its contents",
+          path.display()
+        ))
+      })?,
+    };
+    if let Some(tls) = &config.tls {
+      opts = opts.require_tls(true);
+      if let Some(ca) = &tls.ca_file {
+        opts = opts.add_root_certificates(ca.clone());
+      }
+      match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => opts = opts.add_client_certificate(cert.clone(), key.clone()),
+        (None, None) => {}
+        _ => {
+          return Err(BusError::config(
+            "adapter.tls needs both certFile and keyFile for a client certificate",
+          ))
+        }
+      }
+    }
+    let connect = opts.connect(config.servers.clone());
+    let client = match tokio::time::timeout(config.connect_timeout, connect).await {
+      Err(_) => {
+        return Err(connect_err(format!(
+          "could not connect to NATS at {} within connectTimeoutMs ({} ms); check that the server is running and reachable",
+          shown.join(", "),
+          config.connect_timeout.as_millis()
+        )))
+      }
+      Ok(Err(e)) => {
+        return Err(connect_err(scrub(
+          &secrets,
+          format!(
+            "could not connect to NATS at {}: {e}; check the address, TLS settings and credentials",
+            shown.join(", ")
+          ),
+        )))
+      }
+      Ok(Ok(c)) => c,
+    };
+    let js = jetstream::ContextBuilder::new()
+      .timeout(config.request_timeout)
+      // Each write bounds its own window; this limit only has to stay out of the way.
+      .max_ack_inflight(config.max_in_flight.saturating_mul(1024))
+      .backpressure_on_inflight(true)
+      .build(client.clone());
+    let adapter = JetStreamAdapter {
+      config,
+      client,
+      js,
+      readers: Mutex::new(HashMap::new()),
+      corrupt: AtomicU64::new(0),
+      logged: Mutex::new(HashSet::new()),
+      secrets,
+    };
+    if let Err(e) = adapter.ensure_stream().await {
+      let _ = tokio::time::timeout(Duration::from_secs(1), adapter.client.drain()).await;
+      return Err(e);
+    }
+    Ok(adapter)
+  }
+
+  fn subject(&self, shard: u32) -> String {
+    format!("{}.{shard}", self.config.stream)
+  }
+
+  fn wanted_stream(&self) -> StreamConfig {
+    let c = &self.config;
+    StreamConfig {
+      name: c.stream.clone(),
+      subjects: vec![format!("{}.*", c.stream)],
+      retention: RetentionPolicy::Limits,
+      discard: DiscardPolicy::Old,
+      storage: match c.storage {
+        StorageKind::File => StorageType::File,
+        StorageKind::Memory => StorageType::Memory,
+      },
+      num_replicas: c.replicas,
+      max_age: c.max_age.unwrap_or(Duration::ZERO),
+      max_bytes: c.max_bytes.unwrap_or(-1),
+      max_messages: c.max_messages.unwrap_or(-1),
+      duplicate_window: c.duplicate_window,
+      ..Default::default()
+    }
+  }
+
+  async fn ensure_stream(&self) -> Result<(), BusError> {
+    let want = self.wanted_stream();
+    let err = match self.js.create_stream(want.clone()).await {
+      // Creating with an identical configuration succeeds on an existing stream.
+      Ok(_) => return Ok(()),
+      Err(e) => e,
+    };
+    match err.kind() {
+      CreateStreamErrorKind::JetStream(js) if js.error_code() == ErrorCode::STREAM_NAME_EXIST => {
+        let stream = self.js.get_stream(&want.name).await.map_err(|e| {
+          BusError::new(Code::Adapter, self.scrub(format!("could not read stream {}: {e}", want.name)))
+        })?;
+        let have = &stream.cached_info().config;
+        let diff = describe_conflict(have, &want);
+        Err(BusError::config(format!(
+          "adapter.stream '{}' already exists with a different configuration ({}); use options that match it, or update or delete the stream with the nats tool",
+          want.name,
+          if diff.is_empty() { "server-side settings differ".into() } else { diff.join("; ") }
+        )))
+      }
+      CreateStreamErrorKind::JetStreamUnavailable => Err(connect_err(
+        "JetStream is not available on this NATS server; start nats-server with JetStream enabled (-js)".into(),
+      )),
+      CreateStreamErrorKind::JetStream(js)
+        if js.error_code() == ErrorCode::JETSTREAM_NOT_ENABLED
+          || js.error_code() == ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT =>
+      {
+        Err(connect_err(format!(
+          "JetStream is not enabled for this account or server ({js}); enable JetStream (-js) or use an account that has it"
+        )))
+      }
+      CreateStreamErrorKind::TimedOut => Err(BusError::new(
+        Code::Timeout,
+        format!(
+          "creating stream {} timed out after requestTimeoutMs ({} ms); check the JetStream cluster",
+          want.name,
+          self.config.request_timeout.as_millis()
+        ),
+      )),
+      _ => Err(BusError::new(
+        Code::Adapter,
+        self.scrub(format!("could not create stream {}: {err}; check the stream options and the account's JetStream limits", want.name)),
+      )),
+    }
+  }
+
+  fn scrub(&self, msg: String) -> String {
+    scrub(&self.secrets, msg)
+  }
+
+  fn adapter_error(&self, retryable: bool, msg: String) -> AdapterError {
+    AdapterError {
+      code: Code::Adapter,
+      retryable,
+      message: self.scrub(msg),
+    }
+  }
+
+  fn outcome_of_publish(&self, kind: PublishErrorKind, text: String) -> Outcome {
+    match kind {
+      PublishErrorKind::MaxPayloadExceeded => Outcome::Reject(self.adapter_error(
+        false,
+        format!(
+          "event rejected by NATS ({text}); lower maxEventBytes below the server's max_payload"
+        ),
+      )),
+      _ if text.contains("Permissions Violation") || text.contains("authorization") => {
+        Outcome::Reject(self.adapter_error(
+          false,
+          format!("publish refused by NATS: {text}; check the account's permissions"),
+        ))
+      }
+      _ => Outcome::Retry(self.adapter_error(true, format!("JetStream publish failed: {text}"))),
+    }
+  }
+
+  fn note_corrupt(&self, stream_seq: u64, reason: &str) {
+    self.corrupt.fetch_add(1, Ordering::Relaxed);
+    let mut logged = self.logged.lock();
+    if logged.len() < MAX_LOGGED_CORRUPT && logged.insert(stream_seq) {
+      eprintln!(
+        "ringbus: skipped a corrupt record in JetStream stream {} at sequence {stream_seq}: {reason}",
+        self.config.stream
+      );
+    }
+  }
+
+  /// Turns a delivered message into an event, or None (counted) when it cannot be read.
+  fn decode(&self, shard: u32, stream_seq: u64, msg: &async_nats::Message) -> Option<StoredEvent> {
+    let headers = match &msg.headers {
+      Some(h) => h,
+      None => {
+        self.note_corrupt(stream_seq, "no ringbus headers");
+        return None;
+      }
+    };
+    let get = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
+    let ts = get(H_TS).and_then(|v| v.parse::<u64>().ok());
+    let seq = get(H_SEQ).and_then(|v| v.parse::<u64>().ok());
+    let kind = match get(H_KIND).as_deref() {
+      Some("json") => Some(PayloadKind::Json),
+      Some("bytes") => Some(PayloadKind::Bytes),
+      _ => None,
+    };
+    let key = match get(H_KEY) {
+      Some(k) => match header_unescape(&k) {
+        Some(k) => Some(std::sync::Arc::from(k)),
+        None => {
+          self.note_corrupt(stream_seq, "undecodable Rb-Key header");
+          return None;
+        }
+      },
+      None => None,
+    };
+    let (Some(ts), Some(seq), Some(kind)) = (ts, seq, kind) else {
+      self.note_corrupt(
+        stream_seq,
+        "missing or invalid Rb-Ts/Rb-Seq/Rb-Kind headers",
+      );
+      return None;
+    };
+    if kind == PayloadKind::Json
+      && serde_json::from_slice::<serde::de::IgnoredAny>(&msg.payload).is_err()
+    {
+      self.note_corrupt(stream_seq, "payload marked JSON is not valid JSON");
+      return None;
+    }
+    Some(StoredEvent {
+      id: stream_seq.to_string(),
+      position: stream_seq.to_string(),
+      shard,
+      seq,
+      timestamp_ms: ts,
+      kind,
+      key,
+      payload: msg.payload.clone(),
+      message_id: get(H_MSG_ID).unwrap_or_default(),
+    })
+  }
+
+  fn parse_position(&self, shard: u32, pos: Option<&str>) -> Result<u64, AdapterError> {
+    match pos {
+      None => Ok(0),
+      Some(p) => p.parse::<u64>().map_err(|_| AdapterError {
+        code: Code::InvalidCursor,
+        retryable: false,
+        message: format!(
+          "cursor position {p:?} for shard {shard} is not a JetStream sequence; use a cursor returned by this bus"
+        ),
+      }),
+    }
+  }
+
+  /// An idle reader at `position`, or a new consumer starting after it.
+  async fn lease(&self, shard: u32, position: u64) -> Result<Reader, AdapterError> {
+    {
+      let mut readers = self.readers.lock();
+      if let Some(list) = readers.get_mut(&shard) {
+        if let Some(i) = list.iter().position(|r| r.position == position) {
+          return Ok(list.swap_remove(i));
+        }
+      }
+    }
+    let config = pull::Config {
+      deliver_policy: DeliverPolicy::ByStartSequence {
+        start_sequence: position + 1,
+      },
+      ack_policy: AckPolicy::None,
+      filter_subject: self.subject(shard),
+      inactive_threshold: READER_IDLE,
+      memory_storage: true,
+      num_replicas: 1,
+      ..Default::default()
+    };
+    let consumer = self
+      .js
+      .create_consumer_on_stream(config, &self.config.stream)
+      .await
+      .map_err(|e| {
+        self.adapter_error(
+          true,
+          format!("could not open a JetStream reader on shard {shard}: {e}"),
+        )
+      })?;
+    Ok(Reader {
+      consumer,
+      position,
+      consumer_seq: 0,
+      buffer: VecDeque::new(),
+    })
+  }
+
+  fn give_back(&self, shard: u32, reader: Reader) {
+    let mut readers = self.readers.lock();
+    let list = readers.entry(shard).or_default();
+    // A few idle readers per shard (one per concurrent consumer of this bus) is plenty.
+    if list.len() < 4 {
+      list.push(reader);
+    }
+  }
+
+  /// Accepts a delivered message into `reader`, or reports a lost delivery.
+  fn accept(&self, reader: &mut Reader, msg: &jetstream::Message) -> Result<(u64, u64), ()> {
+    let (stream_seq, consumer_seq, pending) = delivery_info(msg).ok_or(())?;
+    if consumer_seq != reader.consumer_seq + 1 {
+      return Err(());
+    }
+    reader.consumer_seq = consumer_seq;
+    reader.position = stream_seq;
+    Ok((stream_seq, pending))
+  }
+}
+
+/// (stream sequence, consumer sequence, pending) of a JetStream delivery.
+fn delivery_info(msg: &jetstream::Message) -> Option<(u64, u64, u64)> {
+  let info = msg.info().ok()?;
+  Some((info.stream_sequence, info.consumer_sequence, info.pending))
+}
+
+fn describe_conflict(have: &StreamConfig, want: &StreamConfig) -> Vec<String> {
+  let mut d = Vec::new();
+  let mut cmp = |what: &str, h: String, w: String| {
+    if h != w {
+      d.push(format!("{what}: stream has {h}, options ask for {w}"));
+    }
+  };
+  cmp(
+    "subjects",
+    format!("{:?}", have.subjects),
+    format!("{:?}", want.subjects),
+  );
+  cmp(
+    "storage",
+    format!("{:?}", have.storage),
+    format!("{:?}", want.storage),
+  );
+  cmp(
+    "replicas",
+    have.num_replicas.to_string(),
+    want.num_replicas.to_string(),
+  );
+  cmp(
+    "maxAgeMs",
+    have.max_age.as_millis().to_string(),
+    want.max_age.as_millis().to_string(),
+  );
+  cmp(
+    "maxBytes",
+    have.max_bytes.to_string(),
+    want.max_bytes.to_string(),
+  );
+  cmp(
+    "maxMessages",
+    have.max_messages.to_string(),
+    want.max_messages.to_string(),
+  );
+  cmp(
+    "duplicateWindowMs",
+    have.duplicate_window.as_millis().to_string(),
+    want.duplicate_window.as_millis().to_string(),
+  );
+  cmp(
+    "retention",
+    format!("{:?}", have.retention),
+    format!("{:?}", want.retention),
+  );
+  cmp(
+    "discard",
+    format!("{:?}", have.discard),
+    format!("{:?}", want.discard),
+  );
+  d
+}
+
+#[async_trait]
+impl Adapter for JetStreamAdapter {
+  fn kind(&self) -> &'static str {
+    "jetstream"
+  }
+
+  fn cursor_scope(&self) -> String {
+    format!("jetstream:{}", self.config.stream)
+  }
+
+  async fn write(&self, batch: WriteBatch<'_>) -> Result<WriteResult, AdapterError> {
+    let subject = self.subject(batch.shard);
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.events.len()];
+    let mut window: VecDeque<(usize, jetstream::context::PublishAckFuture)> = VecDeque::new();
+    let mut failed_at: Option<usize> = None;
+    for (i, ev) in batch.events.iter().enumerate() {
+      if window.len() >= self.config.max_in_flight {
+        let (j, ack) = window.pop_front().expect("window is full");
+        outcomes[j] = Some(self.ack_outcome(ack.await));
+      }
+      let mut headers = HeaderMap::new();
+      headers.insert(
+        H_MSG_ID,
+        batch
+          .producer
+          .message_id(batch.shard, ev.seq)
+          .to_string()
+          .as_str(),
+      );
+      headers.insert(H_TS, ev.timestamp_ms.to_string().as_str());
+      headers.insert(H_SEQ, ev.seq.to_string().as_str());
+      headers.insert(
+        H_KIND,
+        match ev.kind {
+          PayloadKind::Json => "json",
+          PayloadKind::Bytes => "bytes",
+        },
+      );
+      if let Some(k) = &ev.key {
+        headers.insert(H_KEY, header_escape(k).as_str());
+      }
+      let publish = PublishMessage::build()
+        .payload(ev.payload.clone())
+        .headers(headers);
+      match self.js.send_publish(subject.clone(), publish).await {
+        Ok(ack) => window.push_back((i, ack)),
+        Err(e) => {
+          outcomes[i] = Some(self.outcome_of_publish(e.kind(), e.to_string()));
+          // Later events are not sent: sending them now could store them ahead of this one.
+          failed_at = Some(i);
+          break;
+        }
+      }
+    }
+    while let Some((j, ack)) = window.pop_front() {
+      outcomes[j] = Some(self.ack_outcome(ack.await));
+    }
+    let not_sent = AdapterError::retryable("not sent: an earlier event of the batch failed");
+    Ok(WriteResult::PerEvent(
+      outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| match o {
+          Some(o) => o,
+          None => {
+            debug_assert!(failed_at.is_some_and(|f| i > f));
+            Outcome::Retry(not_sent.clone())
+          }
+        })
+        .collect(),
+    ))
+  }
+
+  async fn read(
+    &self,
+    shard: u32,
+    after: Option<&str>,
+    limit: usize,
+  ) -> Result<ReadPage, AdapterError> {
+    let position = self.parse_position(shard, after)?;
+    let mut reader = self.lease(shard, position).await?;
+    let mut page = ReadPage::default();
+    let mut examined = 0usize;
+    let mut pending: Option<u64> = None;
+    let mut lost = false;
+    let mut take =
+      |this: &Self, reader: &mut Reader, msg: jetstream::Message, page: &mut ReadPage| -> bool {
+        match this.accept(reader, &msg) {
+          Ok((seq, left)) => {
+            pending = Some(left);
+            if let Some(ev) = this.decode(shard, seq, &msg) {
+              page.events.push(ev);
+            }
+            page.next = Some(seq.to_string());
+            true
+          }
+          Err(()) => false,
+        }
+      };
+    while examined < limit {
+      let Some(msg) = reader.buffer.pop_front() else {
+        break;
+      };
+      examined += 1;
+      if !take(self, &mut reader, msg, &mut page) {
+        lost = true;
+        break;
+      }
+    }
+    if !lost && examined < limit {
+      let want = limit - examined;
+      let fetched = reader.consumer.fetch().max_messages(want).messages().await;
+      let mut batch = fetched.map_err(|e| {
+        self.adapter_error(true, format!("JetStream read on shard {shard} failed: {e}"))
+      })?;
+      while let Some(msg) = batch.next().await {
+        let msg = msg.map_err(|e| {
+          self.adapter_error(true, format!("JetStream read on shard {shard} failed: {e}"))
+        })?;
+        examined += 1;
+        if !take(self, &mut reader, msg, &mut page) {
+          lost = true;
+          break;
+        }
+      }
+    }
+    if lost {
+      // A delivery went missing: drop this reader; the next read restarts at the last good position.
+      page.has_more = true;
+      return Ok(page);
+    }
+    page.has_more = !reader.buffer.is_empty()
+      || pending.is_some_and(|p| p > 0)
+      || (examined == limit && pending.is_none());
+    self.give_back(shard, reader);
+    Ok(page)
+  }
+
+  async fn end_positions(&self, shards: &[u32]) -> Result<Positions, AdapterError> {
+    let mut stream = self
+      .js
+      .get_stream(&self.config.stream)
+      .await
+      .map_err(|e| self.adapter_error(true, format!("could not read stream state: {e}")))?;
+    let last = stream
+      .info()
+      .await
+      .map_err(|e| self.adapter_error(true, format!("could not read stream state: {e}")))?
+      .state
+      .last_sequence;
+    Ok(shards.iter().map(|s| (*s, last.to_string())).collect())
+  }
+
+  async fn wait_for_data(&self, shards: &[u32], after: &Positions, max_wait: Duration) {
+    // One pull with expiry per shard; the first shard with data ends the wait. The pulled
+    // message stays in the reader's buffer for the next read.
+    let waits = shards.iter().map(|&shard| {
+      let position = after
+        .get(&shard)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0);
+      Box::pin(async move {
+        let Ok(mut reader) = self.lease(shard, position).await else {
+          tokio::time::sleep(max_wait.min(Duration::from_secs(1))).await;
+          return;
+        };
+        if !reader.buffer.is_empty() {
+          self.give_back(shard, reader);
+          return;
+        }
+        let pulled = reader
+          .consumer
+          .batch()
+          .max_messages(1)
+          .expires(max_wait)
+          .messages()
+          .await;
+        if let Ok(mut batch) = pulled {
+          while let Some(Ok(msg)) = batch.next().await {
+            reader.buffer.push_back(msg);
+          }
+        } else {
+          tokio::time::sleep(max_wait.min(Duration::from_secs(1))).await;
+        }
+        self.give_back(shard, reader);
+      })
+    });
+    let waits: Vec<_> = waits.collect();
+    if waits.is_empty() {
+      tokio::time::sleep(max_wait).await;
+      return;
+    }
+    futures_util::future::select_all(waits).await;
+  }
+
+  async fn flush(&self) -> Result<(), AdapterError> {
+    // Every write already waited for its acks.
+    Ok(())
+  }
+
+  async fn close(&self) -> Result<(), AdapterError> {
+    self.readers.lock().clear();
+    match tokio::time::timeout(self.config.request_timeout, self.client.drain()).await {
+      Ok(Ok(())) => Ok(()),
+      Ok(Err(e)) => {
+        Err(self.adapter_error(false, format!("closing the NATS connection failed: {e}")))
+      }
+      Err(_) => Err(self.adapter_error(false, "closing the NATS connection timed out".into())),
+    }
+  }
+
+  async fn is_healthy(&self) -> bool {
+    if self.client.connection_state() != ConnState::Connected {
+      return false;
+    }
+    // Reading the stream's info proves both JetStream and the stream are available.
+    matches!(
+      tokio::time::timeout(
+        self.config.request_timeout,
+        self.js.get_stream(&self.config.stream)
+      )
+      .await,
+      Ok(Ok(_))
+    )
+  }
+
+  fn corrupt_skipped(&self) -> u64 {
+    self.corrupt.load(Ordering::Relaxed)
+  }
+}
+
+impl JetStreamAdapter {
+  fn ack_outcome(
+    &self,
+    ack: Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+  ) -> Outcome {
+    match ack {
+      // A duplicate ack means an earlier attempt stored it: stored exactly once.
+      Ok(_) => Outcome::Stored,
+      Err(e) => self.outcome_of_publish(e.kind(), e.to_string()),
+    }
+  }
+
+  /// The underlying client (for tests and diagnostics).
+  pub fn client(&self) -> &async_nats::Client {
+    &self.client
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn urls_and_secrets_are_redacted() {
+    assert_eq!(
+      redact_url("nats://bob:hunter2@127.0.0.1:4222"),
+      "nats://***@127.0.0.1:4222"
+    );
+    assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    let mut c = JetStreamConfig::new(vec!["nats://bob:s3cret@h:1".into()], "x");
+    c.auth = NatsAuth::Token("tok-123".into());
+    let s = secrets_of(&c);
+    assert_eq!(
+      scrub(&s, "auth failed for tok-123 and s3cret".into()),
+      "auth failed for *** and ***"
+    );
+  }
+
+  #[test]
+  fn keys_survive_header_escaping() {
+    for k in ["plain", "with space", "π/ü", "line\nbreak", "100%"] {
+      let e = header_escape(k);
+      assert!(!e.contains('\n') && e.is_ascii());
+      assert_eq!(header_unescape(&e).as_deref(), Some(k));
+    }
+  }
+}
