@@ -9,15 +9,6 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-declare global {
-  interface __NapiRsAsyncGenerator<TOwner, T, TReturn, TNext> {
-    next(...[value]: [] | [TNext]): globalThis.Promise<globalThis.IteratorResult<T, TReturn | undefined>>
-    return(...[value]: [] | [TReturn]): globalThis.Promise<globalThis.IteratorResult<T, TReturn | undefined>>
-    throw(exception?: unknown): globalThis.Promise<globalThis.IteratorResult<T, TReturn | undefined>>
-    [globalThis.Symbol.asyncIterator](): this
-  }
-}
-
 /**
  * An event bus: synchronous sharded ingest, batched delivery to the adapter, and
  * `poll`/`subscribe` to read events back.
@@ -69,7 +60,7 @@ export declare class EventBus {
    * Waits for new events without polling; `break` releases it; shutdown ends it.
    * Throws `ERR_INVALID_FILTER`, `ERR_INVALID_CURSOR`, `ERR_INVALID_CONFIG` or `ERR_SHUT_DOWN`.
    */
-  subscribe(options?: SubscribeOptions): Subscription
+  subscribe(options?: SubscribeOptions): AsyncIterableIterator<BusEvent>
   /** Bus-wide counters as plain numbers; `ingested == stored + dropped + pending` holds. */
   stats(): BusStats
   /** Per-shard state and counters, sorted by shard id. */
@@ -81,17 +72,14 @@ export declare class EventBus {
 }
 
 /**
- * Events from `subscribe()`, for `for await`. Breaking out of the loop releases it;
- * `shutdown()` ends it.
- *
- * This type implements JavaScript's async iterable protocol.
- * It can be used with `for await...of` loops.
- *
- * @see https://developer.mozilla.org/en-US/docs/Web/JavaScript/Reference/Iteration_protocols#the_async_iterator_and_async_iterable_protocols
+ * Events from `subscribe()`. Use with `for await`; breaking out of the loop releases it,
+ * and `shutdown()` ends it.
  */
 export declare class Subscription {
-
-  [globalThis.Symbol.asyncIterator](): globalThis.__NapiRsAsyncGenerator<Subscription, BusEvent, void, undefined>
+  /** The next event (`{ done: false, value }`), or `{ done: true }` once ended. */
+  next(): Promise<SubscriptionStep>
+  /** Ends the subscription (called by `break`); pending and later `next()` calls finish. */
+  return(): Promise<SubscriptionStep>
 }
 
 /** Where events are stored. */
@@ -307,6 +295,12 @@ export interface SubscribeOptions {
    * from `poll()`.
    */
   from?: string
+}
+
+/** One step of the iteration, as `for await` expects it. */
+export interface SubscriptionStep {
+  done: boolean
+  value?: BusEvent
 }
 
 /** TLS settings. Omit the files to verify the server against the system's roots. */

@@ -42,7 +42,7 @@ pub enum AdapterConfig {
   /// Accepts and discards every event.
   Noop,
   /// NATS JetStream: one stream, one subject per shard.
-  JetStream(JetStreamConfig),
+  JetStream(Box<JetStreamConfig>),
 }
 
 impl AdapterConfig {

@@ -147,7 +147,7 @@ pub async fn connect(
 ) -> Result<std::sync::Arc<dyn Adapter>, BusError> {
   match config {
     crate::config::AdapterConfig::JetStream(js) => Ok(std::sync::Arc::new(
-      jetstream::JetStreamAdapter::connect(js.clone()).await?,
+      jetstream::JetStreamAdapter::connect((**js).clone()).await?,
     )),
     other => build_local(other),
   }

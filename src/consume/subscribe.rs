@@ -55,13 +55,22 @@ impl Subscription {
 
   /// The next event, or `None` once stopped or the bus shuts down.
   pub async fn next(&mut self) -> Result<Option<StoredEvent>> {
+    if self.buffer.is_empty() {
+      let batch = self.next_batch().await?;
+      self.buffer.extend(batch);
+    }
+    Ok(self.buffer.pop_front())
+  }
+
+  /// The next events in order (at least one), or an empty vector once stopped or the bus
+  /// shuts down. Waits without polling while nothing new is stored.
+  pub async fn next_batch(&mut self) -> Result<Vec<StoredEvent>> {
+    if !self.buffer.is_empty() {
+      return Ok(self.buffer.drain(..).collect());
+    }
     loop {
       if self.stop.is_fired() || self.core.closing.is_fired() {
-        self.buffer.clear();
-        return Ok(None);
-      }
-      if let Some(ev) = self.buffer.pop_front() {
-        return Ok(Some(ev));
+        return Ok(Vec::new());
       }
       let shards = self.core.shard_ids();
       if self.cursor.is_none() {
@@ -93,8 +102,10 @@ impl Subscription {
         Ok(page) => {
           self.failures = 0;
           let idle = page.events.is_empty() && !page.has_more;
-          self.buffer.extend(page.events);
           self.cursor = Some(page.cursor);
+          if !page.events.is_empty() {
+            return Ok(page.events);
+          }
           if idle {
             let positions = self
               .cursor

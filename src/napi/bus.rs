@@ -245,14 +245,14 @@ impl EventBus {
   /// An async iterable of events: `for await (const ev of bus.subscribe({ filter, from }))`.
   /// Waits for new events without polling; `break` releases it; shutdown ends it.
   /// Throws `ERR_INVALID_FILTER`, `ERR_INVALID_CURSOR`, `ERR_INVALID_CONFIG` or `ERR_SHUT_DOWN`.
-  #[napi]
-  pub fn subscribe(
+  #[napi(ts_return_type = "AsyncIterableIterator<BusEvent>")]
+  pub fn subscribe<'env>(
     &self,
-    env: Env,
+    env: &'env Env,
     #[napi(ts_arg_type = "SubscribeOptions")] options: Option<Unknown>,
-  ) -> Result<Subscription, Code> {
+  ) -> Result<Object<'env>, Code> {
     let json =
-      options_json(&env, options, "subscribe options", Code::InvalidConfig).map_err(throw)?;
+      options_json(env, options, "subscribe options", Code::InvalidConfig).map_err(throw)?;
     let opts: options::SubscribeOptions = match json {
       Some(j) => {
         options::parse_json(&j, "subscribe options", Code::InvalidConfig).map_err(throw)?
@@ -274,7 +274,9 @@ impl EventBus {
       Some(c) => StartAt::Cursor(Cursor::decode(c, &self.bus.cursor_scope()).map_err(throw)?),
     };
     let sub = self.bus.subscribe(filter, start).map_err(throw)?;
-    Ok(Subscription::new(sub))
+    Subscription::new(sub)
+      .into_iterable(env)
+      .map_err(|e| Error::new(Code::Adapter, e.reason))
   }
 
   /// Bus-wide counters as plain numbers; `ingested == stored + dropped + pending` holds.

@@ -43,6 +43,8 @@ pub struct BatchOptions {
 }
 
 /// Where events are stored.
+// Parsed once per bus; the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[napi(discriminant = "type", discriminant_case = "lowercase")]
 #[derive(Debug, Deserialize)]
 #[serde(
@@ -192,7 +194,9 @@ pub fn parse_json<T: DeserializeOwned>(json: &str, what: &str, code: Code) -> Re
 fn whole(key: &str, v: Option<f64>) -> Result<Option<i64>> {
   match v {
     None => Ok(None),
-    Some(x) if x.fract() == 0.0 && x >= 0.0 && x <= 9.007_199_254_740_991e15 => Ok(Some(x as i64)),
+    Some(x) if x.fract() == 0.0 && (0.0..=9.007_199_254_740_991e15).contains(&x) => {
+      Ok(Some(x as i64))
+    }
     Some(x) => Err(BusError::config(format!(
       "{key} must be a whole number of at least 0, got {x}"
     ))),
@@ -314,7 +318,7 @@ impl EventBusOptions {
       },
       Some(AdapterOptions::Noop {}) => AdapterConfig::Noop,
       Some(js @ AdapterOptions::Jetstream { .. }) => {
-        AdapterConfig::JetStream(jetstream_config(js)?)
+        AdapterConfig::JetStream(Box::new(jetstream_config(js)?))
       }
     };
     let cfg = BusConfig {

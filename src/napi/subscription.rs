@@ -1,30 +1,91 @@
 //! The async iterator returned by `subscribe()`.
+//!
+//! Events arrive from the engine in pages; `next()` hands out buffered events with an
+//! already-resolved promise on the JS thread and only crosses to the runtime to fetch
+//! (or wait for) the next page. One native hop per event would cost far more than the
+//! event itself.
 
-use std::future::Future;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use parking_lot::Mutex;
 
 use crate::consume::subscribe::Subscription as EngineSubscription;
+use crate::error::BusError;
+use crate::event::StoredEvent;
 use crate::napi::convert::{bus_event, BusEvent};
+use crate::napi::errors::spawn;
 use crate::signal::Signal;
 
-/// Events from `subscribe()`, for `for await`. Breaking out of the loop releases it;
-/// `shutdown()` ends it.
-#[napi(async_iterator)]
+/// One step of the iteration, as `for await` expects it.
+#[napi(object)]
+pub struct SubscriptionStep {
+  pub done: bool,
+  pub value: Option<BusEvent>,
+}
+
+struct Shared {
+  buffer: VecDeque<StoredEvent>,
+  done: bool,
+}
+
+/// Events from `subscribe()`. Use with `for await`; breaking out of the loop releases it,
+/// and `shutdown()` ends it.
+#[napi]
 pub struct Subscription {
-  inner: Arc<tokio::sync::Mutex<EngineSubscription>>,
+  engine: Arc<tokio::sync::Mutex<EngineSubscription>>,
+  shared: Arc<Mutex<Shared>>,
   stop: Arc<Signal>,
+}
+
+fn step(ev: Option<StoredEvent>) -> SubscriptionStep {
+  SubscriptionStep {
+    done: ev.is_none(),
+    value: ev.map(bus_event),
+  }
 }
 
 impl Subscription {
   pub fn new(sub: EngineSubscription) -> Self {
     let stop = sub.stop_handle();
     Subscription {
-      inner: Arc::new(tokio::sync::Mutex::new(sub)),
+      engine: Arc::new(tokio::sync::Mutex::new(sub)),
+      shared: Arc::new(Mutex::new(Shared {
+        buffer: VecDeque::new(),
+        done: false,
+      })),
       stop,
     }
+  }
+
+  /// Wraps the native object so `for await` finds `[Symbol.asyncIterator]`.
+  pub fn into_iterable(self, env: &Env) -> Result<Object<'_>> {
+    let instance = self.into_instance(env)?;
+    let object = instance.as_object(env);
+    let global = env.get_global()?;
+    // `Symbol` is a function, so read `Symbol.asyncIterator` through the raw API.
+    let symbol: Unknown = global.get_named_property("Symbol")?;
+    let mut key = std::ptr::null_mut();
+    // SAFETY: `symbol` belongs to the current handle scope; the name is NUL-terminated.
+    let status = unsafe {
+      sys::napi_get_named_property(env.raw(), symbol.raw(), c"asyncIterator".as_ptr(), &mut key)
+    };
+    if status != sys::Status::napi_ok {
+      return Err(Error::from_reason("Symbol.asyncIterator is not available"));
+    }
+    let make: Function<&str, Function<(), Unknown>> = global.get_named_property("Function")?;
+    let returns_this = make.call("return this")?;
+    // SAFETY: all three values belong to the current handle scope.
+    let status =
+      unsafe { sys::napi_set_property(env.raw(), object.raw(), key, returns_this.raw()) };
+    if status != sys::Status::napi_ok {
+      return Err(Error::from_reason(
+        "could not make the subscription iterable",
+      ));
+    }
+    Ok(object)
   }
 }
 
@@ -35,33 +96,43 @@ impl Drop for Subscription {
 }
 
 #[napi]
-impl AsyncGenerator for Subscription {
-  type Yield = BusEvent;
-  type Next = ();
-  type Return = ();
-
-  fn next(
-    &mut self,
-    _value: Option<()>,
-  ) -> impl Future<Output = Result<Option<BusEvent>>> + Send + 'static {
-    let inner = self.inner.clone();
-    async move {
-      let mut sub = inner.lock().await;
-      match sub.next().await {
-        Ok(ev) => Ok(ev.map(bus_event)),
-        Err(e) => Err(Error::new(
-          Status::GenericFailure,
-          format!("{}: {}", e.code, e.message),
-        )),
+impl Subscription {
+  /// The next event (`{ done: false, value }`), or `{ done: true }` once ended.
+  #[napi]
+  pub fn next<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, SubscriptionStep>> {
+    {
+      let mut shared = self.shared.lock();
+      if let Some(ev) = shared.buffer.pop_front() {
+        return PromiseRaw::resolve(env, step(Some(ev)));
+      }
+      if shared.done || self.stop.is_fired() {
+        return PromiseRaw::resolve(env, step(None));
       }
     }
+    let engine = self.engine.clone();
+    let shared = self.shared.clone();
+    spawn(
+      env,
+      async move { engine.lock().await.next_batch().await },
+      move |_, batch: Vec<StoredEvent>| -> std::result::Result<SubscriptionStep, BusError> {
+        let mut shared = shared.lock();
+        shared.buffer.extend(batch);
+        let ev = shared.buffer.pop_front();
+        if ev.is_none() {
+          shared.done = true;
+        }
+        Ok(step(ev))
+      },
+    )
   }
 
-  fn complete(
-    &mut self,
-    _value: Option<()>,
-  ) -> impl Future<Output = Result<Option<BusEvent>>> + Send + 'static {
+  /// Ends the subscription (called by `break`); pending and later `next()` calls finish.
+  #[napi(js_name = "return")]
+  pub fn finish<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, SubscriptionStep>> {
     self.stop.fire();
-    async { Ok(None) }
+    let mut shared = self.shared.lock();
+    shared.done = true;
+    shared.buffer.clear();
+    PromiseRaw::resolve(env, step(None))
   }
 }

@@ -1,0 +1,341 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { connect } from '@nats-io/transport-node'
+import type { NatsConnection } from '@nats-io/nats-core'
+import { jetstreamManager } from '@nats-io/jetstream'
+import { EventBus, type BusEvent, type EventBusOptions } from '../index'
+import { natsCluster, privateNats, tempDir, uniqueName, type PrivateServer } from './support/servers'
+
+// Required in CI: the server on 127.0.0.1:4222 (.ci/run starts it). Tests fail, never skip, without it.
+const NATS = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
+
+// Heavy suites: 200,000-event runs, server restarts and a cluster failover.
+jest.setTimeout(240_000)
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+function jsOptions(stream: string, servers: string | string[] = NATS, extra: Record<string, unknown> = {}): EventBusOptions {
+  return { shards: 4, adapter: { type: 'jetstream', servers, stream, ...extra } } as EventBusOptions
+}
+
+/** Reads every page, retrying pages that fail while a cluster elects a leader. */
+async function readAll(bus: EventBus, limit = 1000): Promise<BusEvent[]> {
+  const out: BusEvent[] = []
+  let cursor: string | undefined
+  for (let failures = 0; ; ) {
+    try {
+      const page = await bus.poll({ limit, cursor })
+      out.push(...page.events)
+      cursor = page.cursor
+      if (!page.hasMore) return out
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ERR_ADAPTER' || ++failures > 50) throw e
+      await sleep(200)
+    }
+  }
+}
+
+/** Ingests with backpressure: waits while the rings are full, never drops. */
+async function ingestN(bus: EventBus, n: number, onProgress?: (i: number) => void): Promise<number> {
+  let accepted = 0
+  for (let i = 0; i < n; i++) {
+    try {
+      bus.ingest({ i, key: `k${i % 97}` }, { key: `k${i % 97}` })
+      accepted++
+      if (onProgress && i % 1000 === 0) onProgress(i)
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ERR_BACKPRESSURE') throw e
+      await sleep(5)
+      i--
+    }
+  }
+  return accepted
+}
+
+function expectPerKeyOrder(events: BusEvent[]) {
+  // Counted in plain JS: one expect() per event would dominate the run time.
+  const last = new Map<string, number>()
+  let wrongKey = 0
+  let outOfOrder = 0
+  for (const ev of events) {
+    const { i, key } = JSON.parse(ev.raw) as { i: number; key: string }
+    if (ev.key !== key) wrongKey++
+    if (i <= (last.get(key) ?? -1)) outOfOrder++
+    last.set(key, i)
+  }
+  expect({ wrongKey, outOfOrder }).toEqual({ wrongKey: 0, outOfOrder: 0 })
+}
+
+async function streamMessages(servers: string | string[], stream: string): Promise<number> {
+  const nc = await connect({ servers })
+  try {
+    const jsm = await jetstreamManager(nc)
+    return (await jsm.streams.info(stream)).state.messages
+  } finally {
+    await nc.close()
+  }
+}
+
+describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
+  let nc: NatsConnection
+  const streams: string[] = []
+  beforeAll(async () => {
+    nc = await connect({ servers: NATS })
+  })
+  afterAll(async () => {
+    const jsm = await jetstreamManager(nc)
+    for (const s of streams) await jsm.streams.delete(s).catch(() => undefined)
+    await nc.close()
+  })
+  const newStream = (p: string) => {
+    const s = uniqueName(p)
+    streams.push(s)
+    return s
+  }
+
+  it('stores 200,000 keyed events exactly once and reads them back in per-key order', async () => {
+    const stream = newStream('e2e')
+    const bus = await EventBus.create(jsOptions(stream))
+    const accepted = await ingestN(bus, 200_000)
+    const flushed = await bus.flush()
+    expect(flushed.dropped).toBe(0)
+    expect(bus.stats()).toMatchObject({ ingested: 200_000, stored: 200_000, dropped: 0, pending: 0 })
+    expect(await streamMessages(NATS, stream)).toBe(accepted)
+
+    const events = await readAll(bus)
+    expect(events).toHaveLength(200_000)
+    expect(new Set(events.map((e) => e.messageId)).size).toBe(200_000)
+    expectPerKeyOrder(events)
+
+    let seen = 0
+    const ids = new Set<string>()
+    const subscribed: BusEvent[] = []
+    for await (const ev of bus.subscribe({ from: 'earliest' })) {
+      ids.add(ev.id + '/' + ev.shardId)
+      subscribed.push(ev)
+      if (++seen === 200_000) break
+    }
+    expect(ids.size).toBe(200_000)
+    expectPerKeyOrder(subscribed)
+    await bus.shutdown()
+  })
+
+  it('filters pages without skipping and resumes from cursors', async () => {
+    const stream = newStream('filter')
+    const bus = await EventBus.create(jsOptions(stream))
+    for (let i = 0; i < 3000; i++) bus.ingest({ i, even: i % 2 === 0 }, { key: `k${i % 5}` })
+    await bus.flush()
+    const got: number[] = []
+    let cursor: string | undefined
+    for (;;) {
+      const page = await bus.poll({ limit: 37, cursor, filter: { even: true, i: { $lt: 2000 } } })
+      got.push(...page.events.map((e) => JSON.parse(e.raw).i as number))
+      cursor = page.cursor
+      if (!page.hasMore) break
+    }
+    expect(got.sort((a, b) => a - b)).toEqual(Array.from({ length: 1000 }, (_, k) => k * 2))
+    // A memory-bus cursor is refused.
+    const mem = new EventBus()
+    const memCursor = (await mem.poll()).cursor
+    await mem.shutdown()
+    await expect(bus.poll({ cursor: memCursor })).rejects.toMatchObject({ code: 'ERR_INVALID_CURSOR' })
+    await bus.shutdown()
+  })
+
+  it('subscribe waits on the server for new events and resumes from a cursor', async () => {
+    const stream = newStream('sub')
+    const bus = await EventBus.create(jsOptions(stream))
+    bus.ingest({ n: 1 })
+    await bus.flush()
+    const page = await bus.poll()
+    setTimeout(() => bus.ingest({ n: 2 }), 300)
+    const got: number[] = []
+    for await (const ev of bus.subscribe({ from: page.cursor })) {
+      got.push(JSON.parse(ev.raw).n)
+      break
+    }
+    expect(got).toEqual([2])
+    await bus.shutdown()
+  })
+
+  it('skips and counts a corrupt record instead of wedging its shard', async () => {
+    const stream = newStream('corrupt')
+    const bus = await EventBus.create({ ...jsOptions(stream), shards: 1 })
+    bus.ingest({ n: 1 })
+    await bus.flush()
+    const js = (await import('@nats-io/jetstream')).jetstream(nc)
+    await js.publish(`${stream}.0`, 'not a ringbus record')
+    bus.ingest({ n: 2 })
+    await bus.flush()
+    const events = await readAll(bus, 10)
+    expect(events.map((e) => JSON.parse(e.raw).n)).toEqual([1, 2])
+    expect(bus.stats().corruptSkipped).toBeGreaterThanOrEqual(1)
+    await bus.shutdown()
+  })
+
+  it('reports an existing stream with a conflicting configuration', async () => {
+    const stream = newStream('conflict')
+    const bus = await EventBus.create(jsOptions(stream))
+    await bus.shutdown()
+    const err = await EventBus.create(jsOptions(stream, NATS, { storage: 'memory', duplicateWindowMs: 5000 })).catch((e) => e)
+    expect(err.code).toBe('ERR_INVALID_CONFIG')
+    expect(err.message).toMatch(/storage/)
+    expect(err.message).toMatch(/duplicateWindowMs/)
+    // The same options again reuse it.
+    const again = await EventBus.create(jsOptions(stream))
+    await expect(again.isHealthy()).resolves.toBe(true)
+    await again.shutdown()
+  })
+
+  it('validates JetStream options', async () => {
+    for (const bad of [
+      { stream: 'has.dot' },
+      { stream: 'ok', servers: [] },
+      { stream: 'ok', replicas: 9 },
+      { stream: 'ok', user: 'u' },
+      { stream: 'ok', token: 't', user: 'u', password: 'p' },
+      { stream: 'ok', maxBytes: -5 },
+      { stream: 'ok', bogus: 1 },
+    ]) {
+      await expect(EventBus.create({ adapter: { type: 'jetstream', servers: NATS, ...bad } } as never)).rejects.toMatchObject({
+        code: 'ERR_INVALID_CONFIG',
+      })
+    }
+    expect(() => new EventBus(jsOptions('x'))).toThrow(/EventBus.create/)
+  })
+
+  it('two lifetimes with one producerNoncePath store every event of both runs', async () => {
+    const stream = newStream('restart')
+    const dir = tempDir('ringbus-restart-')
+    const noncePath = path.join(dir, 'producer')
+    for (let run = 0; run < 2; run++) {
+      const bus = await EventBus.create({ ...jsOptions(stream), producerNoncePath: noncePath })
+      for (let i = 0; i < 5000; i++) bus.ingest({ run, i })
+      await bus.flush()
+      expect(bus.stats()).toMatchObject({ stored: 5000, dropped: 0 })
+      await bus.shutdown()
+    }
+    // Sequences restart at 0, but the generation does not: nothing was a duplicate.
+    expect(await streamMessages(NATS, stream)).toBe(10_000)
+    fs.rmSync(dir, { recursive: true })
+  })
+
+  it('an unreachable server is ERR_CONNECT within the connect timeout', async () => {
+    const started = Date.now()
+    const err = await EventBus.create(jsOptions('x', 'nats://127.0.0.1:1', { connectTimeoutMs: 1000 })).catch((e) => e)
+    expect(err.code).toBe('ERR_CONNECT')
+    expect(Date.now() - started).toBeLessThan(3000)
+  })
+})
+
+describe('JetStream adapter against private servers', () => {
+  const owned: PrivateServer[] = []
+  afterAll(async () => {
+    for (const s of owned) await s.stop()
+  })
+
+  it('a wrong password is ERR_CONNECT without the password in the message', async () => {
+    const server = await privateNats(['--user', 'ringbus', '--pass', 'right-horse-battery'])
+    owned.push(server)
+    const url = `nats://127.0.0.1:${server.port}`
+    const secret = 'wrong-Pa55word-9xz'
+    const err = await EventBus.create(jsOptions('auth', url, { user: 'ringbus', password: secret })).catch((e) => e)
+    expect(err.code).toBe('ERR_CONNECT')
+    expect(err.message).not.toContain(secret)
+    const inUrl = await EventBus.create(jsOptions('auth', `nats://ringbus:${secret}@127.0.0.1:${server.port}`)).catch((e) => e)
+    expect(inUrl.code).toBe('ERR_CONNECT')
+    expect(inUrl.message).not.toContain(secret)
+    const ok = await EventBus.create(jsOptions('auth', url, { user: 'ringbus', password: 'right-horse-battery' }))
+    ok.ingest({ a: 1 })
+    await expect(ok.flush()).resolves.toMatchObject({ dropped: 0 })
+    await ok.shutdown()
+  })
+
+  it('a server killed with SIGKILL and restarted mid-ingest loses and duplicates nothing', async () => {
+    const server = await privateNats()
+    owned.push(server)
+    const url = `nats://127.0.0.1:${server.port}`
+    const stream = uniqueName('fault')
+    const bus = await EventBus.create({ ...jsOptions(stream, url), retries: 30, adapterTimeoutMs: 3000 })
+    let restarted: Promise<void> | undefined
+    const accepted = await ingestN(bus, 200_000, (i) => {
+      if (i === 60_000 && !restarted) {
+        restarted = (async () => {
+          await server.kill()
+          await sleep(1000)
+          await server.start()
+        })()
+      }
+    })
+    await restarted
+    const flushed = await bus.flush()
+    const stats = bus.stats()
+    expect(stats.dropped).toBe(0)
+    expect(flushed.dropped).toBe(0)
+    expect(stats.stored).toBe(accepted)
+    expect(accepted).toBe(200_000)
+    expect(await streamMessages(url, stream)).toBe(accepted)
+    const events = await readAll(bus)
+    expect(events).toHaveLength(accepted)
+    expect(new Set(events.map((e) => e.messageId)).size).toBe(accepted)
+    await bus.shutdown()
+  })
+
+  it('shutdown settles within its bound when the server is gone', async () => {
+    const server = await privateNats()
+    owned.push(server)
+    const bus = await EventBus.create({
+      ...jsOptions(uniqueName('gone'), `nats://127.0.0.1:${server.port}`),
+      shutdownTimeoutMs: 1000,
+      adapterTimeoutMs: 500,
+    })
+    for (let i = 0; i < 100; i++) bus.ingest({ i })
+    await bus.flush()
+    await server.kill()
+    for (let i = 0; i < 1000; i++) bus.ingest({ i })
+    const started = Date.now()
+    const stats = await bus.shutdown()
+    expect(Date.now() - started).toBeLessThan(8000)
+    expect(stats.ingested).toBe(stats.stored + stats.dropped)
+    expect(stats.stored).toBeGreaterThanOrEqual(100)
+    expect(stats.dropped).toBeGreaterThan(0)
+  })
+
+  it('a 3-node cluster with 3 replicas loses nothing when the stream leader is killed', async () => {
+    const nodes = await natsCluster()
+    owned.push(...nodes)
+    const urls = nodes.map((n) => `nats://127.0.0.1:${n.port}`)
+    const stream = uniqueName('cluster')
+    let bus: EventBus | undefined
+    for (let attempt = 0; !bus; attempt++) {
+      // The cluster needs a moment to elect its meta leader before it accepts streams.
+      bus = await EventBus.create({ ...jsOptions(stream, urls, { replicas: 3 }), retries: 40, adapterTimeoutMs: 5000 }).catch(
+        async (e) => {
+          if (attempt > 40) throw e
+          await sleep(500)
+          return undefined
+        },
+      )
+    }
+    const nc = await connect({ servers: urls })
+    const jsm = await jetstreamManager(nc)
+    const leaderName = (await jsm.streams.info(stream)).cluster?.leader
+    await nc.close()
+    const leader = nodes.find((_, i) => `rb-node-${i}` === leaderName)
+    expect(leader).toBeDefined()
+    let killed: Promise<void> | undefined
+    const accepted = await ingestN(bus, 60_000, (i) => {
+      if (i === 20_000 && !killed) killed = leader!.kill()
+    })
+    await killed
+    const flushed = await bus.flush()
+    expect(flushed.dropped).toBe(0)
+    expect(bus.stats()).toMatchObject({ ingested: accepted, stored: accepted, dropped: 0 })
+    const alive = urls.filter((_, i) => nodes[i] !== leader)
+    expect(await streamMessages(alive, stream)).toBe(accepted)
+    const events = await readAll(bus)
+    expect(new Set(events.map((e) => e.messageId)).size).toBe(accepted)
+    expect(events).toHaveLength(accepted)
+    await bus.shutdown()
+  })
+})

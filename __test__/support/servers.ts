@@ -1,0 +1,107 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1')
+      s.once('connect', () => {
+        s.destroy()
+        resolve(true)
+      })
+      s.once('error', () => resolve(false))
+    })
+    if (ok) return
+    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+/** A server process this test owns: on loopback, with its own data directory. */
+export class PrivateServer {
+  proc?: ChildProcess
+  constructor(
+    readonly bin: string,
+    readonly args: string[],
+    readonly port: number,
+    readonly dir: string,
+  ) {}
+
+  async start(): Promise<void> {
+    const log = fs.openSync(path.join(this.dir, 'server.log'), 'a')
+    this.proc = spawn(this.bin, this.args, { stdio: ['ignore', log, log] })
+    fs.closeSync(log)
+    await waitForPort(this.port)
+  }
+
+  /** SIGKILL, as a crash would. */
+  async kill(): Promise<void> {
+    const p = this.proc
+    if (!p || p.exitCode !== null || p.signalCode !== null) return
+    await new Promise<void>((resolve) => {
+      p.once('exit', () => resolve())
+      p.kill('SIGKILL')
+    })
+  }
+
+  async stop(): Promise<void> {
+    await this.kill()
+    fs.rmSync(this.dir, { recursive: true, force: true })
+  }
+}
+
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+}
+
+export const NATS_BIN = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server'
+export const REDIS_BIN = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server'
+
+/** A single JetStream server on a free loopback port. */
+export async function privateNats(extra: string[] = []): Promise<PrivateServer> {
+  const port = await freePort()
+  const dir = tempDir('ringbus-nats-')
+  const s = new PrivateServer(NATS_BIN, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir, ...extra], port, dir)
+  await s.start()
+  return s
+}
+
+/** A 3-node JetStream cluster on loopback, each node with its own store directory. */
+export async function natsCluster(): Promise<PrivateServer[]> {
+  const clientPorts = [await freePort(), await freePort(), await freePort()]
+  const routePorts = [await freePort(), await freePort(), await freePort()]
+  const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`).join(',')
+  const nodes = clientPorts.map((port, i) => {
+    const dir = tempDir(`ringbus-nats-c${i}-`)
+    return new PrivateServer(
+      NATS_BIN,
+      [
+        '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir, '-n', `rb-node-${i}`,
+        '--cluster_name', 'ringbus-test', '--cluster', `nats://127.0.0.1:${routePorts[i]}`, '--routes', routes,
+      ],
+      port,
+      dir,
+    )
+  })
+  await Promise.all(nodes.map((n) => n.start()))
+  return nodes
+}
+
+export const uniqueName = (prefix: string) =>
+  `${prefix}_${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`
