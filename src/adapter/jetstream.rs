@@ -44,6 +44,8 @@ const H_MSG_ID: &str = "Nats-Msg-Id";
 const READER_IDLE: Duration = Duration::from_secs(60);
 /// Corrupt records logged individually before going quiet (the count keeps growing).
 const MAX_LOGGED_CORRUPT: usize = 1024;
+/// Messages fetched per round trip when a read asks for fewer.
+const PREFETCH: usize = 512;
 
 /// A read consumer positioned after stream sequence `position` of one shard's subject.
 struct Reader {
@@ -51,8 +53,10 @@ struct Reader {
   position: u64,
   /// Consumer sequence of the last delivered message: a jump means a lost delivery.
   consumer_seq: u64,
-  /// Messages pulled by a wait but not yet returned by a read.
+  /// Messages pulled (ahead, or by a wait) but not yet returned by a read.
   buffer: VecDeque<jetstream::Message>,
+  /// Messages the server still holds for this consumer after the last one pulled.
+  server_pending: u64,
 }
 
 pub struct JetStreamAdapter {
@@ -438,6 +442,7 @@ impl JetStreamAdapter {
       position,
       consumer_seq: 0,
       buffer: VecDeque::new(),
+      server_pending: 0,
     })
   }
 
@@ -451,14 +456,14 @@ impl JetStreamAdapter {
   }
 
   /// Accepts a delivered message into `reader`, or reports a lost delivery.
-  fn accept(&self, reader: &mut Reader, msg: &jetstream::Message) -> Result<(u64, u64), ()> {
-    let (stream_seq, consumer_seq, pending) = delivery_info(msg).ok_or(())?;
+  fn accept(&self, reader: &mut Reader, msg: &jetstream::Message) -> Result<u64, ()> {
+    let (stream_seq, consumer_seq, _) = delivery_info(msg).ok_or(())?;
     if consumer_seq != reader.consumer_seq + 1 {
       return Err(());
     }
     reader.consumer_seq = consumer_seq;
     reader.position = stream_seq;
-    Ok((stream_seq, pending))
+    Ok(stream_seq)
   }
 }
 
@@ -604,36 +609,9 @@ impl Adapter for JetStreamAdapter {
   ) -> Result<ReadPage, AdapterError> {
     let position = self.parse_position(shard, after)?;
     let mut reader = self.lease(shard, position).await?;
-    let mut page = ReadPage::default();
-    let mut examined = 0usize;
-    let mut pending: Option<u64> = None;
-    let mut lost = false;
-    let mut take =
-      |this: &Self, reader: &mut Reader, msg: jetstream::Message, page: &mut ReadPage| -> bool {
-        match this.accept(reader, &msg) {
-          Ok((seq, left)) => {
-            pending = Some(left);
-            if let Some(ev) = this.decode(shard, seq, &msg) {
-              page.events.push(ev);
-            }
-            page.next = Some(seq.to_string());
-            true
-          }
-          Err(()) => false,
-        }
-      };
-    while examined < limit {
-      let Some(msg) = reader.buffer.pop_front() else {
-        break;
-      };
-      examined += 1;
-      if !take(self, &mut reader, msg, &mut page) {
-        lost = true;
-        break;
-      }
-    }
-    if !lost && examined < limit {
-      let want = limit - examined;
+    if reader.buffer.len() < limit {
+      // Fetch ahead: the rest waits in the reader for the next page of this shard.
+      let want = (limit - reader.buffer.len()).max(PREFETCH);
       let fetched = reader.consumer.fetch().max_messages(want).messages().await;
       let mut batch = fetched.map_err(|e| {
         self.adapter_error(true, format!("JetStream read on shard {shard} failed: {e}"))
@@ -642,21 +620,36 @@ impl Adapter for JetStreamAdapter {
         let msg = msg.map_err(|e| {
           self.adapter_error(true, format!("JetStream read on shard {shard} failed: {e}"))
         })?;
-        examined += 1;
-        if !take(self, &mut reader, msg, &mut page) {
-          lost = true;
-          break;
+        reader.server_pending = delivery_info(&msg).map_or(reader.server_pending, |i| i.2);
+        reader.buffer.push_back(msg);
+      }
+      if reader.buffer.is_empty() {
+        reader.server_pending = 0;
+      }
+    }
+    let mut page = ReadPage::default();
+    let mut examined = 0usize;
+    while examined < limit {
+      let Some(msg) = reader.buffer.pop_front() else {
+        break;
+      };
+      examined += 1;
+      match self.accept(&mut reader, &msg) {
+        Ok(seq) => {
+          if let Some(ev) = self.decode(shard, seq, &msg) {
+            page.events.push(ev);
+          }
+          page.next = Some(seq.to_string());
+        }
+        Err(()) => {
+          // A delivery went missing: drop this reader; the next read restarts after the
+          // last good position.
+          page.has_more = true;
+          return Ok(page);
         }
       }
     }
-    if lost {
-      // A delivery went missing: drop this reader; the next read restarts at the last good position.
-      page.has_more = true;
-      return Ok(page);
-    }
-    page.has_more = !reader.buffer.is_empty()
-      || pending.is_some_and(|p| p > 0)
-      || (examined == limit && pending.is_none());
+    page.has_more = !reader.buffer.is_empty() || reader.server_pending > 0;
     self.give_back(shard, reader);
     Ok(page)
   }
@@ -702,6 +695,7 @@ impl Adapter for JetStreamAdapter {
           .await;
         if let Ok(mut batch) = pulled {
           while let Some(Ok(msg)) = batch.next().await {
+            reader.server_pending = delivery_info(&msg).map_or(reader.server_pending, |i| i.2);
             reader.buffer.push_back(msg);
           }
         } else {

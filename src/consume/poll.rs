@@ -149,6 +149,14 @@ pub async fn poll(
           break;
         }
         let quota = (limit - out.len()).div_ceil(live);
+        // Fetch every lane's next page at once: one round trip per round, not per shard.
+        futures_util::future::try_join_all(
+          lanes
+            .iter_mut()
+            .filter(|l| l.has_more())
+            .map(|l| l.refill(adapter, fetch(quota))),
+        )
+        .await?;
         let mut progressed = false;
         for lane in lanes.iter_mut() {
           let mut taken = 0;
@@ -174,9 +182,8 @@ pub async fn poll(
     Ordering::Timestamp => {
       let per = limit.div_ceil(lanes.len());
       while out.len() < limit && budget > 0 {
-        for lane in lanes.iter_mut() {
-          lane.refill(adapter, fetch(per)).await?;
-        }
+        futures_util::future::try_join_all(lanes.iter_mut().map(|l| l.refill(adapter, fetch(per))))
+          .await?;
         // Every lane with data now has a buffered head, so the smallest head is the next event.
         let next = lanes
           .iter()
