@@ -132,14 +132,8 @@ impl EventBus {
     #[napi(ts_arg_type = "object | string | Uint8Array")] event: Unknown,
     options: Option<IngestOptions>,
   ) -> Result<u32, Code> {
-    let key = match options.and_then(|o| o.key) {
-      Some(k) => Some(convert::check_key(k).map_err(throw)?),
-      None => None,
-    };
-    let f = self
-      .stringify
-      .borrow_back(&env)
-      .map_err(|e| Error::new(Code::InvalidEvent, e.reason))?;
+    let key = key_of(options.and_then(|o| o.key))?;
+    let f = self.stringify_fn(&env)?;
     let inc = convert::incoming(&env, &f, event, key).map_err(throw)?;
     self.bus.ingest(inc).map_err(throw)
   }
@@ -168,19 +162,13 @@ impl EventBus {
         ))));
       }
     }
-    let shared = match key {
-      Some(k) => Some(convert::check_key(k).map_err(throw)?),
-      None => None,
-    };
-    let f = self
-      .stringify
-      .borrow_back(&env)
-      .map_err(|e| Error::new(Code::InvalidEvent, e.reason))?;
+    let shared = key_of(key)?;
+    let f = self.stringify_fn(&env)?;
     let mut keys = keys.map(|k| k.into_iter());
     let mut batch = Vec::with_capacity(events.len());
     for (i, ev) in events.into_iter().enumerate() {
       let key = match keys.as_mut().and_then(|k| k.next()) {
-        Some(k) => Some(convert::check_key(k).map_err(throw)?),
+        Some(k) => key_of(Some(k))?,
         None => shared.clone(),
       };
       let inc = convert::incoming(&env, &f, ev, key)
@@ -310,7 +298,20 @@ impl EventBus {
   }
 }
 
+/// A validated partition key.
+fn key_of(key: Option<String>) -> Result<Option<std::sync::Arc<str>>, Code> {
+  key.map(convert::check_key).transpose().map_err(throw)
+}
+
 impl EventBus {
+  /// The cached `JSON.stringify`, usable in this call.
+  fn stringify_fn<'env>(&self, env: &'env Env) -> Result<Stringify<'env>, Code> {
+    self
+      .stringify
+      .borrow_back(env)
+      .map_err(|e| Error::new(Code::InvalidEvent, e.reason))
+  }
+
   fn poll_request(
     &self,
     env: &Env,
