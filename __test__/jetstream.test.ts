@@ -301,6 +301,40 @@ describe('JetStream adapter against private servers', () => {
     expect(stats.dropped).toBeGreaterThan(0)
   })
 
+  it('a bus never shut down reports on stderr what it could not deliver at exit', async () => {
+    const server = await privateNats()
+    owned.push(server)
+    const { spawn } = await import('node:child_process')
+    const script = `
+      const { EventBus } = require(${JSON.stringify(path.resolve(__dirname, '..', 'index.js'))})
+      ;(async () => {
+        const bus = await EventBus.create({ retries: 100, adapter: { type: 'jetstream', stream: 'exit', servers: 'nats://127.0.0.1:${server.port}' } })
+        bus.ingest({ before: true })
+        await bus.flush()
+        console.log('ready')
+        process.stdin.once('data', () => {
+          for (let i = 0; i < 500; i++) bus.ingest({ i })
+          process.exit(0)
+        })
+      })()
+    `
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    while (!stdout.includes('ready')) await sleep(20)
+    await server.kill()
+    const started = Date.now()
+    child.stdin.write('go\n')
+    const code = await exited
+    expect(code).toBe(0)
+    // The exit drain is bounded (3 s), then the loss is reported.
+    expect(Date.now() - started).toBeLessThan(10_000)
+    expect(stderr).toMatch(/ringbus: an EventBus was not shut down before exit; (500 of 500 pending events could not be delivered|delivery of 500 pending events could not be confirmed)/)
+  })
+
   it('a 3-node cluster with 3 replicas loses nothing when the stream leader is killed', async () => {
     const nodes = await natsCluster()
     owned.push(...nodes)
