@@ -3,7 +3,7 @@
 //! Writes publish each event with `Nats-Msg-Id` = its message id, pipelined through a
 //! bounded window of unacknowledged publishes; the server's duplicate window turns
 //! retries into exactly-once storage, and an ack flagged duplicate counts as stored.
-//! Event metadata travels in headers (`Rb-Ts`, `Rb-Seq`, `Rb-Kind`, `Rb-Key`); the payload
+//! Event metadata travels in headers (`Rb`: timestamp, sequence, kind; `Rb-Key`); the payload
 //! is the event itself, so the stream reads naturally with the `nats` tools.
 //!
 //! Reads use ephemeral pull consumers (no acks, filtered by the shard's subject, starting
@@ -34,9 +34,9 @@ use crate::config::{JetStreamConfig, NatsAuth, StorageKind};
 use crate::error::{BusError, Code};
 use crate::event::{PayloadKind, StoredEvent};
 
-const H_TS: &str = "Rb-Ts";
-const H_SEQ: &str = "Rb-Seq";
-const H_KIND: &str = "Rb-Kind";
+/// `<timestamp ms> <sequence> <json|bytes>`: one header, because every header line costs
+/// the server parsing time on each publish.
+const H_META: &str = "Rb";
 const H_KEY: &str = "Rb-Key";
 const H_MSG_ID: &str = "Nats-Msg-Id";
 
@@ -350,9 +350,11 @@ impl JetStreamAdapter {
       }
     };
     let get = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
-    let ts = get(H_TS).and_then(|v| v.parse::<u64>().ok());
-    let seq = get(H_SEQ).and_then(|v| v.parse::<u64>().ok());
-    let kind = match get(H_KIND).as_deref() {
+    let meta = get(H_META).unwrap_or_default();
+    let mut parts = meta.split(' ');
+    let ts = parts.next().and_then(|v| v.parse::<u64>().ok());
+    let seq = parts.next().and_then(|v| v.parse::<u64>().ok());
+    let kind = match parts.next() {
       Some("json") => Some(PayloadKind::Json),
       Some("bytes") => Some(PayloadKind::Bytes),
       _ => None,
@@ -368,10 +370,7 @@ impl JetStreamAdapter {
       None => None,
     };
     let (Some(ts), Some(seq), Some(kind)) = (ts, seq, kind) else {
-      self.note_corrupt(
-        stream_seq,
-        "missing or invalid Rb-Ts/Rb-Seq/Rb-Kind headers",
-      );
+      self.note_corrupt(stream_seq, "missing or invalid Rb header");
       return None;
     };
     if kind == PayloadKind::Json
@@ -557,14 +556,13 @@ impl Adapter for JetStreamAdapter {
           .to_string()
           .as_str(),
       );
-      headers.insert(H_TS, ev.timestamp_ms.to_string().as_str());
-      headers.insert(H_SEQ, ev.seq.to_string().as_str());
+      let kind = match ev.kind {
+        PayloadKind::Json => "json",
+        PayloadKind::Bytes => "bytes",
+      };
       headers.insert(
-        H_KIND,
-        match ev.kind {
-          PayloadKind::Json => "json",
-          PayloadKind::Bytes => "bytes",
-        },
+        H_META,
+        format!("{} {} {kind}", ev.timestamp_ms, ev.seq).as_str(),
       );
       if let Some(k) = &ev.key {
         headers.insert(H_KEY, header_escape(k).as_str());
