@@ -14,6 +14,18 @@ jest.setTimeout(240_000)
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+// Every bus a test creates is shut down after the file, even when the test fails part-way,
+// so no pending promise outlives the run.
+const created: EventBus[] = []
+async function create(options: EventBusOptions): Promise<EventBus> {
+  const bus = await EventBus.create(options)
+  created.push(bus)
+  return bus
+}
+afterAll(async () => {
+  await Promise.all(created.map((b) => b.shutdown()))
+})
+
 function jsOptions(stream: string, servers: string | string[] = NATS, extra: Record<string, unknown> = {}): EventBusOptions {
   return { shards: 4, adapter: { type: 'jetstream', servers, stream, ...extra } } as EventBusOptions
 }
@@ -95,7 +107,7 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
 
   it('stores 200,000 keyed events exactly once and reads them back in per-key order', async () => {
     const stream = newStream('e2e')
-    const bus = await EventBus.create(jsOptions(stream))
+    const bus = await create(jsOptions(stream))
     const accepted = await ingestN(bus, 200_000)
     const flushed = await bus.flush()
     expect(flushed.dropped).toBe(0)
@@ -122,7 +134,7 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
 
   it('filters pages without skipping and resumes from cursors', async () => {
     const stream = newStream('filter')
-    const bus = await EventBus.create(jsOptions(stream))
+    const bus = await create(jsOptions(stream))
     for (let i = 0; i < 3000; i++) bus.ingest({ i, even: i % 2 === 0 }, { key: `k${i % 5}` })
     await bus.flush()
     const got: number[] = []
@@ -144,7 +156,7 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
 
   it('subscribe waits on the server for new events and resumes from a cursor', async () => {
     const stream = newStream('sub')
-    const bus = await EventBus.create(jsOptions(stream))
+    const bus = await create(jsOptions(stream))
     bus.ingest({ n: 1 })
     await bus.flush()
     const page = await bus.poll()
@@ -160,7 +172,7 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
 
   it('skips and counts a corrupt record instead of wedging its shard', async () => {
     const stream = newStream('corrupt')
-    const bus = await EventBus.create({ ...jsOptions(stream), shards: 1 })
+    const bus = await create({ ...jsOptions(stream), shards: 1 })
     bus.ingest({ n: 1 })
     await bus.flush()
     const js = (await import('@nats-io/jetstream')).jetstream(nc)
@@ -175,14 +187,14 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
 
   it('reports an existing stream with a conflicting configuration', async () => {
     const stream = newStream('conflict')
-    const bus = await EventBus.create(jsOptions(stream))
+    const bus = await create(jsOptions(stream))
     await bus.shutdown()
-    const err = await EventBus.create(jsOptions(stream, NATS, { storage: 'memory', duplicateWindowMs: 5000 })).catch((e) => e)
+    const err = await create(jsOptions(stream, NATS, { storage: 'memory', duplicateWindowMs: 5000 })).catch((e) => e)
     expect(err.code).toBe('ERR_INVALID_CONFIG')
     expect(err.message).toMatch(/storage/)
     expect(err.message).toMatch(/duplicateWindowMs/)
     // The same options again reuse it.
-    const again = await EventBus.create(jsOptions(stream))
+    const again = await create(jsOptions(stream))
     await expect(again.isHealthy()).resolves.toBe(true)
     await again.shutdown()
   })
@@ -209,7 +221,7 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
     const dir = tempDir('ringbus-restart-')
     const noncePath = path.join(dir, 'producer')
     for (let run = 0; run < 2; run++) {
-      const bus = await EventBus.create({ ...jsOptions(stream), producerNoncePath: noncePath })
+      const bus = await create({ ...jsOptions(stream), producerNoncePath: noncePath })
       for (let i = 0; i < 5000; i++) bus.ingest({ run, i })
       await bus.flush()
       expect(bus.stats()).toMatchObject({ stored: 5000, dropped: 0 })
@@ -222,7 +234,7 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
 
   it('an unreachable server is ERR_CONNECT within the connect timeout', async () => {
     const started = Date.now()
-    const err = await EventBus.create(jsOptions('x', 'nats://127.0.0.1:1', { connectTimeoutMs: 1000 })).catch((e) => e)
+    const err = await create(jsOptions('x', 'nats://127.0.0.1:1', { connectTimeoutMs: 1000 })).catch((e) => e)
     expect(err.code).toBe('ERR_CONNECT')
     expect(Date.now() - started).toBeLessThan(3000)
   })
@@ -239,13 +251,13 @@ describe('JetStream adapter against private servers', () => {
     owned.push(server)
     const url = `nats://127.0.0.1:${server.port}`
     const secret = 'wrong-Pa55word-9xz'
-    const err = await EventBus.create(jsOptions('auth', url, { user: 'ringbus', password: secret })).catch((e) => e)
+    const err = await create(jsOptions('auth', url, { user: 'ringbus', password: secret })).catch((e) => e)
     expect(err.code).toBe('ERR_CONNECT')
     expect(err.message).not.toContain(secret)
-    const inUrl = await EventBus.create(jsOptions('auth', `nats://ringbus:${secret}@127.0.0.1:${server.port}`)).catch((e) => e)
+    const inUrl = await create(jsOptions('auth', `nats://ringbus:${secret}@127.0.0.1:${server.port}`)).catch((e) => e)
     expect(inUrl.code).toBe('ERR_CONNECT')
     expect(inUrl.message).not.toContain(secret)
-    const ok = await EventBus.create(jsOptions('auth', url, { user: 'ringbus', password: 'right-horse-battery' }))
+    const ok = await create(jsOptions('auth', url, { user: 'ringbus', password: 'right-horse-battery' }))
     ok.ingest({ a: 1 })
     await expect(ok.flush()).resolves.toMatchObject({ dropped: 0 })
     await ok.shutdown()
@@ -256,7 +268,7 @@ describe('JetStream adapter against private servers', () => {
     owned.push(server)
     const url = `nats://127.0.0.1:${server.port}`
     const stream = uniqueName('fault')
-    const bus = await EventBus.create({ ...jsOptions(stream, url), retries: 30, adapterTimeoutMs: 3000 })
+    const bus = await create({ ...jsOptions(stream, url), retries: 30, adapterTimeoutMs: 3000 })
     let restarted: Promise<void> | undefined
     const accepted = await ingestN(bus, 200_000, (i) => {
       if (i === 60_000 && !restarted) {
@@ -284,7 +296,7 @@ describe('JetStream adapter against private servers', () => {
   it('shutdown settles within its bound when the server is gone', async () => {
     const server = await privateNats()
     owned.push(server)
-    const bus = await EventBus.create({
+    const bus = await create({
       ...jsOptions(uniqueName('gone'), `nats://127.0.0.1:${server.port}`),
       shutdownTimeoutMs: 1000,
       adapterTimeoutMs: 500,
@@ -343,7 +355,7 @@ describe('JetStream adapter against private servers', () => {
     let bus: EventBus | undefined
     for (let attempt = 0; !bus; attempt++) {
       // The cluster needs a moment to elect its meta leader before it accepts streams.
-      bus = await EventBus.create({ ...jsOptions(stream, urls, { replicas: 3 }), retries: 40, adapterTimeoutMs: 5000 }).catch(
+      bus = await create({ ...jsOptions(stream, urls, { replicas: 3 }), retries: 40, adapterTimeoutMs: 5000 }).catch(
         async (e) => {
           if (attempt > 40) throw e
           await sleep(500)
@@ -352,9 +364,12 @@ describe('JetStream adapter against private servers', () => {
       )
     }
     const nc = await connect({ servers: urls })
-    const jsm = await jetstreamManager(nc)
-    const leaderName = (await jsm.streams.info(stream)).cluster?.leader
-    await nc.close()
+    let leaderName: string | undefined
+    try {
+      leaderName = (await (await jetstreamManager(nc)).streams.info(stream)).cluster?.leader
+    } finally {
+      await nc.close()
+    }
     const leader = nodes.find((_, i) => `rb-node-${i}` === leaderName)
     expect(leader).toBeDefined()
     let killed: Promise<void> | undefined

@@ -44,6 +44,10 @@ const H_MSG_ID: &str = "Nats-Msg-Id";
 const READER_IDLE: Duration = Duration::from_secs(60);
 /// Corrupt records logged individually before going quiet (the count keeps growing).
 const MAX_LOGGED_CORRUPT: usize = 1024;
+/// How long reads avoid creating consumers after a creation failed.
+const FALLBACK_PERIOD: Duration = Duration::from_secs(30);
+/// Most messages one request-per-message read returns.
+const FALLBACK_PAGE: usize = 256;
 /// Messages fetched per round trip when a read asks for fewer.
 const PREFETCH: usize = 512;
 
@@ -67,6 +71,8 @@ pub struct JetStreamAdapter {
   corrupt: AtomicU64,
   logged: Mutex<HashSet<u64>>,
   secrets: Vec<String>,
+  /// Until when reads go through the stream leader instead of consumers.
+  fallback_until: Mutex<Option<std::time::Instant>>,
 }
 
 fn connect_err(msg: String) -> BusError {
@@ -221,6 +227,7 @@ impl JetStreamAdapter {
       corrupt: AtomicU64::new(0),
       logged: Mutex::new(HashSet::new()),
       secrets,
+      fallback_until: Mutex::new(None),
     };
     if let Err(e) = adapter.ensure_stream().await {
       let _ = tokio::time::timeout(Duration::from_secs(1), adapter.client.drain()).await;
@@ -341,8 +348,14 @@ impl JetStreamAdapter {
   }
 
   /// Turns a delivered message into an event, or None (counted) when it cannot be read.
-  fn decode(&self, shard: u32, stream_seq: u64, msg: &async_nats::Message) -> Option<StoredEvent> {
-    let headers = match &msg.headers {
+  fn decode(
+    &self,
+    shard: u32,
+    stream_seq: u64,
+    headers: Option<&HeaderMap>,
+    payload: &bytes::Bytes,
+  ) -> Option<StoredEvent> {
+    let headers = match headers {
       Some(h) => h,
       None => {
         self.note_corrupt(stream_seq, "no ringbus headers");
@@ -374,7 +387,7 @@ impl JetStreamAdapter {
       return None;
     };
     if kind == PayloadKind::Json
-      && serde_json::from_slice::<serde::de::IgnoredAny>(&msg.payload).is_err()
+      && serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_err()
     {
       self.note_corrupt(stream_seq, "payload marked JSON is not valid JSON");
       return None;
@@ -387,7 +400,7 @@ impl JetStreamAdapter {
       timestamp_ms: ts,
       kind,
       key,
-      payload: msg.payload.clone(),
+      payload: payload.clone(),
       message_id: get(H_MSG_ID).unwrap_or_default(),
     })
   }
@@ -606,7 +619,21 @@ impl Adapter for JetStreamAdapter {
     limit: usize,
   ) -> Result<ReadPage, AdapterError> {
     let position = self.parse_position(shard, after)?;
-    let mut reader = self.lease(shard, position).await?;
+    if self.fallback_active() {
+      return self.read_by_request(shard, position, limit).await;
+    }
+    let mut reader = match self.lease(shard, position).await {
+      Ok(r) => r,
+      Err(e) => {
+        // Readers cannot be placed (e.g. a cluster still settling after losing a node):
+        // read through the stream leader until they can again.
+        *self.fallback_until.lock() = Some(std::time::Instant::now() + FALLBACK_PERIOD);
+        return self
+          .read_by_request(shard, position, limit)
+          .await
+          .map_err(|_| e);
+      }
+    };
     if reader.buffer.len() < limit {
       // Fetch ahead: the rest waits in the reader for the next page of this shard.
       let want = (limit - reader.buffer.len()).max(PREFETCH);
@@ -634,7 +661,7 @@ impl Adapter for JetStreamAdapter {
       examined += 1;
       match self.accept(&mut reader, &msg) {
         Ok(seq) => {
-          if let Some(ev) = self.decode(shard, seq, &msg) {
+          if let Some(ev) = self.decode(shard, seq, msg.headers.as_ref(), &msg.payload) {
             page.events.push(ev);
           }
           page.next = Some(seq.to_string());
@@ -747,6 +774,69 @@ impl Adapter for JetStreamAdapter {
 }
 
 impl JetStreamAdapter {
+  fn fallback_active(&self) -> bool {
+    let mut until = self.fallback_until.lock();
+    match *until {
+      Some(t) if t > std::time::Instant::now() => true,
+      Some(_) => {
+        *until = None;
+        false
+      }
+      None => false,
+    }
+  }
+
+  /// Reads message by message through the stream leader (`next_by_subj` requests): slower
+  /// than a consumer, but needs no consumer placement.
+  async fn read_by_request(
+    &self,
+    shard: u32,
+    position: u64,
+    limit: usize,
+  ) -> Result<ReadPage, AdapterError> {
+    let stream = self
+      .js
+      .get_stream_no_info(&self.config.stream)
+      .await
+      .map_err(|e| {
+        self.adapter_error(true, format!("JetStream read on shard {shard} failed: {e}"))
+      })?;
+    let subject = self.subject(shard);
+    let mut page = ReadPage::default();
+    let mut next = position + 1;
+    for _ in 0..limit.min(FALLBACK_PAGE) {
+      let got = stream
+        .raw_message_builder()
+        .sequence(next)
+        .next_by_subject(subject.clone())
+        .send()
+        .await;
+      match got {
+        Ok(msg) => {
+          if let Some(ev) = self.decode(shard, msg.sequence, Some(&msg.headers), &msg.payload) {
+            page.events.push(ev);
+          }
+          page.next = Some(msg.sequence.to_string());
+          next = msg.sequence + 1;
+        }
+        Err(e)
+          if e.kind() == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound =>
+        {
+          page.has_more = false;
+          return Ok(page);
+        }
+        Err(e) if page.next.is_none() => {
+          return Err(
+            self.adapter_error(true, format!("JetStream read on shard {shard} failed: {e}")),
+          )
+        }
+        Err(_) => break,
+      }
+    }
+    page.has_more = true;
+    Ok(page)
+  }
+
   fn ack_outcome(
     &self,
     ack: Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
