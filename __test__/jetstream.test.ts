@@ -297,13 +297,17 @@ describe('JetStream adapter against private servers', () => {
     const server = await privateNats()
     owned.push(server)
     const bus = await create({
-      ...jsOptions(uniqueName('gone'), `nats://127.0.0.1:${server.port}`),
+      ...jsOptions(uniqueName('gone'), `nats://127.0.0.1:${server.port}`, { requestTimeoutMs: 500 }),
       shutdownTimeoutMs: 1000,
       adapterTimeoutMs: 500,
     })
     for (let i = 0; i < 100; i++) bus.ingest({ i })
     await bus.flush()
     await server.kill()
+    // With the server gone: flush cannot confirm the connection, reads fail.
+    await expect(bus.flush()).rejects.toMatchObject({ code: 'ERR_TIMEOUT' })
+    await expect(bus.poll()).rejects.toMatchObject({ code: 'ERR_ADAPTER' })
+    await expect(bus.isHealthy()).resolves.toBe(false)
     for (let i = 0; i < 1000; i++) bus.ingest({ i })
     const started = Date.now()
     const stats = await bus.shutdown()

@@ -738,8 +738,13 @@ impl Adapter for JetStreamAdapter {
   }
 
   async fn flush(&self) -> Result<(), AdapterError> {
-    // Every write already waited for its acks.
-    Ok(())
+    // Every write already waited for its acks; a round trip to the server confirms the
+    // connection is still there (the bus bounds this with adapterTimeoutMs).
+    self
+      .client
+      .flush()
+      .await
+      .map_err(|e| self.adapter_error(true, format!("NATS connection flush failed: {e}")))
   }
 
   async fn close(&self) -> Result<(), AdapterError> {
