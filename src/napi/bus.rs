@@ -58,7 +58,7 @@ fn parse_options(env: &Env, value: Option<Unknown>) -> std::result::Result<BusCo
 #[napi]
 pub struct EventBus {
   bus: Bus,
-  stringify: FunctionRef<Unknown<'static>, Unknown<'static>>,
+  stringify: convert::StringifyRef,
 }
 
 impl EventBus {
@@ -133,8 +133,7 @@ impl EventBus {
     options: Option<IngestOptions>,
   ) -> Result<u32, Code> {
     let key = key_of(options.and_then(|o| o.key))?;
-    let f = self.stringify_fn(&env)?;
-    let inc = convert::incoming(&env, &f, event, key).map_err(throw)?;
+    let inc = convert::incoming(&env, &self.stringify, event, key).map_err(throw)?;
     self.bus.ingest(inc).map_err(throw)
   }
 
@@ -163,7 +162,6 @@ impl EventBus {
       }
     }
     let shared = key_of(key)?;
-    let f = self.stringify_fn(&env)?;
     let mut keys = keys.map(|k| k.into_iter());
     let mut batch = Vec::with_capacity(events.len());
     for (i, ev) in events.into_iter().enumerate() {
@@ -171,7 +169,7 @@ impl EventBus {
         Some(k) => key_of(Some(k))?,
         None => shared.clone(),
       };
-      let inc = convert::incoming(&env, &f, ev, key)
+      let inc = convert::incoming(&env, &self.stringify, ev, key)
         .map_err(|e| throw(BusError::new(e.code, format!("events[{i}]: {}", e.message))))?;
       batch.push(inc);
     }
@@ -304,14 +302,6 @@ fn key_of(key: Option<String>) -> Result<Option<std::sync::Arc<str>>, Code> {
 }
 
 impl EventBus {
-  /// The cached `JSON.stringify`, usable in this call.
-  fn stringify_fn<'env>(&self, env: &'env Env) -> Result<Stringify<'env>, Code> {
-    self
-      .stringify
-      .borrow_back(env)
-      .map_err(|e| Error::new(Code::InvalidEvent, e.reason))
-  }
-
   fn poll_request(
     &self,
     env: &Env,

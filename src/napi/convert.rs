@@ -267,6 +267,8 @@ pub fn check_json(text: &[u8]) -> std::result::Result<(), BusError> {
 
 /// The global `JSON.stringify` as a callable function.
 pub type Stringify<'env> = Function<'env, Unknown<'static>, Unknown<'static>>;
+/// A reference to `JSON.stringify` kept by each bus.
+pub type StringifyRef = FunctionRef<Unknown<'static>, Unknown<'static>>;
 
 /// Serialises a value with `JSON.stringify`. Ok(None) when it serialises to nothing;
 /// Err with the JS exception's message when it throws (cycles, BigInt).
@@ -290,7 +292,7 @@ pub fn stringify(
 /// Converts one JS event to an engine event.
 pub fn incoming(
   env: &Env,
-  stringify_fn: &Stringify<'_>,
+  stringify_ref: &StringifyRef,
   value: Unknown<'_>,
   key: Option<Arc<str>>,
 ) -> std::result::Result<Incoming, BusError> {
@@ -317,7 +319,11 @@ pub fn incoming(
           payload: bytes,
         });
       }
-      let json = stringify(env, stringify_fn, value).map_err(|reason| {
+      // Borrowed here only: strings and bytes never need it.
+      let stringify_fn = stringify_ref
+        .borrow_back(env)
+        .map_err(|e| napi_failure(Code::InvalidEvent, "JSON.stringify", e))?;
+      let json = stringify(env, &stringify_fn, value).map_err(|reason| {
         BusError::invalid_event(format!(
           "event cannot be serialised as JSON ({reason}); remove cycles and BigInt values, or pass a Buffer"
         ))
