@@ -486,58 +486,58 @@ fn delivery_info(msg: &jetstream::Message) -> Option<(u64, u64, u64)> {
 }
 
 fn describe_conflict(have: &StreamConfig, want: &StreamConfig) -> Vec<String> {
-  let mut d = Vec::new();
-  let mut cmp = |what: &str, h: String, w: String| {
-    if h != w {
-      d.push(format!("{what}: stream has {h}, options ask for {w}"));
-    }
-  };
-  cmp(
-    "subjects",
-    format!("{:?}", have.subjects),
-    format!("{:?}", want.subjects),
-  );
-  cmp(
-    "storage",
-    format!("{:?}", have.storage),
-    format!("{:?}", want.storage),
-  );
-  cmp(
-    "replicas",
-    have.num_replicas.to_string(),
-    want.num_replicas.to_string(),
-  );
-  cmp(
-    "maxAgeMs",
-    have.max_age.as_millis().to_string(),
-    want.max_age.as_millis().to_string(),
-  );
-  cmp(
-    "maxBytes",
-    have.max_bytes.to_string(),
-    want.max_bytes.to_string(),
-  );
-  cmp(
-    "maxMessages",
-    have.max_messages.to_string(),
-    want.max_messages.to_string(),
-  );
-  cmp(
-    "duplicateWindowMs",
-    have.duplicate_window.as_millis().to_string(),
-    want.duplicate_window.as_millis().to_string(),
-  );
-  cmp(
-    "retention",
-    format!("{:?}", have.retention),
-    format!("{:?}", want.retention),
-  );
-  cmp(
-    "discard",
-    format!("{:?}", have.discard),
-    format!("{:?}", want.discard),
-  );
-  d
+  let pairs: [(&str, String, String); 9] = [
+    (
+      "subjects",
+      format!("{:?}", have.subjects),
+      format!("{:?}", want.subjects),
+    ),
+    (
+      "storage",
+      format!("{:?}", have.storage),
+      format!("{:?}", want.storage),
+    ),
+    (
+      "replicas",
+      have.num_replicas.to_string(),
+      want.num_replicas.to_string(),
+    ),
+    (
+      "maxAgeMs",
+      have.max_age.as_millis().to_string(),
+      want.max_age.as_millis().to_string(),
+    ),
+    (
+      "maxBytes",
+      have.max_bytes.to_string(),
+      want.max_bytes.to_string(),
+    ),
+    (
+      "maxMessages",
+      have.max_messages.to_string(),
+      want.max_messages.to_string(),
+    ),
+    (
+      "duplicateWindowMs",
+      have.duplicate_window.as_millis().to_string(),
+      want.duplicate_window.as_millis().to_string(),
+    ),
+    (
+      "retention",
+      format!("{:?}", have.retention),
+      format!("{:?}", want.retention),
+    ),
+    (
+      "discard",
+      format!("{:?}", have.discard),
+      format!("{:?}", want.discard),
+    ),
+  ];
+  pairs
+    .into_iter()
+    .filter(|(_, h, w)| h != w)
+    .map(|(what, h, w)| format!("{what}: stream has {h}, options ask for {w}"))
+    .collect()
 }
 
 #[async_trait]
