@@ -263,6 +263,29 @@ describe('JetStream adapter against private servers', () => {
     await ok.shutdown()
   })
 
+  it('connects over TLS with a private CA, and refuses an untrusted server with ERR_CONNECT', async () => {
+    const { execFileSync } = await import('node:child_process')
+    const dir = tempDir('ringbus-tls-')
+    const f = (n: string) => path.join(dir, n)
+    const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' })
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=ringbus-test-ca')
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1')
+    fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n')
+    ssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('ext.cnf'))
+    const server = await privateNats(['--tls', '--tlscert', f('server.pem'), '--tlskey', f('server.key')])
+    owned.push(server)
+    const url = `nats://127.0.0.1:${server.port}`
+    const bus = await create(jsOptions(uniqueName('tls'), url, { tls: { caFile: f('ca.pem') } }))
+    bus.ingest({ secure: true })
+    await expect(bus.flush()).resolves.toMatchObject({ dropped: 0 })
+    expect((await bus.poll()).events.map((e) => e.raw)).toEqual(['{"secure":true}'])
+    await bus.shutdown()
+    const untrusted = await create(jsOptions('tls', url, { tls: {}, connectTimeoutMs: 2000 })).catch((e) => e)
+    expect(untrusted.code).toBe('ERR_CONNECT')
+    expect(untrusted.message).toMatch(/certificate/)
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
   it('a server killed with SIGKILL and restarted mid-ingest loses and duplicates nothing', async () => {
     const server = await privateNats()
     owned.push(server)
