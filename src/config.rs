@@ -155,21 +155,11 @@ impl JetStreamConfig {
     }
     check_range("adapter.replicas", self.replicas as u64, 1, 5)?;
     check_range("adapter.maxInFlight", self.max_in_flight as u64, 1, 65_536)?;
-    check_range(
-      "adapter.connectTimeoutMs",
-      self.connect_timeout.as_millis() as u64,
-      1,
-      600_000,
-    )?;
-    check_range(
-      "adapter.requestTimeoutMs",
-      self.request_timeout.as_millis() as u64,
-      1,
-      600_000,
-    )?;
-    check_range(
+    check_ms("adapter.connectTimeoutMs", self.connect_timeout, 1, 600_000)?;
+    check_ms("adapter.requestTimeoutMs", self.request_timeout, 1, 600_000)?;
+    check_ms(
       "adapter.duplicateWindowMs",
-      self.duplicate_window.as_millis() as u64,
+      self.duplicate_window,
       100,
       7 * 24 * 3_600_000,
     )?;
@@ -238,6 +228,10 @@ impl Default for BusConfig {
   }
 }
 
+fn check_ms(key: &str, value: Duration, min: u64, max: u64) -> Result<()> {
+  check_range(key, value.as_millis() as u64, min, max)
+}
+
 fn check_range(key: &str, value: u64, min: u64, max: u64) -> Result<()> {
   if value < min || value > max {
     return Err(BusError::config(format!(
@@ -270,25 +264,10 @@ impl BusConfig {
       1024,
       MAX_EVENT_BYTES_LIMIT as u64 * 4,
     )?;
-    check_range(
-      "batch.maxDelayMs",
-      self.batch.max_delay.as_millis() as u64,
-      0,
-      60_000,
-    )?;
-    check_range(
-      "adapterTimeoutMs",
-      self.adapter_timeout.as_millis() as u64,
-      1,
-      600_000,
-    )?;
+    check_ms("batch.maxDelayMs", self.batch.max_delay, 0, 60_000)?;
+    check_ms("adapterTimeoutMs", self.adapter_timeout, 1, 600_000)?;
     check_range("retries", self.retries as u64, 0, 100)?;
-    check_range(
-      "shutdownTimeoutMs",
-      self.shutdown_timeout.as_millis() as u64,
-      1,
-      600_000,
-    )?;
+    check_ms("shutdownTimeoutMs", self.shutdown_timeout, 1, 600_000)?;
     if let Some(path) = &self.producer_nonce_path {
       if path.as_os_str().is_empty() {
         return Err(BusError::config(

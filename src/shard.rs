@@ -239,6 +239,8 @@ impl Shard {
               st.ring_bytes -= old.size();
               st.note_drop(old.seq);
               self.counters.dropped_oldest.fetch_add(1, Ordering::AcqRel);
+              // An eviction is the only way a push can complete a flush barrier.
+              st.complete_waiters();
             }
           }
         }
@@ -268,9 +270,6 @@ impl Shard {
         || (before_bytes < self.batch_bytes && st.ring_bytes >= self.batch_bytes)
       {
         wake = true;
-      }
-      if !st.waiters.is_empty() {
-        st.complete_waiters();
       }
     }
     if wake {

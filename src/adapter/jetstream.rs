@@ -405,19 +405,6 @@ impl JetStreamAdapter {
     })
   }
 
-  fn parse_position(&self, shard: u32, pos: Option<&str>) -> Result<u64, AdapterError> {
-    match pos {
-      None => Ok(0),
-      Some(p) => p.parse::<u64>().map_err(|_| AdapterError {
-        code: Code::InvalidCursor,
-        retryable: false,
-        message: format!(
-          "cursor position {p:?} for shard {shard} is not a JetStream sequence; use a cursor returned by this bus"
-        ),
-      }),
-    }
-  }
-
   /// An idle reader at `position`, or a new consumer starting after it.
   async fn lease(&self, shard: u32, position: u64) -> Result<Reader, AdapterError> {
     {
@@ -618,7 +605,7 @@ impl Adapter for JetStreamAdapter {
     after: Option<&str>,
     limit: usize,
   ) -> Result<ReadPage, AdapterError> {
-    let position = self.parse_position(shard, after)?;
+    let position = super::parse_numeric_position(shard, after, "JetStream sequence")?;
     if self.fallback_active() {
       return self.read_by_request(shard, position, limit).await;
     }
@@ -851,11 +838,6 @@ impl JetStreamAdapter {
       Ok(_) => Outcome::Stored,
       Err(e) => self.outcome_of_publish(e.kind(), e.to_string()),
     }
-  }
-
-  /// The underlying client (for tests and diagnostics).
-  pub fn client(&self) -> &async_nats::Client {
-    &self.client
   }
 }
 

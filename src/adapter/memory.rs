@@ -11,7 +11,9 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::{Adapter, AdapterError, Positions, ReadPage, WriteBatch, WriteResult};
+use super::{
+  parse_numeric_position, Adapter, AdapterError, Positions, ReadPage, WriteBatch, WriteResult,
+};
 use crate::event::{PayloadKind, ProducerId, StoredEvent};
 
 struct Record {
@@ -81,14 +83,6 @@ impl MemoryAdapter {
 
   pub fn is_empty(&self) -> bool {
     self.len() == 0
-  }
-
-  fn parse_position(shard: u32, pos: &str) -> Result<u64, AdapterError> {
-    pos.parse::<u64>().map_err(|_| AdapterError {
-      code: crate::error::Code::InvalidCursor,
-      retryable: false,
-      message: format!("cursor position {pos:?} for shard {shard} is not a memory offset; use a cursor returned by this bus"),
-    })
   }
 }
 
@@ -165,10 +159,7 @@ impl Adapter for MemoryAdapter {
     after: Option<&str>,
     limit: usize,
   ) -> Result<ReadPage, AdapterError> {
-    let after = match after {
-      Some(p) => Self::parse_position(shard, p)?,
-      None => 0,
-    };
+    let after = parse_numeric_position(shard, after, "memory offset")?;
     let store = self.store.lock();
     let Some(log) = store.logs.get(&shard) else {
       return Ok(ReadPage::default());

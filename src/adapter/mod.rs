@@ -81,6 +81,25 @@ pub struct ReadPage {
 /// Shard id → position of the last consumed record (absent: start of the shard).
 pub type Positions = BTreeMap<u32, String>;
 
+/// Parses a numeric cursor position (`None`: the start, 0). `what` names the backend's
+/// position kind in the error, e.g. "memory offset".
+pub fn parse_numeric_position(
+  shard: u32,
+  pos: Option<&str>,
+  what: &str,
+) -> Result<u64, AdapterError> {
+  match pos {
+    None => Ok(0),
+    Some(p) => p.parse::<u64>().map_err(|_| AdapterError {
+      code: Code::InvalidCursor,
+      retryable: false,
+      message: format!(
+        "cursor position {p:?} for shard {shard} is not a {what}; use a cursor returned by this bus"
+      ),
+    }),
+  }
+}
+
 #[async_trait]
 pub trait Adapter: Send + Sync + 'static {
   /// Short backend name, e.g. "memory".

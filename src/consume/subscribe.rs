@@ -1,7 +1,6 @@
 //! Subscriptions: an endless sequence of events from a starting point. Between pages it
 //! waits on the adapter (or shutdown, or `stop`) instead of polling in a loop.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +29,6 @@ pub struct Subscription {
   /// None until the start position is resolved (for `Latest`, on the first `next`).
   cursor: Option<Cursor>,
   start: StartAt,
-  buffer: VecDeque<StoredEvent>,
   stop: Arc<Signal>,
   failures: u32,
 }
@@ -42,7 +40,6 @@ impl Subscription {
       filter,
       cursor: None,
       start,
-      buffer: VecDeque::new(),
       stop: Arc::new(Signal::new()),
       failures: 0,
     }
@@ -53,21 +50,9 @@ impl Subscription {
     self.stop.clone()
   }
 
-  /// The next event, or `None` once stopped or the bus shuts down.
-  pub async fn next(&mut self) -> Result<Option<StoredEvent>> {
-    if self.buffer.is_empty() {
-      let batch = self.next_batch().await?;
-      self.buffer.extend(batch);
-    }
-    Ok(self.buffer.pop_front())
-  }
-
   /// The next events in order (at least one), or an empty vector once stopped or the bus
   /// shuts down. Waits without polling while nothing new is stored.
   pub async fn next_batch(&mut self) -> Result<Vec<StoredEvent>> {
-    if !self.buffer.is_empty() {
-      return Ok(self.buffer.drain(..).collect());
-    }
     loop {
       if self.stop.is_fired() || self.core.closing.is_fired() {
         return Ok(Vec::new());
