@@ -111,6 +111,34 @@ export type AdapterOptions =
     connectTimeoutMs?: number; /** Limit on each JetStream request and publish acknowledgement. Default: 5000. */
     requestTimeoutMs?: number; /** Unacknowledged publishes per shard at any time (1–65536). Default: 1024. */
   maxInFlight?: number }
+  | { type: 'redis'; /**
+     * One server: `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS.
+     * Give `url` or `nodes`.
+     */
+    url?: string; /** Seed nodes of a Redis Cluster, e.g. `['redis://127.0.0.1:7000']`. */
+    nodes?: Array<string>; /** ACL user name. Default: the one in the URL, else `default`. */
+    username?: string; /** Password. Default: the one in the URL, else none. */
+    password?: string; /** Certificate files for `rediss://` URLs. Default: the system's roots. */
+    tls?: TlsOptions; /**
+     * First part of every key: 1-128 characters without braces or spaces.
+     * Default: `'ringbus'`.
+     */
+    keyPrefix?: string; /**
+     * Each shard's stream is trimmed to about this many entries (`MAXLEN ~`).
+     * Default: no trimming.
+     */
+    maxLen?: number; /** Limit on connecting at `create()`. Default: 5000. */
+    connectTimeoutMs?: number; /** Limit on each command (a write pipeline, a page read, PING). Default: 5000. */
+    commandTimeoutMs?: number; /**
+     * Events per write command; a batch goes out as one pipeline of these (1–10000).
+     * Default: 256.
+     */
+    pipelineSize?: number; /**
+     * How long Redis remembers what this producer stored on each shard, so a retried
+     * write is not stored twice. Must exceed the time retries can take,
+     * `(adapterTimeoutMs + 5000) × (retries + 1)`. Default: 3600000 (1 h).
+     */
+  dedupWindowMs?: number }
 
 /** What `ingest` does when the target shard's ring is full. */
 export type BackpressureMode = 'reject' | 'dropOldest' | 'dropNewest'

@@ -43,12 +43,14 @@ pub enum AdapterConfig {
   Noop,
   /// NATS JetStream: one stream, one subject per shard.
   JetStream(Box<JetStreamConfig>),
+  /// Redis Streams: one stream per shard.
+  Redis(Box<RedisConfig>),
 }
 
 impl AdapterConfig {
   /// Whether the adapter connects to a server (and so needs `EventBus.create`).
   pub fn is_network(&self) -> bool {
-    matches!(self, AdapterConfig::JetStream(_))
+    matches!(self, AdapterConfig::JetStream(_) | AdapterConfig::Redis(_))
   }
 }
 
@@ -181,6 +183,110 @@ impl JetStreamConfig {
   }
 }
 
+/// Where the Redis adapter connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+  /// One server: `redis://` or `rediss://` URL (user, password and db may be in it).
+  Url(String),
+  /// Seed nodes of a Redis Cluster.
+  Cluster(Vec<String>),
+}
+
+/// A password: kept out of `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.write_str("***")
+  }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+  pub target: RedisTarget,
+  pub username: Option<String>,
+  pub password: Option<Secret>,
+  pub tls: Option<TlsConfig>,
+  pub key_prefix: String,
+  /// Approximate length each shard's stream is trimmed to (`MAXLEN ~`).
+  pub max_len: Option<u64>,
+  pub connect_timeout: Duration,
+  pub command_timeout: Duration,
+  /// Events per write command (one script call); a batch is sent as a pipeline of these.
+  pub pipeline_size: usize,
+  /// How long the server keeps a producer's per-shard high-water mark after its last write.
+  pub dedup_window: Duration,
+}
+
+impl RedisConfig {
+  pub fn new(target: RedisTarget) -> Self {
+    RedisConfig {
+      target,
+      username: None,
+      password: None,
+      tls: None,
+      key_prefix: "ringbus".into(),
+      max_len: None,
+      connect_timeout: Duration::from_secs(5),
+      command_timeout: Duration::from_secs(5),
+      pipeline_size: 256,
+      dedup_window: Duration::from_secs(3600),
+    }
+  }
+
+  pub fn validate(&self) -> Result<()> {
+    let urls: Vec<&String> = match &self.target {
+      RedisTarget::Url(u) => vec![u],
+      RedisTarget::Cluster(nodes) if nodes.is_empty() => {
+        return Err(BusError::config(
+          "adapter.nodes must list at least one cluster node, e.g. ['redis://127.0.0.1:7000']",
+        ))
+      }
+      RedisTarget::Cluster(nodes) => nodes.iter().collect(),
+    };
+    for u in urls {
+      if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+        return Err(BusError::config(format!(
+          "adapter: {:?} is not a Redis URL; use redis://host:port or rediss://host:port",
+          crate::adapter::secrets::redact_url(u)
+        )));
+      }
+    }
+    // Braces would change the hash tag that keeps a shard's keys in one cluster slot.
+    let valid_prefix = !self.key_prefix.is_empty()
+      && self.key_prefix.len() <= 128
+      && !self
+        .key_prefix
+        .chars()
+        .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control());
+    if !valid_prefix {
+      return Err(BusError::config(format!(
+        "adapter.keyPrefix {:?} is not usable: give 1-128 characters without braces or spaces",
+        self.key_prefix
+      )));
+    }
+    if let Some(n) = self.max_len {
+      check_range("adapter.maxLen", n, 1, 1 << 53)?;
+    }
+    check_ms("adapter.connectTimeoutMs", self.connect_timeout, 1, 600_000)?;
+    check_ms("adapter.commandTimeoutMs", self.command_timeout, 1, 600_000)?;
+    check_range("adapter.pipelineSize", self.pipeline_size as u64, 1, 10_000)?;
+    check_ms(
+      "adapter.dedupWindowMs",
+      self.dedup_window,
+      1_000,
+      30 * 24 * 3_600_000,
+    )?;
+    if self.password.is_some() && self.username.as_deref() == Some("") {
+      return Err(BusError::config(
+        "adapter.username must not be empty; omit it to use the default user",
+      ));
+    }
+    Ok(())
+  }
+}
+
 pub const DEFAULT_MEMORY_MAX_EVENTS: usize = 1 << 20;
 pub const DEFAULT_MEMORY_MAX_BYTES: usize = 256 << 20;
 
@@ -285,6 +391,18 @@ impl BusConfig {
     }
     if let AdapterConfig::JetStream(js) = &self.adapter {
       js.validate()?;
+    }
+    if let AdapterConfig::Redis(redis) = &self.adapter {
+      redis.validate()?;
+      // A retry skipped by the dedup window's expiry would be stored twice.
+      let retry_span = (self.adapter_timeout + crate::dispatch::MAX_BACKOFF) * (self.retries + 1);
+      if redis.dedup_window <= retry_span {
+        return Err(BusError::config(format!(
+          "adapter.dedupWindowMs ({} ms) must exceed the time retries can take ({} ms = (adapterTimeoutMs + 5000) x (retries + 1)); raise it or lower retries",
+          redis.dedup_window.as_millis(),
+          retry_span.as_millis()
+        )));
+      }
     }
     Ok(())
   }

@@ -23,7 +23,7 @@ pub struct DispatchContext {
 }
 
 const BACKOFF_BASE: Duration = Duration::from_millis(50);
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 thread_local! {
   static RNG: Cell<u64> = Cell::new(crate::identity::random_u64());
@@ -45,7 +45,7 @@ fn next_random() -> u64 {
 /// (half fixed, half random) so that shards failing together do not retry in lockstep.
 pub fn backoff(attempt: u32) -> Duration {
   let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-  let d = exp.min(BACKOFF_CAP);
+  let d = exp.min(MAX_BACKOFF);
   let half = d / 2;
   let jitter = next_random() % (half.as_micros() as u64 + 1);
   half + Duration::from_micros(jitter)
@@ -217,7 +217,7 @@ mod tests {
       let d = backoff(attempt);
       let exp = BACKOFF_BASE
         .saturating_mul(1u32 << (attempt - 1).min(16))
-        .min(BACKOFF_CAP);
+        .min(MAX_BACKOFF);
       assert!(d >= exp / 2 && d <= exp, "attempt {attempt}: {d:?}");
     }
   }

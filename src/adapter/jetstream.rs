@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 
+use super::secrets::{redact_url, scrub, url_secrets};
 use super::{Adapter, AdapterError, Outcome, Positions, ReadPage, WriteBatch, WriteResult};
 use crate::config::{JetStreamConfig, NatsAuth, StorageKind};
 use crate::error::{BusError, Code};
@@ -79,15 +80,6 @@ fn connect_err(msg: String) -> BusError {
   BusError::new(Code::Connect, msg)
 }
 
-/// Removes the userinfo (user:password@) from a server URL for messages.
-pub fn redact_url(url: &str) -> String {
-  match (url.find("://"), url.rfind('@')) {
-    (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-    (None, Some(at)) => format!("***@{}", &url[at + 1..]),
-    _ => url.to_string(),
-  }
-}
-
 fn secrets_of(config: &JetStreamConfig) -> Vec<String> {
   let mut out = Vec::new();
   match &config.auth {
@@ -97,27 +89,10 @@ fn secrets_of(config: &JetStreamConfig) -> Vec<String> {
     NatsAuth::None | NatsAuth::CredsFile(_) => {}
   }
   for url in &config.servers {
-    if let (Some(s), Some(at)) = (url.find("://"), url.rfind('@')) {
-      if at > s {
-        let userinfo = &url[s + 3..at];
-        if let Some((_, pass)) = userinfo.split_once(':') {
-          out.push(pass.to_string());
-        }
-        out.push(userinfo.to_string());
-      }
-    }
+    out.extend(url_secrets(url));
   }
   out.retain(|s| !s.is_empty());
   out
-}
-
-fn scrub(secrets: &[String], mut msg: String) -> String {
-  for s in secrets {
-    if msg.contains(s.as_str()) {
-      msg = msg.replace(s.as_str(), "***");
-    }
-  }
-  msg
 }
 
 fn header_escape(key: &str) -> String {
@@ -846,12 +821,7 @@ mod tests {
   use super::*;
 
   #[test]
-  fn urls_and_secrets_are_redacted() {
-    assert_eq!(
-      redact_url("nats://bob:hunter2@127.0.0.1:4222"),
-      "nats://***@127.0.0.1:4222"
-    );
-    assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+  fn config_secrets_are_scrubbed() {
     let mut c = JetStreamConfig::new(vec!["nats://bob:s3cret@h:1".into()], "x");
     c.auth = NatsAuth::Token("tok-123".into());
     let s = secrets_of(&c);

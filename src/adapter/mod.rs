@@ -3,6 +3,8 @@
 pub mod jetstream;
 pub mod memory;
 pub mod noop;
+pub mod redis;
+pub mod secrets;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -154,7 +156,7 @@ pub fn build_local(
       *max_bytes,
     ))),
     AdapterConfig::Noop => Ok(std::sync::Arc::new(noop::NoopAdapter)),
-    AdapterConfig::JetStream(_) => Err(BusError::config(
+    AdapterConfig::JetStream(_) | AdapterConfig::Redis(_) => Err(BusError::config(
       "this adapter connects to a server: use `await EventBus.create(options)` instead of `new EventBus(options)`",
     )),
   }
@@ -167,6 +169,9 @@ pub async fn connect(
   match config {
     crate::config::AdapterConfig::JetStream(js) => Ok(std::sync::Arc::new(
       jetstream::JetStreamAdapter::connect((**js).clone()).await?,
+    )),
+    crate::config::AdapterConfig::Redis(r) => Ok(std::sync::Arc::new(
+      redis::RedisAdapter::connect((**r).clone()).await?,
     )),
     other => build_local(other),
   }

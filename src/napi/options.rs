@@ -103,6 +103,39 @@ pub enum AdapterOptions {
     /// Unacknowledged publishes per shard at any time (1–65536). Default: 1024.
     max_in_flight: Option<u32>,
   },
+  /// Redis Streams: one stream per shard, key `{<keyPrefix>:<shardId>}`. Writes are
+  /// idempotent (a retried event is stored once). Works with Redis Cluster. Needs
+  /// `EventBus.create()`.
+  Redis {
+    /// One server: `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS.
+    /// Give `url` or `nodes`.
+    url: Option<String>,
+    /// Seed nodes of a Redis Cluster, e.g. `['redis://127.0.0.1:7000']`.
+    nodes: Option<Vec<String>>,
+    /// ACL user name. Default: the one in the URL, else `default`.
+    username: Option<String>,
+    /// Password. Default: the one in the URL, else none.
+    password: Option<String>,
+    /// Certificate files for `rediss://` URLs. Default: the system's roots.
+    tls: Option<TlsOptions>,
+    /// First part of every key: 1-128 characters without braces or spaces.
+    /// Default: `'ringbus'`.
+    key_prefix: Option<String>,
+    /// Each shard's stream is trimmed to about this many entries (`MAXLEN ~`).
+    /// Default: no trimming.
+    max_len: Option<f64>,
+    /// Limit on connecting at `create()`. Default: 5000.
+    connect_timeout_ms: Option<u32>,
+    /// Limit on each command (a write pipeline, a page read, PING). Default: 5000.
+    command_timeout_ms: Option<u32>,
+    /// Events per write command; a batch goes out as one pipeline of these (1–10000).
+    /// Default: 256.
+    pipeline_size: Option<u32>,
+    /// How long Redis remembers what this producer stored on each shard, so a retried
+    /// write is not stored twice. Must exceed the time retries can take,
+    /// `(adapterTimeoutMs + 5000) × (retries + 1)`. Default: 3600000 (1 h).
+    dedup_window_ms: Option<u32>,
+  },
 }
 
 /// Stream storage of the JetStream adapter.
@@ -268,11 +301,7 @@ fn jetstream_config(opts: AdapterOptions) -> Result<config::JetStreamConfig> {
   };
   let mut c = config::JetStreamConfig::new(servers, stream);
   c.auth = auth;
-  c.tls = tls.map(|t| config::TlsConfig {
-    ca_file: t.ca_file.map(Into::into),
-    cert_file: t.cert_file.map(Into::into),
-    key_file: t.key_file.map(Into::into),
-  });
+  c.tls = tls.map(tls_config);
   if let Some(r) = replicas {
     c.replicas = r as usize;
   }
@@ -289,6 +318,57 @@ fn jetstream_config(opts: AdapterOptions) -> Result<config::JetStreamConfig> {
     c.max_in_flight = n as usize;
   }
   Ok(c)
+}
+
+fn redis_config(opts: AdapterOptions) -> Result<config::RedisConfig> {
+  let AdapterOptions::Redis {
+    url,
+    nodes,
+    username,
+    password,
+    tls,
+    key_prefix,
+    max_len,
+    connect_timeout_ms,
+    command_timeout_ms,
+    pipeline_size,
+    dedup_window_ms,
+  } = opts
+  else {
+    unreachable!("called for the redis variant only")
+  };
+  let target = match (url, nodes) {
+    (Some(url), None) => config::RedisTarget::Url(url),
+    (None, Some(nodes)) => config::RedisTarget::Cluster(nodes),
+    _ => {
+      return Err(BusError::config(
+        "adapter: give either url (one Redis server) or nodes (a Redis Cluster)",
+      ))
+    }
+  };
+  let mut c = config::RedisConfig::new(target);
+  c.username = username;
+  c.password = password.map(config::Secret);
+  c.tls = tls.map(tls_config);
+  if let Some(p) = key_prefix {
+    c.key_prefix = p;
+  }
+  c.max_len = whole("adapter.maxLen", max_len)?.map(|v| v as u64);
+  c.connect_timeout = ms(connect_timeout_ms, c.connect_timeout);
+  c.command_timeout = ms(command_timeout_ms, c.command_timeout);
+  if let Some(n) = pipeline_size {
+    c.pipeline_size = n as usize;
+  }
+  c.dedup_window = ms(dedup_window_ms, c.dedup_window);
+  Ok(c)
+}
+
+fn tls_config(t: TlsOptions) -> config::TlsConfig {
+  config::TlsConfig {
+    ca_file: t.ca_file.map(Into::into),
+    cert_file: t.cert_file.map(Into::into),
+    key_file: t.key_file.map(Into::into),
+  }
 }
 
 fn ms(v: Option<u32>, default: Duration) -> Duration {
@@ -320,6 +400,7 @@ impl EventBusOptions {
       Some(js @ AdapterOptions::Jetstream { .. }) => {
         AdapterConfig::JetStream(Box::new(jetstream_config(js)?))
       }
+      Some(r @ AdapterOptions::Redis { .. }) => AdapterConfig::Redis(Box::new(redis_config(r)?)),
     };
     let cfg = BusConfig {
       shards: self.shards.unwrap_or(d.shards),

@@ -1,0 +1,155 @@
+//! Stream entries back into events.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use redis::Value;
+
+use crate::event::{PayloadKind, StoredEvent};
+
+/// Whether `p` is a stream entry id (`<ms>-<seq>`), as cursor positions must be.
+pub fn is_entry_id(p: &str) -> bool {
+  match p.split_once('-') {
+    Some((ms, seq)) => {
+      !ms.is_empty()
+        && !seq.is_empty()
+        && ms.len() <= 20
+        && seq.len() <= 20
+        && ms.bytes().all(|b| b.is_ascii_digit())
+        && seq.bytes().all(|b| b.is_ascii_digit())
+    }
+    None => false,
+  }
+}
+
+fn text(v: Value) -> Option<Vec<u8>> {
+  match v {
+    Value::BulkString(b) => Some(b),
+    Value::SimpleString(s) => Some(s.into_bytes()),
+    _ => None,
+  }
+}
+
+/// One entry of an `XRANGE`/`XREAD` reply: its id, and the event or why it is unreadable.
+pub fn entry(shard: u32, v: Value) -> Option<(String, Result<StoredEvent, &'static str>)> {
+  let Value::Array(mut parts) = v else {
+    return None;
+  };
+  if parts.len() != 2 {
+    return None;
+  }
+  let fields = parts.pop()?;
+  let id = String::from_utf8(text(parts.pop()?)?).ok()?;
+  let event = decode_fields(shard, &id, fields);
+  Some((id, event))
+}
+
+fn decode_fields(shard: u32, id: &str, fields: Value) -> Result<StoredEvent, &'static str> {
+  let Value::Array(items) = fields else {
+    return Err("fields are not a list");
+  };
+  let (mut data, mut meta, mut message_id, mut key) = (None, None, None, None);
+  let mut items = items.into_iter();
+  while let (Some(name), Some(value)) = (items.next(), items.next()) {
+    let name = text(name).ok_or("a field name is not a string")?;
+    let value = text(value).ok_or("a field value is not a string")?;
+    match name.as_slice() {
+      b"d" => data = Some(value),
+      b"m" => meta = Some(value),
+      b"id" => message_id = Some(value),
+      b"k" => key = Some(value),
+      _ => {}
+    }
+  }
+  let data = data.ok_or("no 'd' (payload) field")?;
+  let meta = meta.ok_or("no 'm' (meta) field")?;
+  let meta = std::str::from_utf8(&meta).map_err(|_| "'m' is not text")?;
+  let mut parts = meta.split(' ');
+  let ts = parts.next().and_then(|v| v.parse::<u64>().ok());
+  let seq = parts.next().and_then(|v| v.parse::<u64>().ok());
+  let kind = match parts.next() {
+    Some("json") => Some(PayloadKind::Json),
+    Some("bytes") => Some(PayloadKind::Bytes),
+    _ => None,
+  };
+  let (Some(ts), Some(seq), Some(kind)) = (ts, seq, kind) else {
+    return Err("'m' is not '<timestamp> <sequence> <json|bytes>'");
+  };
+  if kind == PayloadKind::Json && serde_json::from_slice::<serde::de::IgnoredAny>(&data).is_err() {
+    return Err("payload marked JSON is not valid JSON");
+  }
+  let key = match key {
+    Some(k) => Some(Arc::from(
+      String::from_utf8(k).map_err(|_| "'k' (key) is not UTF-8")?,
+    )),
+    None => None,
+  };
+  let message_id = message_id
+    .map(|m| String::from_utf8_lossy(&m).into_owned())
+    .unwrap_or_default();
+  Ok(StoredEvent {
+    id: id.to_string(),
+    position: id.to_string(),
+    shard,
+    seq,
+    timestamp_ms: ts,
+    kind,
+    key,
+    payload: Bytes::from(data),
+    message_id,
+  })
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn bulk(s: &str) -> Value {
+    Value::BulkString(s.as_bytes().to_vec())
+  }
+
+  #[test]
+  fn entry_ids_are_checked() {
+    assert!(is_entry_id("1700000000000-0"));
+    assert!(!is_entry_id("17-"));
+    assert!(!is_entry_id("abc"));
+    assert!(!is_entry_id("1-2-3"));
+  }
+
+  #[test]
+  fn entries_decode_or_explain() {
+    let good = Value::Array(vec![
+      bulk("5-1"),
+      Value::Array(vec![
+        bulk("d"),
+        bulk("{\"a\":1}"),
+        bulk("m"),
+        bulk("42 7 json"),
+        bulk("id"),
+        bulk("x-1-0-7"),
+        bulk("k"),
+        bulk("π"),
+      ]),
+    ]);
+    let (id, ev) = entry(3, good).unwrap();
+    let ev = ev.unwrap();
+    assert_eq!(
+      (id.as_str(), ev.shard, ev.seq, ev.timestamp_ms),
+      ("5-1", 3, 7, 42)
+    );
+    assert_eq!(ev.key.as_deref(), Some("π"));
+    assert_eq!(ev.message_id, "x-1-0-7");
+    let bad = Value::Array(vec![
+      bulk("5-2"),
+      Value::Array(vec![
+        bulk("d"),
+        bulk("not json"),
+        bulk("m"),
+        bulk("1 2 json"),
+      ]),
+    ]);
+    let (id, ev) = entry(3, bad).unwrap();
+    assert_eq!(id, "5-2");
+    assert!(ev.is_err());
+  }
+}

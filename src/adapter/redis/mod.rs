@@ -1,0 +1,427 @@
+//! Redis Streams: one stream per shard, `{<keyPrefix>:<shardId>}`.
+//!
+//! Entries carry the payload in `d`, `<timestamp> <sequence> <json|bytes>` in `m`, the
+//! message id in `id` and the partition key in `k` (when given). Writes go through a
+//! script that appends each event at most once (see `write.rs`); reads are `XRANGE` pages
+//! after the cursor's entry id; subscribers wait with `XREAD BLOCK` on connections of their
+//! own. The braces make each shard's keys one hash tag, so Redis Cluster works unchanged.
+
+mod conn;
+mod decode;
+mod write;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use redis::{RedisError, Value};
+
+use super::secrets::{redact_url, scrub, url_secrets};
+use super::{Adapter, AdapterError, Outcome, Positions, ReadPage, WriteBatch, WriteResult};
+use crate::config::{RedisConfig, RedisTarget};
+use crate::error::{BusError, Code};
+use conn::{Conn, Endpoint, MAX_BLOCK};
+pub use write::{mark_key, stream_key};
+
+/// Corrupt entries logged individually before going quiet (the count keeps growing).
+const MAX_LOGGED_CORRUPT: usize = 1024;
+/// Idle blocking connections kept for the next wait.
+const MAX_IDLE_BLOCKERS: usize = 8;
+
+pub struct RedisAdapter {
+  config: RedisConfig,
+  endpoint: Endpoint,
+  /// Writes and reads; `None` once closed.
+  conns: Mutex<Option<(Conn, Conn)>>,
+  idle_blockers: Mutex<Vec<Conn>>,
+  script: redis::Script,
+  corrupt: AtomicU64,
+  logged: Mutex<HashSet<String>>,
+  secrets: Vec<String>,
+}
+
+fn connect_err(msg: String) -> BusError {
+  BusError::new(Code::Connect, msg)
+}
+
+fn targets(config: &RedisConfig) -> Vec<&String> {
+  match &config.target {
+    RedisTarget::Url(u) => vec![u],
+    RedisTarget::Cluster(nodes) => nodes.iter().collect(),
+  }
+}
+
+impl RedisAdapter {
+  /// Connects (within `connectTimeoutMs`) and loads the write script.
+  pub async fn connect(config: RedisConfig) -> Result<Self, BusError> {
+    config.validate()?;
+    let mut secrets: Vec<String> = targets(&config)
+      .iter()
+      .flat_map(|u| url_secrets(u))
+      .collect();
+    if let Some(p) = &config.password {
+      secrets.push(p.0.clone());
+    }
+    secrets.retain(|s| !s.is_empty());
+    let shown = targets(&config)
+      .iter()
+      .map(|u| redact_url(u))
+      .collect::<Vec<_>>()
+      .join(", ");
+    let endpoint = Endpoint::new(&config, |m| scrub(&secrets, m))?;
+    let script = redis::Script::new(write::SCRIPT);
+    let opened = async {
+      let writer = endpoint.data(&config).await?;
+      let reader = endpoint.data(&config).await?;
+      let mut probe = reader.clone();
+      script.prepare_invoke().load_async(&mut probe).await?;
+      Ok::<_, RedisError>((writer, reader))
+    };
+    let (writer, reader) = match tokio::time::timeout(config.connect_timeout, opened).await {
+      Err(_) => {
+        return Err(connect_err(format!(
+          "could not connect to Redis at {shown} within connectTimeoutMs ({} ms); check that the server is running and reachable",
+          config.connect_timeout.as_millis()
+        )))
+      }
+      Ok(Err(e)) => {
+        let hint = if e.code() == Some("WRONGPASS") || e.code() == Some("NOAUTH") || e.to_string().contains("WRONGPASS") {
+          "check the username and password"
+        } else if e.code() == Some("NOPERM") {
+          "the user needs permission to run scripts (EVALSHA, SCRIPT LOAD) and stream commands"
+        } else {
+          "check the address, TLS settings and credentials"
+        };
+        return Err(connect_err(scrub(
+          &secrets,
+          format!("could not connect to Redis at {shown}: {e}; {hint}"),
+        )));
+      }
+      Ok(Ok(c)) => c,
+    };
+    Ok(RedisAdapter {
+      config,
+      endpoint,
+      conns: Mutex::new(Some((writer, reader))),
+      idle_blockers: Mutex::new(Vec::new()),
+      script,
+      corrupt: AtomicU64::new(0),
+      logged: Mutex::new(HashSet::new()),
+      secrets,
+    })
+  }
+
+  fn error(&self, retryable: bool, msg: String) -> AdapterError {
+    AdapterError {
+      code: Code::Adapter,
+      retryable,
+      message: scrub(&self.secrets, msg),
+    }
+  }
+
+  fn closed(&self) -> AdapterError {
+    AdapterError::fatal("the Redis adapter is closed")
+  }
+
+  fn writer(&self) -> Result<Conn, AdapterError> {
+    self
+      .conns
+      .lock()
+      .as_ref()
+      .map(|c| c.0.clone())
+      .ok_or_else(|| self.closed())
+  }
+
+  fn reader(&self) -> Result<Conn, AdapterError> {
+    self
+      .conns
+      .lock()
+      .as_ref()
+      .map(|c| c.1.clone())
+      .ok_or_else(|| self.closed())
+  }
+
+  /// Runs one command on the read connection within the command timeout.
+  async fn query(&self, cmd: &redis::Cmd, what: &str) -> Result<Value, AdapterError> {
+    let mut conn = self.reader()?;
+    match tokio::time::timeout(
+      self.config.command_timeout,
+      cmd.query_async::<Value>(&mut conn),
+    )
+    .await
+    {
+      Ok(Ok(v)) => Ok(v),
+      Ok(Err(e)) => Err(self.error(true, format!("Redis {what} failed: {e}"))),
+      Err(_) => Err(AdapterError {
+        code: Code::Timeout,
+        retryable: true,
+        message: format!(
+          "Redis {what} timed out after commandTimeoutMs ({} ms)",
+          self.config.command_timeout.as_millis()
+        ),
+      }),
+    }
+  }
+
+  fn note_corrupt(&self, shard: u32, id: &str, reason: &str) {
+    self.corrupt.fetch_add(1, Ordering::Relaxed);
+    let mut logged = self.logged.lock();
+    if logged.len() < MAX_LOGGED_CORRUPT && logged.insert(format!("{shard}/{id}")) {
+      eprintln!(
+        "ringbus: skipped a corrupt entry in Redis stream {} at id {id}: {reason}",
+        stream_key(&self.config.key_prefix, shard)
+      );
+    }
+  }
+
+  async fn blocker(&self) -> Result<Conn, RedisError> {
+    if let Some(c) = self.idle_blockers.lock().pop() {
+      return Ok(c);
+    }
+    self.endpoint.blocking(&self.config).await
+  }
+
+  fn return_blocker(&self, conn: Conn) {
+    if self.conns.lock().is_none() {
+      return;
+    }
+    let mut idle = self.idle_blockers.lock();
+    if idle.len() < MAX_IDLE_BLOCKERS {
+      idle.push(conn);
+    }
+  }
+
+  /// `XREAD BLOCK` for `shards` after their positions, on a connection of its own; returns
+  /// when one of them has an entry, or after `block`.
+  async fn block_on(&self, shards: &[u32], after: &Positions, block: Duration) {
+    let Ok(mut conn) = self.blocker().await else {
+      // No connection now (server down): wait a little instead of spinning.
+      tokio::time::sleep(block.min(Duration::from_secs(1))).await;
+      return;
+    };
+    let mut cmd = redis::cmd("XREAD");
+    cmd
+      .arg("COUNT")
+      .arg(1)
+      .arg("BLOCK")
+      .arg(block.as_millis().max(1) as u64)
+      .arg("STREAMS");
+    for &s in shards {
+      cmd.arg(stream_key(&self.config.key_prefix, s));
+    }
+    for s in shards {
+      cmd.arg(after.get(s).map_or("0-0", |p| p.as_str()));
+    }
+    // The connection's own response limit is off; this bound covers a dead server.
+    let limit = block + self.config.command_timeout;
+    match tokio::time::timeout(limit, cmd.query_async::<Value>(&mut conn)).await {
+      Ok(Ok(_)) => self.return_blocker(conn),
+      Ok(Err(_)) => tokio::time::sleep(block.min(Duration::from_secs(1))).await,
+      Err(_) => {}
+    }
+  }
+}
+
+#[async_trait]
+impl Adapter for RedisAdapter {
+  fn kind(&self) -> &'static str {
+    "redis"
+  }
+
+  fn cursor_scope(&self) -> String {
+    format!("redis:{}", self.config.key_prefix)
+  }
+
+  async fn write(&self, batch: WriteBatch<'_>) -> Result<WriteResult, AdapterError> {
+    if batch.events.is_empty() {
+      return Ok(WriteResult::AllStored);
+    }
+    let mut conn = self.writer()?;
+    let (pipe, ranges) = write::build(
+      &batch,
+      self.script.get_hash(),
+      &self.config.key_prefix,
+      self.config.max_len,
+      self.config.dedup_window.as_millis(),
+      self.config.pipeline_size,
+    );
+    let error = |retryable, msg| self.error(retryable, msg);
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.events.len()];
+    let sent = tokio::time::timeout(
+      self.config.command_timeout,
+      pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut conn),
+    )
+    .await;
+    match sent {
+      Ok(Ok(replies)) if replies.len() == ranges.len() => {
+        // The script cache is empty after a server restart or failover: load it again;
+        // the affected events are retried by the dispatcher.
+        if replies
+          .iter()
+          .any(|r| matches!(r, Err(e) if e.code() == Some("NOSCRIPT")))
+        {
+          let _ = tokio::time::timeout(
+            self.config.command_timeout,
+            self.script.prepare_invoke().load_async(&mut conn),
+          )
+          .await;
+        }
+        for (reply, range) in replies.into_iter().zip(ranges) {
+          write::settle(reply, range, &mut outcomes, error);
+        }
+      }
+      Ok(Ok(replies)) => {
+        let e = self.error(
+          true,
+          format!(
+            "Redis returned {} replies for {} commands",
+            replies.len(),
+            ranges.len()
+          ),
+        );
+        return Err(e);
+      }
+      Ok(Err(e)) => match write::command_failure(&e, &error) {
+        Outcome::Reject(e) | Outcome::Retry(e) => return Err(e),
+        Outcome::Stored => unreachable!("a failure is never a store"),
+      },
+      Err(_) => {
+        return Err(AdapterError {
+          code: Code::Timeout,
+          retryable: true,
+          message: format!(
+            "Redis write timed out after commandTimeoutMs ({} ms); it is retried and stored once",
+            self.config.command_timeout.as_millis()
+          ),
+        })
+      }
+    }
+    Ok(WriteResult::PerEvent(
+      outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::Retry(AdapterError::retryable("no reply"))))
+        .collect(),
+    ))
+  }
+
+  async fn read(
+    &self,
+    shard: u32,
+    after: Option<&str>,
+    limit: usize,
+  ) -> Result<ReadPage, AdapterError> {
+    let start = match after {
+      None => "-".to_string(),
+      Some(p) if decode::is_entry_id(p) => format!("({p}"),
+      Some(p) => {
+        return Err(AdapterError {
+          code: Code::InvalidCursor,
+          retryable: false,
+          message: format!(
+            "cursor position {p:?} for shard {shard} is not a Redis stream entry id; use a cursor returned by this bus"
+          ),
+        })
+      }
+    };
+    let mut cmd = redis::cmd("XRANGE");
+    cmd
+      .arg(stream_key(&self.config.key_prefix, shard))
+      .arg(start)
+      .arg("+")
+      .arg("COUNT")
+      // One more than asked tells whether more follow, without another round trip.
+      .arg(limit + 1);
+    let reply = self.query(&cmd, "read (XRANGE)").await?;
+    let entries = match reply {
+      Value::Array(entries) => entries,
+      Value::Nil => Vec::new(),
+      other => {
+        return Err(self.error(true, format!("unexpected XRANGE reply: {other:?}")));
+      }
+    };
+    let mut page = ReadPage {
+      has_more: entries.len() > limit,
+      ..ReadPage::default()
+    };
+    for v in entries.into_iter().take(limit) {
+      let Some((id, event)) = decode::entry(shard, v) else {
+        return Err(self.error(true, "malformed XRANGE entry".into()));
+      };
+      match event {
+        Ok(ev) => page.events.push(ev),
+        Err(reason) => self.note_corrupt(shard, &id, reason),
+      }
+      // The position moves past unreadable entries too, so one never wedges a shard.
+      page.next = Some(id);
+    }
+    Ok(page)
+  }
+
+  async fn end_positions(&self, shards: &[u32]) -> Result<Positions, AdapterError> {
+    let lasts = shards.iter().map(|&shard| async move {
+      let mut cmd = redis::cmd("XREVRANGE");
+      cmd
+        .arg(stream_key(&self.config.key_prefix, shard))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1);
+      let reply = self
+        .query(&cmd, "read of the stream end (XREVRANGE)")
+        .await?;
+      let id = match reply {
+        Value::Array(mut entries) if !entries.is_empty() => {
+          decode::entry(shard, entries.swap_remove(0)).map(|(id, _)| id)
+        }
+        _ => None,
+      };
+      Ok::<_, AdapterError>((shard, id.unwrap_or_else(|| "0-0".into())))
+    });
+    futures_util::future::try_join_all(lasts)
+      .await
+      .map(|v| v.into_iter().collect())
+  }
+
+  async fn wait_for_data(&self, shards: &[u32], after: &Positions, max_wait: Duration) {
+    let block = max_wait.min(MAX_BLOCK);
+    if shards.is_empty() {
+      tokio::time::sleep(block).await;
+      return;
+    }
+    if !self.endpoint.is_cluster() {
+      // One command watches every shard.
+      self.block_on(shards, after, block).await;
+      return;
+    }
+    // A cluster refuses one XREAD over keys in different slots: one per shard, and the
+    // first to return ends the wait (the others' connections are dropped, not reused).
+    let waits: Vec<_> = shards
+      .iter()
+      .map(|s| Box::pin(self.block_on(std::slice::from_ref(s), after, block)))
+      .collect();
+    futures_util::future::select_all(waits).await;
+  }
+
+  async fn flush(&self) -> Result<(), AdapterError> {
+    // A write is acknowledged only after the script ran: nothing is buffered client-side.
+    // Durability beyond that is the server's appendonly/appendfsync setting.
+    Ok(())
+  }
+
+  async fn close(&self) -> Result<(), AdapterError> {
+    // Dropping the last handle of each connection closes it.
+    self.conns.lock().take();
+    self.idle_blockers.lock().clear();
+    Ok(())
+  }
+
+  async fn is_healthy(&self) -> bool {
+    self.query(&redis::cmd("PING"), "PING").await.is_ok()
+  }
+
+  fn corrupt_skipped(&self) -> u64 {
+    self.corrupt.load(Ordering::Relaxed)
+  }
+}
