@@ -205,6 +205,11 @@ export interface BusStats {
    * logged once, with its position).
    */
   corruptSkipped: number
+  /**
+   * Event writes sent again after a failed or timed-out attempt; the adapter stores each
+   * event once however often it is sent.
+   */
+  retried: number
 }
 
 /** Options of `new EventBus()` and `EventBus.create()`. Unknown keys are rejected. */
@@ -307,6 +312,8 @@ export interface ShardStat {
   stored: number
   dropped: number
   rejected: number
+  /** Event writes sent again after a failed or timed-out attempt. */
+  retried: number
   /** The last adapter error seen by this shard's dispatcher. */
   lastError?: string
 }

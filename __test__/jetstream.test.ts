@@ -4,6 +4,7 @@ import { connect } from '@nats-io/transport-node'
 import type { NatsConnection } from '@nats-io/nats-core'
 import { jetstreamManager } from '@nats-io/jetstream'
 import { EventBus, type BusEvent, type EventBusOptions } from '../index'
+import { expectPerKeyOrder, ingestN, readAll, sleep, trackBuses } from './support/adapter'
 import { natsCluster, privateNats, tempDir, uniqueName, type PrivateServer } from './support/servers'
 
 // Required in CI: the server on 127.0.0.1:4222 (.ci/run starts it). Tests fail, never skip, without it.
@@ -12,70 +13,10 @@ const NATS = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
 // Heavy suites: 200,000-event runs, server restarts and a cluster failover.
 jest.setTimeout(240_000)
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-// Every bus a test creates is shut down after the file, even when the test fails part-way,
-// so no pending promise outlives the run.
-const created: EventBus[] = []
-async function create(options: EventBusOptions): Promise<EventBus> {
-  const bus = await EventBus.create(options)
-  created.push(bus)
-  return bus
-}
-afterAll(async () => {
-  await Promise.all(created.map((b) => b.shutdown()))
-})
+const create = trackBuses()
 
 function jsOptions(stream: string, servers: string | string[] = NATS, extra: Record<string, unknown> = {}): EventBusOptions {
   return { shards: 4, adapter: { type: 'jetstream', servers, stream, ...extra } } as EventBusOptions
-}
-
-/** Reads every page, retrying pages that fail while a cluster elects a leader. */
-async function readAll(bus: EventBus, limit = 1000): Promise<BusEvent[]> {
-  const out: BusEvent[] = []
-  let cursor: string | undefined
-  for (let failures = 0; ; ) {
-    try {
-      const page = await bus.poll({ limit, cursor })
-      out.push(...page.events)
-      cursor = page.cursor
-      if (!page.hasMore) return out
-    } catch (e) {
-      if ((e as { code?: string }).code !== 'ERR_ADAPTER' || ++failures > 50) throw e
-      await sleep(200)
-    }
-  }
-}
-
-/** Ingests with backpressure: waits while the rings are full, never drops. */
-async function ingestN(bus: EventBus, n: number, onProgress?: (i: number) => void): Promise<number> {
-  let accepted = 0
-  for (let i = 0; i < n; i++) {
-    try {
-      bus.ingest({ i, key: `k${i % 97}` }, { key: `k${i % 97}` })
-      accepted++
-      if (onProgress && i % 1000 === 0) onProgress(i)
-    } catch (e) {
-      if ((e as { code?: string }).code !== 'ERR_BACKPRESSURE') throw e
-      await sleep(5)
-      i--
-    }
-  }
-  return accepted
-}
-
-function expectPerKeyOrder(events: BusEvent[]) {
-  // Counted in plain JS: one expect() per event would dominate the run time.
-  const last = new Map<string, number>()
-  let wrongKey = 0
-  let outOfOrder = 0
-  for (const ev of events) {
-    const { i, key } = JSON.parse(ev.raw) as { i: number; key: string }
-    if (ev.key !== key) wrongKey++
-    if (i <= (last.get(key) ?? -1)) outOfOrder++
-    last.set(key, i)
-  }
-  expect({ wrongKey, outOfOrder }).toEqual({ wrongKey: 0, outOfOrder: 0 })
 }
 
 async function streamMessages(servers: string | string[], stream: string): Promise<number> {

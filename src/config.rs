@@ -252,6 +252,11 @@ impl RedisConfig {
           crate::adapter::secrets::redact_url(u)
         )));
       }
+      if self.tls.is_some() && !u.starts_with("rediss://") {
+        return Err(BusError::config(
+          "adapter.tls is set but a URL uses redis://; use rediss:// URLs for TLS",
+        ));
+      }
     }
     // Braces would change the hash tag that keeps a shard's keys in one cluster slot.
     let valid_prefix = !self.key_prefix.is_empty()

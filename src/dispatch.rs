@@ -190,6 +190,10 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
         break;
       }
     }
+    shard
+      .counters
+      .retried
+      .fetch_add(retry.len() as u64, std::sync::atomic::Ordering::Relaxed);
     todo = retry;
   }
   let error = if dropped.is_empty() {

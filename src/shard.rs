@@ -39,6 +39,8 @@ pub struct Counters {
   pub dropped_adapter: AtomicU64,
   pub dropped_shutdown: AtomicU64,
   pub rejected: AtomicU64,
+  /// Events sent to the adapter again after a failed or timed-out write.
+  pub retried: AtomicU64,
 }
 
 impl Counters {
@@ -62,6 +64,7 @@ pub struct CounterSnapshot {
   pub dropped_adapter: u64,
   pub dropped_shutdown: u64,
   pub rejected: u64,
+  pub retried: u64,
 }
 
 impl CounterSnapshot {
@@ -82,6 +85,7 @@ impl CounterSnapshot {
     self.dropped_adapter += o.dropped_adapter;
     self.dropped_shutdown += o.dropped_shutdown;
     self.rejected += o.rejected;
+    self.retried += o.retried;
   }
 }
 
@@ -392,6 +396,7 @@ impl Shard {
     let dropped_adapter = c.dropped_adapter.load(Ordering::Acquire);
     let dropped_shutdown = c.dropped_shutdown.load(Ordering::Acquire);
     let rejected = c.rejected.load(Ordering::Acquire);
+    let retried = c.retried.load(Ordering::Acquire);
     let ingested = c.ingested.load(Ordering::Acquire);
     CounterSnapshot {
       ingested,
@@ -401,6 +406,7 @@ impl Shard {
       dropped_adapter,
       dropped_shutdown,
       rejected,
+      retried,
     }
   }
 

@@ -105,3 +105,53 @@ export async function natsCluster(): Promise<PrivateServer[]> {
 
 export const uniqueName = (prefix: string) =>
   `${prefix}_${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`
+
+/**
+ * A Redis server on a free loopback port with its data in a temp directory. Appends every
+ * write to its AOF before replying (`appendfsync always`), so a SIGKILL loses nothing it
+ * acknowledged.
+ */
+export async function privateRedis(extra: string[] = []): Promise<PrivateServer> {
+  const port = await freePort()
+  const dir = tempDir('ringbus-redis-')
+  const s = new PrivateServer(
+    REDIS_BIN,
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', ...extra],
+    port,
+    dir,
+  )
+  await s.start()
+  return s
+}
+
+/** A Redis Cluster of three masters on loopback, slots assigned and the cluster ready. */
+export async function redisCluster(): Promise<PrivateServer[]> {
+  const nodes: PrivateServer[] = []
+  for (let i = 0; i < 3; i++) {
+    const port = await freePort()
+    const dir = tempDir(`ringbus-redis-c${i}-`)
+    nodes.push(
+      new PrivateServer(
+        REDIS_BIN,
+        ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, 'nodes.conf')],
+        port,
+        dir,
+      ),
+    )
+  }
+  await Promise.all(nodes.map((n) => n.start()))
+  const { execFileSync } = await import('node:child_process')
+  execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+    stdio: 'pipe',
+  })
+  const deadline = Date.now() + 20_000
+  for (const n of nodes) {
+    for (;;) {
+      const info = execFileSync('redis-cli', ['-p', String(n.port), 'CLUSTER', 'INFO'], { encoding: 'utf8' })
+      if (info.includes('cluster_state:ok')) break
+      if (Date.now() > deadline) throw new Error(`Redis Cluster node ${n.port} not ready: ${info}`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  return nodes
+}

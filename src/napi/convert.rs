@@ -89,6 +89,9 @@ pub struct BusStats {
   /// Stored records skipped on read because they could not be decoded (each is also
   /// logged once, with its position).
   pub corrupt_skipped: f64,
+  /// Event writes sent again after a failed or timed-out attempt; the adapter stores each
+  /// event once however often it is sent.
+  pub retried: f64,
 }
 
 fn counters_into(c: &CounterSnapshot) -> [f64; 9] {
@@ -123,6 +126,7 @@ pub fn bus_stats(s: &Stats) -> BusStats {
     in_flight: s.in_flight as f64,
     rejected,
     corrupt_skipped: s.corrupt_skipped as f64,
+    retried: s.counters.retried as f64,
   }
 }
 
@@ -143,6 +147,8 @@ pub struct ShardStat {
   pub stored: f64,
   pub dropped: f64,
   pub rejected: f64,
+  /// Event writes sent again after a failed or timed-out attempt.
+  pub retried: f64,
   /// The last adapter error seen by this shard's dispatcher.
   pub last_error: Option<String>,
 }
@@ -161,6 +167,7 @@ pub fn shard_stat(s: ShardStats) -> ShardStat {
     stored: s.counters.stored as f64,
     dropped: s.counters.dropped() as f64,
     rejected: s.counters.rejected as f64,
+    retried: s.counters.retried as f64,
     last_error: s.last_error,
   }
 }

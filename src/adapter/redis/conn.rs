@@ -113,15 +113,6 @@ impl Endpoint {
       )))
     };
     let certs = tls_certificates(config)?;
-    let urls: Vec<&String> = match &config.target {
-      RedisTarget::Url(u) => vec![u],
-      RedisTarget::Cluster(nodes) => nodes.iter().collect(),
-    };
-    if certs.is_some() && urls.iter().any(|u| !u.starts_with("rediss://")) {
-      return Err(BusError::config(
-        "adapter.tls is set but a URL uses redis://; use rediss:// URLs for TLS",
-      ));
-    }
     match &config.target {
       RedisTarget::Url(url) => {
         let mut info = url.as_str().into_connection_info().map_err(bad_url)?;

@@ -239,3 +239,81 @@ pub fn command_failure(e: &RedisError, error: &impl Fn(bool, String) -> AdapterE
     ))
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn err(retryable: bool, message: String) -> AdapterError {
+    AdapterError {
+      code: Code::Adapter,
+      retryable,
+      message,
+    }
+  }
+
+  fn reply(failed: i64, text: &str) -> Result<Value, RedisError> {
+    Ok(Value::Array(vec![
+      Value::Int(0),
+      Value::Int(failed),
+      Value::BulkString(text.as_bytes().to_vec()),
+    ]))
+  }
+
+  fn kinds(outcomes: &[Option<Outcome>]) -> String {
+    outcomes
+      .iter()
+      .map(|o| match o {
+        Some(Outcome::Stored) => 'S',
+        Some(Outcome::Retry(_)) => 'R',
+        Some(Outcome::Reject(_)) => 'X',
+        None => '-',
+      })
+      .collect()
+  }
+
+  #[test]
+  fn a_reply_settles_only_its_own_events() {
+    let mut outcomes = vec![None; 8];
+    settle(reply(-1, ""), 0..4, &mut outcomes, err);
+    settle(
+      reply(1, "OOM command not allowed"),
+      4..8,
+      &mut outcomes,
+      err,
+    );
+    // Before the failure: stored; the failure itself: retried (OOM may pass); after: not sent.
+    assert_eq!(kinds(&outcomes), "SSSSSRRR");
+
+    let mut outcomes = vec![None; 3];
+    settle(
+      reply(0, "WRONGTYPE Operation against a key"),
+      0..3,
+      &mut outcomes,
+      err,
+    );
+    assert_eq!(kinds(&outcomes), "XRR");
+
+    let mut outcomes = vec![None; 2];
+    settle(
+      reply(0, "RINGBUS_ORDER the previous chunk"),
+      0..2,
+      &mut outcomes,
+      err,
+    );
+    assert_eq!(kinds(&outcomes), "RR");
+  }
+
+  #[test]
+  fn keys_share_the_shard_hash_tag() {
+    let producer = crate::event::ProducerId {
+      nonce: 0xab,
+      generation: 2,
+    };
+    assert_eq!(stream_key("orders", 3), "{orders:3}");
+    assert_eq!(
+      mark_key("orders", 3, &producer),
+      "{orders:3}:mark:00000000000000ab-2"
+    );
+  }
+}

@@ -1,0 +1,81 @@
+// Shared by the suites that run against real servers (JetStream, Redis).
+import { EventBus, type BusEvent, type EventBusOptions } from '../../index'
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/**
+ * `create(options)` for a test file: every bus it makes is shut down after the file, even
+ * when a test fails part-way, so no pending promise outlives the run.
+ */
+export function trackBuses(): (options: EventBusOptions) => Promise<EventBus> {
+  const created: EventBus[] = []
+  afterAll(async () => {
+    await Promise.all(created.map((b) => b.shutdown()))
+  })
+  return async (options) => {
+    const bus = await EventBus.create(options)
+    created.push(bus)
+    return bus
+  }
+}
+
+/** Reads every page, retrying pages that fail while a server restarts or a cluster elects. */
+export async function readAll(bus: EventBus, limit = 1000): Promise<BusEvent[]> {
+  const out: BusEvent[] = []
+  let cursor: string | undefined
+  for (let failures = 0; ; ) {
+    try {
+      const page = await bus.poll({ limit, cursor })
+      out.push(...page.events)
+      cursor = page.cursor
+      if (!page.hasMore) return out
+    } catch (e) {
+      const code = (e as { code?: string }).code
+      if ((code !== 'ERR_ADAPTER' && code !== 'ERR_TIMEOUT') || ++failures > 50) throw e
+      await sleep(200)
+    }
+  }
+}
+
+/** Ingests `{ i, key }` events keyed over 97 keys; waits while the rings are full, never drops. */
+export async function ingestN(bus: EventBus, n: number, onProgress?: (i: number) => void): Promise<number> {
+  let accepted = 0
+  for (let i = 0; i < n; i++) {
+    try {
+      bus.ingest({ i, key: `k${i % 97}` }, { key: `k${i % 97}` })
+      accepted++
+      if (onProgress && i % 1000 === 0) onProgress(i)
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ERR_BACKPRESSURE') throw e
+      await sleep(5)
+      i--
+    }
+  }
+  return accepted
+}
+
+/** Each event's key matches its payload and every key's `i` strictly increases. */
+export function expectPerKeyOrder(events: BusEvent[]) {
+  // Counted in plain JS: one expect() per event would dominate the run time.
+  const last = new Map<string, number>()
+  let wrongKey = 0
+  let outOfOrder = 0
+  for (const ev of events) {
+    const { i, key } = JSON.parse(ev.raw) as { i: number; key: string }
+    if (ev.key !== key) wrongKey++
+    if (i <= (last.get(key) ?? -1)) outOfOrder++
+    last.set(key, i)
+  }
+  expect({ wrongKey, outOfOrder }).toEqual({ wrongKey: 0, outOfOrder: 0 })
+}
+
+/** Subscribes from the earliest event until `n` arrived. */
+export async function subscribeN(bus: EventBus, n: number): Promise<BusEvent[]> {
+  const out: BusEvent[] = []
+  if (n === 0) return out
+  for await (const ev of bus.subscribe({ from: 'earliest' })) {
+    out.push(ev)
+    if (out.length === n) break
+  }
+  return out
+}
