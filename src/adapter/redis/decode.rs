@@ -48,7 +48,7 @@ fn decode_fields(shard: u32, id: &str, fields: Value) -> Result<StoredEvent, &'s
   let Value::Array(items) = fields else {
     return Err("fields are not a list");
   };
-  let (mut data, mut meta, mut message_id, mut key) = (None, None, None, None);
+  let (mut data, mut meta, mut key) = (None, None, None);
   let mut items = items.into_iter();
   while let (Some(name), Some(value)) = (items.next(), items.next()) {
     let name = text(name).ok_or("a field name is not a string")?;
@@ -56,7 +56,6 @@ fn decode_fields(shard: u32, id: &str, fields: Value) -> Result<StoredEvent, &'s
     match name.as_slice() {
       b"d" => data = Some(value),
       b"m" => meta = Some(value),
-      b"id" => message_id = Some(value),
       b"k" => key = Some(value),
       _ => {}
     }
@@ -72,8 +71,11 @@ fn decode_fields(shard: u32, id: &str, fields: Value) -> Result<StoredEvent, &'s
     Some("bytes") => Some(PayloadKind::Bytes),
     _ => None,
   };
-  let (Some(ts), Some(seq), Some(kind)) = (ts, seq, kind) else {
-    return Err("'m' is not '<timestamp> <sequence> <json|bytes>'");
+  let message_id = parts.next().filter(|m| !m.is_empty());
+  let (Some(ts), Some(seq), Some(kind), Some(message_id), None) =
+    (ts, seq, kind, message_id, parts.next())
+  else {
+    return Err("'m' is not '<timestamp> <sequence> <json|bytes> <message id>'");
   };
   if kind == PayloadKind::Json && serde_json::from_slice::<serde::de::IgnoredAny>(&data).is_err() {
     return Err("payload marked JSON is not valid JSON");
@@ -84,9 +86,6 @@ fn decode_fields(shard: u32, id: &str, fields: Value) -> Result<StoredEvent, &'s
     )),
     None => None,
   };
-  let message_id = message_id
-    .map(|m| String::from_utf8_lossy(&m).into_owned())
-    .unwrap_or_default();
   Ok(StoredEvent {
     id: id.to_string(),
     position: id.to_string(),
@@ -96,7 +95,7 @@ fn decode_fields(shard: u32, id: &str, fields: Value) -> Result<StoredEvent, &'s
     kind,
     key,
     payload: Bytes::from(data),
-    message_id,
+    message_id: message_id.to_string(),
   })
 }
 
@@ -124,9 +123,7 @@ mod tests {
         bulk("d"),
         bulk("{\"a\":1}"),
         bulk("m"),
-        bulk("42 7 json"),
-        bulk("id"),
-        bulk("x-1-0-7"),
+        bulk("42 7 json x-1-0-7"),
         bulk("k"),
         bulk("π"),
       ]),

@@ -1,7 +1,8 @@
 //! Redis Streams: one stream per shard, `{<keyPrefix>:<shardId>}`.
 //!
-//! Entries carry the payload in `d`, `<timestamp> <sequence> <json|bytes>` in `m`, the
-//! message id in `id` and the partition key in `k` (when given). Writes go through a
+//! Entries carry the payload in `d`, `<timestamp> <sequence> <json|bytes> <message id>`
+//! in `m` (one field: every field costs parsing on each read) and the partition key in `k`
+//! (when given). Writes go through a
 //! script that appends each event at most once (see `write.rs`); reads are `XRANGE` pages
 //! after the cursor's entry id; subscribers wait with `XREAD BLOCK` on connections of their
 //! own. The braces make each shard's keys one hash tag, so Redis Cluster works unchanged.
@@ -10,7 +11,7 @@ mod conn;
 mod decode;
 mod write;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -30,12 +31,21 @@ const MAX_LOGGED_CORRUPT: usize = 1024;
 /// Idle blocking connections kept for the next wait.
 const MAX_IDLE_BLOCKERS: usize = 8;
 
+/// The next page of a shard, requested while the caller was still busy with the last one.
+struct ReadAhead {
+  after: String,
+  count: usize,
+  reply: tokio::task::JoinHandle<Result<Value, AdapterError>>,
+}
+
 pub struct RedisAdapter {
   config: RedisConfig,
   endpoint: Endpoint,
   /// Writes and reads; `None` once closed.
   conns: Mutex<Option<(Conn, Conn)>>,
   idle_blockers: Mutex<Vec<Conn>>,
+  /// At most one page per shard; entries are immutable, so a page read ahead stays valid.
+  ahead: Mutex<HashMap<u32, ReadAhead>>,
   script: redis::Script,
   corrupt: AtomicU64,
   logged: Mutex<HashSet<String>>,
@@ -106,6 +116,7 @@ impl RedisAdapter {
       endpoint,
       conns: Mutex::new(Some((writer, reader))),
       idle_blockers: Mutex::new(Vec::new()),
+      ahead: Mutex::new(HashMap::new()),
       script,
       corrupt: AtomicU64::new(0),
       logged: Mutex::new(HashSet::new()),
@@ -145,23 +156,79 @@ impl RedisAdapter {
 
   /// Runs one command on the read connection within the command timeout.
   async fn query(&self, cmd: &redis::Cmd, what: &str) -> Result<Value, AdapterError> {
-    let mut conn = self.reader()?;
-    match tokio::time::timeout(
-      self.config.command_timeout,
-      cmd.query_async::<Value>(&mut conn),
-    )
-    .await
-    {
-      Ok(Ok(v)) => Ok(v),
-      Ok(Err(e)) => Err(self.error(true, format!("Redis {what} failed: {e}"))),
-      Err(_) => Err(AdapterError {
-        code: Code::Timeout,
-        retryable: true,
-        message: format!(
-          "Redis {what} timed out after commandTimeoutMs ({} ms)",
-          self.config.command_timeout.as_millis()
-        ),
-      }),
+    let reply = run(self.reader()?, cmd, self.config.command_timeout, what).await;
+    reply.map_err(|e| AdapterError {
+      message: scrub(&self.secrets, e.message),
+      ..e
+    })
+  }
+
+  fn xrange(&self, shard: u32, after: &str, count: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("XRANGE");
+    cmd
+      .arg(stream_key(&self.config.key_prefix, shard))
+      .arg(if after.is_empty() {
+        "-".to_string()
+      } else {
+        format!("({after}")
+      })
+      .arg("+")
+      .arg("COUNT")
+      .arg(count);
+    cmd
+  }
+
+  /// Starts reading the page after `after` in the background, replacing an older one.
+  fn read_ahead(&self, shard: u32, after: String, count: usize) {
+    let Ok(conn) = self.reader() else { return };
+    let cmd = self.xrange(shard, &after, count);
+    let timeout = self.config.command_timeout;
+    let reply = tokio::spawn(async move { run(conn, &cmd, timeout, "read (XRANGE)").await });
+    let old = self.ahead.lock().insert(
+      shard,
+      ReadAhead {
+        after,
+        count,
+        reply,
+      },
+    );
+    if let Some(old) = old {
+      old.reply.abort();
+    }
+  }
+
+  /// The raw entries after `after` (at most `count`) and the count they were asked with:
+  /// the page read ahead when it starts there, else a fresh `XRANGE`.
+  async fn entries(
+    &self,
+    shard: u32,
+    after: &str,
+    count: usize,
+  ) -> Result<(Vec<Value>, usize), AdapterError> {
+    let ready = self.ahead.lock().remove(&shard);
+    let early = match ready {
+      Some(a) if a.after == after => match a.reply.await {
+        Ok(Ok(v)) => Some((v, a.count)),
+        // A failed read-ahead is not reported: the read below tries again.
+        _ => None,
+      },
+      Some(a) => {
+        a.reply.abort();
+        None
+      }
+      None => None,
+    };
+    let (reply, count) = match early {
+      Some(r) => r,
+      None => {
+        let cmd = self.xrange(shard, after, count);
+        (self.query(&cmd, "read (XRANGE)").await?, count)
+      }
+    };
+    match reply {
+      Value::Array(entries) => Ok((entries, count)),
+      Value::Nil => Ok((Vec::new(), count)),
+      other => Err(self.error(true, format!("unexpected XRANGE reply: {other:?}"))),
     }
   }
 
@@ -221,6 +288,27 @@ impl RedisAdapter {
       Ok(Err(_)) => tokio::time::sleep(block.min(Duration::from_secs(1))).await,
       Err(_) => {}
     }
+  }
+}
+
+/// Runs `cmd` on `conn` within `timeout`; `what` names the command in errors.
+async fn run(
+  mut conn: Conn,
+  cmd: &redis::Cmd,
+  timeout: Duration,
+  what: &str,
+) -> Result<Value, AdapterError> {
+  match tokio::time::timeout(timeout, cmd.query_async::<Value>(&mut conn)).await {
+    Ok(Ok(v)) => Ok(v),
+    Ok(Err(e)) => Err(AdapterError::retryable(format!("Redis {what} failed: {e}"))),
+    Err(_) => Err(AdapterError {
+      code: Code::Timeout,
+      retryable: true,
+      message: format!(
+        "Redis {what} timed out after commandTimeoutMs ({} ms)",
+        timeout.as_millis()
+      ),
+    }),
   }
 }
 
@@ -313,8 +401,8 @@ impl Adapter for RedisAdapter {
     limit: usize,
   ) -> Result<ReadPage, AdapterError> {
     let start = match after {
-      None => "-".to_string(),
-      Some(p) if decode::is_entry_id(p) => format!("({p}"),
+      None => String::new(),
+      Some(p) if decode::is_entry_id(p) => p.to_string(),
       Some(p) => {
         return Err(AdapterError {
           code: Code::InvalidCursor,
@@ -325,24 +413,11 @@ impl Adapter for RedisAdapter {
         })
       }
     };
-    let mut cmd = redis::cmd("XRANGE");
-    cmd
-      .arg(stream_key(&self.config.key_prefix, shard))
-      .arg(start)
-      .arg("+")
-      .arg("COUNT")
-      // One more than asked tells whether more follow, without another round trip.
-      .arg(limit + 1);
-    let reply = self.query(&cmd, "read (XRANGE)").await?;
-    let entries = match reply {
-      Value::Array(entries) => entries,
-      Value::Nil => Vec::new(),
-      other => {
-        return Err(self.error(true, format!("unexpected XRANGE reply: {other:?}")));
-      }
-    };
+    // One more than asked tells whether more follow, without another round trip.
+    let (entries, count) = self.entries(shard, &start, limit + 1).await?;
     let mut page = ReadPage {
-      has_more: entries.len() > limit,
+      // A page read ahead for a smaller request cannot tell: assume more.
+      has_more: entries.len() > limit || (count <= limit && entries.len() == count),
       ..ReadPage::default()
     };
     for v in entries.into_iter().take(limit) {
@@ -355,6 +430,12 @@ impl Adapter for RedisAdapter {
       }
       // The position moves past unreadable entries too, so one never wedges a shard.
       page.next = Some(id);
+    }
+    if page.has_more {
+      if let Some(next) = &page.next {
+        // The caller is about to turn this page into JS objects: fetch the next meanwhile.
+        self.read_ahead(shard, next.clone(), limit + 1);
+      }
     }
     Ok(page)
   }
@@ -414,6 +495,9 @@ impl Adapter for RedisAdapter {
     // Dropping the last handle of each connection closes it.
     self.conns.lock().take();
     self.idle_blockers.lock().clear();
+    for (_, a) in self.ahead.lock().drain() {
+      a.reply.abort();
+    }
     Ok(())
   }
 

@@ -10,9 +10,10 @@
 //! "sequence <= mark" means "already stored": a retry after a timeout or a dropped
 //! connection is skipped, whatever happened to the earlier attempt. One small key per
 //! producer lifetime and shard, instead of one per event, keeps the dedup state's memory
-//! flat at any rate. Measured on this machine: 1,000-event pipelines of plain `XADD` and
-//! the same events through this script in 256-event chunks cost the server about the same,
-//! because one command per chunk replaces a thousand command parses.
+//! flat at any rate. The price, measured with 200,000 ~100-byte events on Redis 7.0 here:
+//! 2.5 µs of server CPU per event through the script against 1.3 µs for a pipeline of
+//! plain `XADD`s, whatever the chunk size (64 to 1,024); end to end the bus still stores
+//! over 300,000 events/s on this 2-core machine.
 
 use redis::{RedisError, Value};
 
@@ -24,8 +25,8 @@ use crate::event::PayloadKind;
 /// ARGV[1]: the mark's lifetime in ms. ARGV[2]: MAXLEN for `~` trimming ('0': none).
 /// ARGV[3]: the last sequence of the previous chunk of the same write ('-1': none); it
 /// must be stored already, or nothing is written (the chunks arrived out of order).
-/// Then five per event: sequence, meta (`<ts> <seq> <json|bytes>`), message id,
-/// payload, key ('' for none, '=' .. key otherwise).
+/// Then four per event: sequence, meta (`<ts> <seq> <json|bytes> <message id>`), payload,
+/// key ('' for none, '=' .. key otherwise).
 /// Returns {appended, index of the first event not stored (-1: all stored), error}.
 pub const SCRIPT: &str = r#"
 local mark = tonumber(redis.call('GET', KEYS[2]) or '-1')
@@ -34,25 +35,25 @@ if mark < tonumber(ARGV[3]) then
 end
 local trim = ARGV[2] ~= '0'
 local top, top_arg, appended = mark, nil, 0
-for i = 4, #ARGV, 5 do
+for i = 4, #ARGV, 4 do
   local seq = tonumber(ARGV[i])
   if seq > top then
-    local key = ARGV[i + 4]
+    local key = ARGV[i + 3]
     local r
     if trim then
       if key == '' then
-        r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'd', ARGV[i + 3], 'm', ARGV[i + 1], 'id', ARGV[i + 2])
+        r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'd', ARGV[i + 2], 'm', ARGV[i + 1])
       else
-        r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'd', ARGV[i + 3], 'm', ARGV[i + 1], 'id', ARGV[i + 2], 'k', string.sub(key, 2))
+        r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'd', ARGV[i + 2], 'm', ARGV[i + 1], 'k', string.sub(key, 2))
       end
     elseif key == '' then
-      r = redis.pcall('XADD', KEYS[1], '*', 'd', ARGV[i + 3], 'm', ARGV[i + 1], 'id', ARGV[i + 2])
+      r = redis.pcall('XADD', KEYS[1], '*', 'd', ARGV[i + 2], 'm', ARGV[i + 1])
     else
-      r = redis.pcall('XADD', KEYS[1], '*', 'd', ARGV[i + 3], 'm', ARGV[i + 1], 'id', ARGV[i + 2], 'k', string.sub(key, 2))
+      r = redis.pcall('XADD', KEYS[1], '*', 'd', ARGV[i + 2], 'm', ARGV[i + 1], 'k', string.sub(key, 2))
     end
     if type(r) == 'table' and r.err then
       if top_arg then redis.call('SET', KEYS[2], top_arg, 'PX', ARGV[1]) end
-      return {appended, (i - 4) / 5, r.err}
+      return {appended, (i - 4) / 4, r.err}
     end
     top, top_arg, appended = seq, ARGV[i], appended + 1
   end
@@ -114,7 +115,13 @@ pub fn build(
         PayloadKind::Json => "json",
         PayloadKind::Bytes => "bytes",
       };
-      let _ = write!(meta, "{} {} {kind}", ev.timestamp_ms, ev.seq);
+      let _ = write!(
+        meta,
+        "{} {} {kind} {}",
+        ev.timestamp_ms,
+        ev.seq,
+        batch.producer.message_id(batch.shard, ev.seq)
+      );
       key.clear();
       if let Some(k) = &ev.key {
         key.push('=');
@@ -123,7 +130,6 @@ pub fn build(
       cmd
         .arg(ev.seq)
         .arg(meta.as_str())
-        .arg(batch.producer.message_id(batch.shard, ev.seq).to_string())
         .arg(&ev.payload[..])
         .arg(key.as_str());
     }
