@@ -60,13 +60,15 @@ impl ConnectionLike for Conn {
 }
 
 /// What new connections are made from.
+// One per adapter: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Endpoint {
   Single(redis::Client),
   Cluster {
     /// For writes and reads: responses bounded by the command timeout.
-    data: Box<ClusterClient>,
+    data: ClusterClient,
     /// For blocking reads: responses may take up to [`MAX_BLOCK`] and more.
-    blocking: Box<ClusterClient>,
+    blocking: ClusterClient,
   },
 }
 
@@ -147,7 +149,7 @@ impl Endpoint {
           if let Some(certs) = certs.clone() {
             b = b.certs(certs);
           }
-          b.build().map(Box::new).map_err(bad_url)
+          b.build().map_err(bad_url)
         };
         Ok(Endpoint::Cluster {
           data: build(config.command_timeout)?,
