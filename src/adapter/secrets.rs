@@ -27,7 +27,10 @@ pub fn url_secrets(url: &str) -> Vec<String> {
 
 /// Replaces every occurrence of a secret in `msg` with `***`.
 pub fn scrub(secrets: &[String], mut msg: String) -> String {
-  for s in secrets {
+  // Longest first: `user:password` before `password`, or the user name would remain.
+  let mut ordered: Vec<&String> = secrets.iter().collect();
+  ordered.sort_by_key(|s| std::cmp::Reverse(s.len()));
+  for s in ordered {
     if !s.is_empty() && msg.contains(s.as_str()) {
       msg = msg.replace(s.as_str(), "***");
     }
