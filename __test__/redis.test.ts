@@ -353,4 +353,18 @@ describe('Redis adapter on a 3-master Redis Cluster', () => {
     expectEveryEventOnce(await subscribeN(bus, 200_000), 200_000)
     await bus.shutdown()
   })
+
+  it('wakes a subscriber waiting on shards in different slots', async () => {
+    const urls = nodes.map((n) => `redis://127.0.0.1:${n.port}`)
+    const bus = await create({ shards: 4, adapter: { type: 'redis', nodes: urls, keyPrefix: uniqueName('cwait') } })
+    const it = bus.subscribe({ from: 'latest' })[Symbol.asyncIterator]()
+    const next = it.next()
+    // One XREAD BLOCK per shard (a cluster refuses one over several slots); the first wins.
+    await sleep(300)
+    bus.ingest({ late: true }, { key: 'any' })
+    const got = await next
+    expect(JSON.parse(got.value.raw)).toEqual({ late: true })
+    await it.return?.()
+    await bus.shutdown()
+  })
 })

@@ -6,16 +6,12 @@
 const os = require('node:os')
 const { EventBus } = require('..')
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i > 0 ? Number(process.argv[i + 1]) : dflt
-}
+const { arg, makeEvent, median, fmt } = require('./common')
+
 const N = arg('events', 1_000_000)
 const ROUNDS = arg('rounds', 5)
 const BATCH = 1000
 
-// ~100 bytes of JSON once serialised.
-const makeEvent = (i) => ({ id: i, type: 'order.created', customer: `c-${i % 1000}`, amount: i % 997, ok: true, tag: 'bench' })
 
 /** The peer: what a service would do without ringbus: serialise and keep it in a JS ring. */
 class JsRing {
@@ -113,11 +109,6 @@ const scenarios = [
   },
 ]
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]
-}
-const fmt = (n) => Math.round(n).toLocaleString('en-US')
 
 async function main() {
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU'

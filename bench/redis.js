@@ -7,40 +7,21 @@ const os = require('node:os')
 const { Redis } = require('ioredis')
 const { EventBus } = require('..')
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i > 0 ? Number(process.argv[i + 1]) : dflt
-}
+const { arg, makeEvent, now, fmt, ringbusIngest, ringbusRead, report } = require('./common')
+
 const N = arg('events', 200_000)
 const ROUNDS = arg('rounds', 3)
 const URL = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const PIPELINE = 1000
 // Both sides trim with `MAXLEN ~`; the limit is above N, so nothing is trimmed away.
 const MAXLEN = 1_000_000
-const makeEvent = (i) => ({ id: i, type: 'order.created', customer: `c-${i % 1000}`, amount: i % 997, ok: true, tag: 'bench' })
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-const now = () => Number(process.hrtime.bigint()) / 1e9
 let prefixNo = 0
 const prefixName = (who) => `bench_${who}_${process.pid}_${prefixNo++}`
 
 async function ringbusWrite() {
   const keyPrefix = prefixName('rb')
   const bus = await EventBus.create({ adapter: { type: 'redis', url: URL, keyPrefix, maxLen: MAXLEN } })
-  const t0 = now()
-  for (let i = 0; i < N; i++) {
-    try {
-      bus.ingest(makeEvent(i))
-    } catch (e) {
-      if (e.code !== 'ERR_BACKPRESSURE') throw e
-      await sleep(1)
-      i--
-    }
-  }
-  await bus.flush()
-  const secs = now() - t0
-  const s = bus.stats()
-  if (s.stored !== N || s.dropped !== 0) throw new Error(`ringbus stored ${s.stored}, dropped ${s.dropped}`)
-  return { rate: N / secs, keyPrefix, bus }
+  return { rate: await ringbusIngest(bus, N), keyPrefix, bus }
 }
 
 async function ioredisWrite(client) {
@@ -57,20 +38,6 @@ async function ioredisWrite(client) {
   return { rate: N / secs, key }
 }
 
-async function ringbusRead(bus) {
-  const t0 = now()
-  let n = 0
-  let cursor
-  for (;;) {
-    const page = await bus.poll({ limit: 1000, cursor })
-    n += page.events.length
-    cursor = page.cursor
-    if (!page.hasMore) break
-  }
-  const secs = now() - t0
-  if (n !== N) throw new Error(`ringbus read ${n}`)
-  return N / secs
-}
 
 async function ioredisRead(client, key) {
   const t0 = now()
@@ -88,9 +55,6 @@ async function ioredisRead(client, key) {
   return N / secs
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const fmt = (n) => Math.round(n).toLocaleString('en-US')
-const summary = (xs) => `${fmt(median(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`
 
 async function dropPrefix(client, prefix) {
   const keys = await client.keys(`{${prefix}:*`)
@@ -111,7 +75,7 @@ async function main() {
         if (who === 'rb') {
           const w = await ringbusWrite()
           res.rbW.push(w.rate)
-          res.rbR.push(await ringbusRead(w.bus))
+          res.rbR.push(await ringbusRead(w.bus, N))
           await w.bus.shutdown()
           await dropPrefix(client, w.keyPrefix)
         } else {
@@ -125,25 +89,10 @@ async function main() {
   } finally {
     client.disconnect()
   }
-  const ratios = (a, b) => a.map((x, i) => (x / b[i]).toFixed(2)).join(' ')
-  const rows = [
-    {
-      scenario: `ingest -> stored in Redis (${fmt(N)})`,
-      'ringbus ev/s': summary(res.rbW),
-      peer: `ioredis pipelines of ${PIPELINE} XADD MAXLEN ~`,
-      'peer ev/s': summary(res.iorW),
-      'ratio per round': ratios(res.rbW, res.iorW),
-    },
-    {
-      scenario: `read back ${fmt(N)} from Redis`,
-      'ringbus ev/s': summary(res.rbR),
-      peer: `ioredis XRANGE pages of 1000`,
-      'peer ev/s': summary(res.iorR),
-      'ratio per round': ratios(res.rbR, res.iorR),
-    },
-  ]
-  for (const r of rows) console.log(`${r.scenario}: ringbus ${r['ringbus ev/s']} ev/s; ${r.peer} ${r['peer ev/s']}; ratios ${r['ratio per round']}`)
-  console.table(rows)
+  report([
+    { scenario: `ingest -> stored in Redis (${fmt(N)})`, rb: res.rbW, peer: `ioredis pipelines of ${PIPELINE} XADD MAXLEN ~`, peerRates: res.iorW },
+    { scenario: `read back ${fmt(N)} from Redis`, rb: res.rbR, peer: 'ioredis XRANGE pages of 1000', peerRates: res.iorR },
+  ])
 }
 
 main().catch((e) => {

@@ -33,7 +33,7 @@ use super::secrets::{redact_url, scrub, url_secrets};
 use super::{Adapter, AdapterError, Outcome, Positions, ReadPage, WriteBatch, WriteResult};
 use crate::config::{JetStreamConfig, NatsAuth, StorageKind};
 use crate::error::{BusError, Code};
-use crate::event::{PayloadKind, StoredEvent};
+use crate::event::StoredEvent;
 
 /// `<timestamp ms> <sequence> <json|bytes>`: one header, because every header line costs
 /// the server parsing time on each publish.
@@ -339,14 +339,6 @@ impl JetStreamAdapter {
     };
     let get = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
     let meta = get(H_META).unwrap_or_default();
-    let mut parts = meta.split(' ');
-    let ts = parts.next().and_then(|v| v.parse::<u64>().ok());
-    let seq = parts.next().and_then(|v| v.parse::<u64>().ok());
-    let kind = match parts.next() {
-      Some("json") => Some(PayloadKind::Json),
-      Some("bytes") => Some(PayloadKind::Bytes),
-      _ => None,
-    };
     let key = match get(H_KEY) {
       Some(k) => match header_unescape(&k) {
         Some(k) => Some(std::sync::Arc::from(k)),
@@ -357,13 +349,11 @@ impl JetStreamAdapter {
       },
       None => None,
     };
-    let (Some(ts), Some(seq), Some(kind)) = (ts, seq, kind) else {
+    let Some((ts, seq, kind, _)) = super::meta::parse(&meta) else {
       self.note_corrupt(stream_seq, "missing or invalid Rb header");
       return None;
     };
-    if kind == PayloadKind::Json
-      && serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_err()
-    {
+    if !super::meta::payload_is_valid(kind, payload) {
       self.note_corrupt(stream_seq, "payload marked JSON is not valid JSON");
       return None;
     }
@@ -531,14 +521,9 @@ impl Adapter for JetStreamAdapter {
           .to_string()
           .as_str(),
       );
-      let kind = match ev.kind {
-        PayloadKind::Json => "json",
-        PayloadKind::Bytes => "bytes",
-      };
-      headers.insert(
-        H_META,
-        format!("{} {} {kind}", ev.timestamp_ms, ev.seq).as_str(),
-      );
+      let mut meta = String::with_capacity(40);
+      super::meta::write(&mut meta, ev.timestamp_ms, ev.seq, ev.kind);
+      headers.insert(H_META, meta.as_str());
       if let Some(k) = &ev.key {
         headers.insert(H_KEY, header_escape(k).as_str());
       }

@@ -2,6 +2,7 @@
 
 pub mod jetstream;
 pub mod memory;
+pub mod meta;
 pub mod noop;
 pub mod redis;
 pub mod secrets;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use redis::Value;
 
-use crate::event::{PayloadKind, StoredEvent};
+use crate::event::StoredEvent;
 
 /// Whether `p` is a stream entry id (`<ms>-<seq>`), as cursor positions must be.
 pub fn is_entry_id(p: &str) -> bool {
@@ -63,21 +63,14 @@ fn decode_fields(shard: u32, id: &str, fields: Value) -> Result<StoredEvent, &'s
   let data = data.ok_or("no 'd' (payload) field")?;
   let meta = meta.ok_or("no 'm' (meta) field")?;
   let meta = std::str::from_utf8(&meta).map_err(|_| "'m' is not text")?;
-  let mut parts = meta.split(' ');
-  let ts = parts.next().and_then(|v| v.parse::<u64>().ok());
-  let seq = parts.next().and_then(|v| v.parse::<u64>().ok());
-  let kind = match parts.next() {
-    Some("json") => Some(PayloadKind::Json),
-    Some("bytes") => Some(PayloadKind::Bytes),
-    _ => None,
-  };
-  let message_id = parts.next().filter(|m| !m.is_empty());
-  let (Some(ts), Some(seq), Some(kind), Some(message_id), None) =
-    (ts, seq, kind, message_id, parts.next())
-  else {
+  let parsed = super::super::meta::parse(meta);
+  let Some((ts, seq, kind, mut rest)) = parsed else {
     return Err("'m' is not '<timestamp> <sequence> <json|bytes> <message id>'");
   };
-  if kind == PayloadKind::Json && serde_json::from_slice::<serde::de::IgnoredAny>(&data).is_err() {
+  let (Some(message_id), None) = (rest.next().filter(|m| !m.is_empty()), rest.next()) else {
+    return Err("'m' does not end with the message id");
+  };
+  if !super::super::meta::payload_is_valid(kind, &data) {
     return Err("payload marked JSON is not valid JSON");
   }
   let key = match key {

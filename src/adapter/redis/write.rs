@@ -19,7 +19,6 @@ use redis::{RedisError, Value};
 
 use super::super::{AdapterError, Outcome, WriteBatch};
 use crate::error::Code;
-use crate::event::PayloadKind;
 
 /// KEYS[1]: the shard's stream. KEYS[2]: this producer's high-water mark on it.
 /// ARGV[1]: the mark's lifetime in ms. ARGV[2]: MAXLEN for `~` trimming ('0': none).
@@ -111,17 +110,8 @@ pub fn build(
     for ev in events {
       use std::fmt::Write;
       meta.clear();
-      let kind = match ev.kind {
-        PayloadKind::Json => "json",
-        PayloadKind::Bytes => "bytes",
-      };
-      let _ = write!(
-        meta,
-        "{} {} {kind} {}",
-        ev.timestamp_ms,
-        ev.seq,
-        batch.producer.message_id(batch.shard, ev.seq)
-      );
+      super::super::meta::write(&mut meta, ev.timestamp_ms, ev.seq, ev.kind);
+      let _ = write!(meta, " {}", batch.producer.message_id(batch.shard, ev.seq));
       key.clear();
       if let Some(k) = &ev.key {
         key.push('=');

@@ -1,0 +1,66 @@
+// Shared by the benchmarks: arguments, the event, ringbus's side of the backend scenarios,
+// and the report format.
+'use strict'
+
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i > 0 ? Number(process.argv[i + 1]) : dflt
+}
+// The ~100-byte event of every scenario, built inside the timed loops.
+const makeEvent = (i) => ({ id: i, type: 'order.created', customer: `c-${i % 1000}`, amount: i % 997, ok: true, tag: 'bench' })
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const now = () => Number(process.hrtime.bigint()) / 1e9
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const fmt = (n) => Math.round(n).toLocaleString('en-US')
+const summary = (xs) => `${fmt(median(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`
+const ratios = (a, b) => a.map((x, i) => (x / b[i]).toFixed(2)).join(' ')
+
+/** Ingests `n` events (waiting while rings are full), flushes; ev/s from first ingest to flushed. */
+async function ringbusIngest(bus, n) {
+  const t0 = now()
+  for (let i = 0; i < n; i++) {
+    try {
+      bus.ingest(makeEvent(i))
+    } catch (e) {
+      if (e.code !== 'ERR_BACKPRESSURE') throw e
+      await sleep(1)
+      i--
+    }
+  }
+  await bus.flush()
+  const secs = now() - t0
+  const s = bus.stats()
+  if (s.stored !== n || s.dropped !== 0) throw new Error(`ringbus stored ${s.stored}, dropped ${s.dropped}`)
+  return n / secs
+}
+
+/** Polls every page of 1,000 from the start; ev/s. */
+async function ringbusRead(bus, n) {
+  const t0 = now()
+  let got = 0
+  let cursor
+  for (;;) {
+    const page = await bus.poll({ limit: 1000, cursor })
+    got += page.events.length
+    cursor = page.cursor
+    if (!page.hasMore) break
+  }
+  const secs = now() - t0
+  if (got !== n) throw new Error(`ringbus read ${got}`)
+  return n / secs
+}
+
+/** Prints rows of `{ scenario, rb: [ev/s per round], peer, peerRates: [...] }` as lines and a table. */
+function report(rows) {
+  const table = rows.map((r) => ({
+    scenario: r.scenario,
+    'ringbus ev/s': summary(r.rb),
+    peer: r.peer,
+    'peer ev/s': summary(r.peerRates),
+    'ratio per round': ratios(r.rb, r.peerRates),
+  }))
+  for (const r of table) console.log(`${r.scenario}: ringbus ${r['ringbus ev/s']} ev/s; ${r.peer} ${r['peer ev/s']}; ratios ${r['ratio per round']}`)
+  console.table(table)
+}
+
+module.exports = { arg, makeEvent, sleep, now, median, fmt, summary, ringbusIngest, ringbusRead, report }
