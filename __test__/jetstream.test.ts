@@ -5,7 +5,7 @@ import type { NatsConnection } from '@nats-io/nats-core'
 import { jetstreamManager } from '@nats-io/jetstream'
 import { EventBus, type BusEvent, type EventBusOptions } from '../index'
 import { expectPerKeyOrder, ingestN, readAll, sleep, trackBuses } from './support/adapter'
-import { natsCluster, privateNats, tempDir, uniqueName, type PrivateServer } from './support/servers'
+import { makeTlsFiles, natsCluster, privateNats, tempDir, uniqueName, type PrivateServer } from './support/servers'
 
 // Required in CI: the server on 127.0.0.1:4222 (.ci/run starts it). Tests fail, never skip, without it.
 const NATS = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
@@ -205,18 +205,12 @@ describe('JetStream adapter against private servers', () => {
   })
 
   it('connects over TLS with a private CA, and refuses an untrusted server with ERR_CONNECT', async () => {
-    const { execFileSync } = await import('node:child_process')
     const dir = tempDir('ringbus-tls-')
-    const f = (n: string) => path.join(dir, n)
-    const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' })
-    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=ringbus-test-ca')
-    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1')
-    fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n')
-    ssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('ext.cnf'))
-    const server = await privateNats(['--tls', '--tlscert', f('server.pem'), '--tlskey', f('server.key')])
+    const tls = makeTlsFiles(dir)
+    const server = await privateNats(['--tls', '--tlscert', tls.cert, '--tlskey', tls.key])
     owned.push(server)
     const url = `nats://127.0.0.1:${server.port}`
-    const bus = await create(jsOptions(uniqueName('tls'), url, { tls: { caFile: f('ca.pem') } }))
+    const bus = await create(jsOptions(uniqueName('tls'), url, { tls: { caFile: tls.ca } }))
     bus.ingest({ secure: true })
     await expect(bus.flush()).resolves.toMatchObject({ dropped: 0 })
     expect((await bus.poll()).events.map((e) => e.raw)).toEqual(['{"secure":true}'])

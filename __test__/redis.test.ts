@@ -3,7 +3,8 @@ import path from 'node:path'
 import { Cluster, Redis } from 'ioredis'
 import { EventBus, type BusEvent, type EventBusOptions } from '../index'
 import { expectPerKeyOrder, ingestN, readAll, sleep, subscribeN, trackBuses } from './support/adapter'
-import { freePort, privateRedis, redisCluster, uniqueName, type PrivateServer } from './support/servers'
+import fs from 'node:fs'
+import { freePort, makeTlsFiles, privateRedis, redisCluster, tempDir, uniqueName, waitForPort, type PrivateServer } from './support/servers'
 
 // Required in CI: the server on 127.0.0.1:6379 (.ci/run starts it). Tests fail, never skip, without it.
 const REDIS = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -286,6 +287,27 @@ describe('Redis adapter against private servers', () => {
     expect(Date.now() - started).toBeLessThan(5000)
     expect(report.ingested).toBe(report.stored + report.dropped)
     expect(report.droppedShutdown + report.droppedAdapter).toBe(100)
+  })
+
+  it('connects over TLS (rediss://) with a private CA, and refuses an untrusted server with ERR_CONNECT', async () => {
+    const dir = tempDir('ringbus-redis-tls-')
+    try {
+      const tls = makeTlsFiles(dir)
+      const tlsPort = await freePort()
+      server = await privateRedis(['--tls-port', String(tlsPort), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca, '--tls-auth-clients', 'no'])
+      await waitForPort(tlsPort)
+      const url = `rediss://127.0.0.1:${tlsPort}`
+      const bus = await create({ ...redisOptions(uniqueName('tls'), { tls: { caFile: tls.ca } }, url), shards: 1 })
+      bus.ingest({ secure: true })
+      await expect(bus.flush()).resolves.toMatchObject({ stored: 1, dropped: 0 })
+      expect((await bus.poll()).events.map((e) => e.raw)).toEqual(['{"secure":true}'])
+      await bus.shutdown()
+      const untrusted = await EventBus.create(redisOptions('x', { connectTimeoutMs: 2000 }, url)).catch((e) => e)
+      expect(untrusted.code).toBe('ERR_CONNECT')
+      expect(untrusted.message).toMatch(/certificate|TLS|tls/)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('keeps a wrong password out of the error and the logs', async () => {

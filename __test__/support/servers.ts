@@ -103,6 +103,18 @@ export async function natsCluster(): Promise<PrivateServer[]> {
   return nodes
 }
 
+/** A private CA and a server certificate for 127.0.0.1 (made with openssl) in `dir`. */
+export function makeTlsFiles(dir: string): { ca: string; cert: string; key: string } {
+  const { execFileSync } = require('node:child_process') as typeof import('node:child_process')
+  const f = (n: string) => path.join(dir, n)
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' })
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=ringbus-test-ca')
+  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1')
+  fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n')
+  ssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('ext.cnf'))
+  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key') }
+}
+
 export const uniqueName = (prefix: string) =>
   `${prefix}_${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`
 
