@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::adapter::Adapter;
 use crate::clock::Clock;
@@ -16,12 +15,13 @@ use crate::config::BusConfig;
 use crate::consume::filter::Filter;
 use crate::consume::poll::{poll, PollPage, PollRequest};
 use crate::consume::subscribe::{StartAt, Subscription};
-use crate::dispatch::{self, DispatchContext};
+use crate::dispatch::DispatchContext;
 use crate::error::{BusError, Code, Result};
 use crate::event::{Incoming, ProducerId};
 use crate::identity::{self, IdentityLock};
 use crate::routing;
-use crate::shard::{CounterSnapshot, Pushed, Shard};
+use crate::shard::{CounterSnapshot, Pushed};
+use crate::topology::ShardSet;
 use crate::signal::Signal;
 
 const RUNNING: u8 = 0;
@@ -42,7 +42,7 @@ pub struct Stats {
   pub corrupt_skipped: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ShardStats {
   pub id: u32,
   pub state: &'static str,
@@ -50,6 +50,8 @@ pub struct ShardStats {
   pub queued: u64,
   pub queued_bytes: u64,
   pub in_flight: u64,
+  /// Events ingested per second since the previous `shard_stats` call.
+  pub event_rate: f64,
   pub counters: CounterSnapshot,
   pub last_error: Option<String>,
 }
@@ -65,7 +67,7 @@ pub struct FlushReport {
 pub struct BusCore {
   pub config: BusConfig,
   pub adapter: Arc<dyn Adapter>,
-  shards: Vec<Arc<Shard>>,
+  pub shards: ShardSet,
   pub producer: ProducerId,
   clock: Clock,
   state: AtomicU8,
@@ -73,7 +75,6 @@ pub struct BusCore {
   /// Fired when shutdown starts: subscriptions end, new polls are refused.
   pub closing: Arc<Signal>,
   abort: Arc<Signal>,
-  dispatchers: Mutex<Vec<JoinHandle<()>>>,
   shutdown: Mutex<Option<watch::Receiver<Option<Stats>>>>,
   identity: Mutex<Option<IdentityLock>>,
   rt: Handle,
@@ -116,17 +117,6 @@ impl Bus {
       }
       None => (identity::ephemeral(), None),
     };
-    let shards: Vec<Arc<Shard>> = (0..config.shards)
-      .map(|id| {
-        Shard::new(
-          id,
-          config.ring_capacity,
-          config.backpressure,
-          config.batch.max_events,
-          config.batch.max_bytes,
-        )
-      })
-      .collect();
     let abort = Arc::new(Signal::new());
     let ctx = Arc::new(DispatchContext {
       adapter: adapter.clone(),
@@ -136,11 +126,9 @@ impl Bus {
       retries: config.retries,
       abort: abort.clone(),
     });
-    let handles = shards
-      .iter()
-      .map(|s| rt.spawn(dispatch::run(s.clone(), ctx.clone())))
-      .collect();
-    Ok(Bus {
+    let closing = Arc::new(Signal::new());
+    let shards = ShardSet::start(&config, ctx, rt.clone(), closing.clone());
+    let bus = Bus {
       core: Arc::new(BusCore {
         config,
         adapter,
@@ -149,22 +137,40 @@ impl Bus {
         clock: Clock::new(),
         state: AtomicU8::new(RUNNING),
         active_ingests: AtomicUsize::new(0),
-        closing: Arc::new(Signal::new()),
+        closing,
         abort,
-        dispatchers: Mutex::new(handles),
         shutdown: Mutex::new(None),
         identity: Mutex::new(lock),
         rt,
       }),
-    })
+    };
+    crate::scaling::start_monitor(&bus.core);
+    Ok(bus)
   }
 
   pub fn core(&self) -> &Arc<BusCore> {
     &self.core
   }
 
+  /// Active shards now.
   pub fn num_shards(&self) -> u32 {
-    self.core.shards.len() as u32
+    self.core.shards.active_count()
+  }
+
+  /// Adds `n` shards; resolves with their ids once they are routable.
+  pub async fn scale_up(&self, n: u32) -> Result<Vec<u32>> {
+    if !self.is_running() {
+      return Err(BusError::shut_down());
+    }
+    self.core.shards.scale_up(n).await
+  }
+
+  /// Removes the `n` highest shards; resolves with their ids once they drained.
+  pub async fn scale_down(&self, n: u32) -> Result<Vec<u32>> {
+    if !self.is_running() {
+      return Err(BusError::shut_down());
+    }
+    self.core.shards.scale_down(n).await
   }
 
   pub fn producer(&self) -> ProducerId {
@@ -195,18 +201,21 @@ impl Bus {
     Ok(())
   }
 
-  /// The shard an event goes to.
+  /// The shard an event would go to now.
   pub fn route(&self, inc: &Incoming) -> u32 {
-    routing::route(inc.key.as_deref(), &inc.payload, self.num_shards())
+    let n = self.num_shards();
+    routing::route(inc.key.as_deref(), &inc.payload, n)
   }
 
   /// Accepts one event; returns its shard id.
   pub fn ingest(&self, inc: Incoming) -> Result<u32> {
     self.check_size(&inc)?;
     let _guard = self.enter()?;
-    let shard = self.route(&inc);
-    self.core.shards[shard as usize].push(inc, &self.core.clock)?;
-    Ok(shard)
+    self.core.shards.with_routing(|shards| {
+      let shard = routing::route(inc.key.as_deref(), &inc.payload, shards.len() as u32);
+      shards[shard as usize].push(inc, &self.core.clock)?;
+      Ok(shard)
+    })
   }
 
   /// Accepts events in order and returns how many were accepted. Nothing is accepted when
@@ -219,16 +228,18 @@ impl Bus {
         .map_err(|e| BusError::invalid_event(format!("events[{i}]: {}", e.message)))?;
     }
     let _guard = self.enter()?;
-    let mut accepted = 0;
-    for inc in events {
-      let shard = self.route(&inc);
-      match self.core.shards[shard as usize].push(inc, &self.core.clock) {
-        Ok(Pushed::Accepted) | Ok(Pushed::DroppedNewest) => accepted += 1,
-        Err(e) if e.code == Code::Backpressure && accepted > 0 => break,
-        Err(e) => return Err(e),
+    self.core.shards.with_routing(|shards| {
+      let mut accepted = 0;
+      for inc in events {
+        let shard = routing::route(inc.key.as_deref(), &inc.payload, shards.len() as u32);
+        match shards[shard as usize].push(inc, &self.core.clock) {
+          Ok(Pushed::Accepted) | Ok(Pushed::DroppedNewest) => accepted += 1,
+          Err(e) if e.code == Code::Backpressure && accepted > 0 => break,
+          Err(e) => return Err(e),
+        }
       }
-    }
-    Ok(accepted)
+      Ok(accepted)
+    })
   }
 
   /// Sets the flush barrier now (at the call, not when a task first runs) and returns a
@@ -243,6 +254,7 @@ impl Bus {
     let tickets: Vec<_> = self
       .core
       .shards
+      .all_shards()
       .iter()
       .filter_map(|s| s.flush_ticket())
       .collect();
@@ -359,7 +371,7 @@ impl Bus {
       corrupt_skipped: self.core.adapter.corrupt_skipped(),
       ..Stats::default()
     };
-    for shard in &self.core.shards {
+    for shard in self.core.shards.all_shards() {
       s.counters.add(&shard.counters());
       let (queued, _, in_flight, _) = shard.occupancy();
       s.queued += queued as u64;
@@ -369,24 +381,23 @@ impl Bus {
   }
 
   pub fn shard_stats(&self) -> Vec<ShardStats> {
+    let running = self.is_running();
     self
       .core
       .shards
-      .iter()
-      .map(|shard| {
+      .listed()
+      .into_iter()
+      .map(|(shard, state, event_rate)| {
         let counters = shard.counters();
         let (queued, queued_bytes, in_flight, last_error) = shard.occupancy();
         ShardStats {
           id: shard.id,
-          state: if self.is_running() {
-            "active"
-          } else {
-            "stopped"
-          },
+          state: if running { state.name() } else { "stopped" },
           capacity: shard.capacity() as u64,
           queued: queued as u64,
           queued_bytes: queued_bytes as u64,
           in_flight: in_flight as u64,
+          event_rate,
           counters,
           last_error,
         }
@@ -404,8 +415,13 @@ impl Bus {
 }
 
 impl BusCore {
+  pub fn runtime(&self) -> &Handle {
+    &self.rt
+  }
+
+  /// Every shard that may hold stored events, removed ones included.
   pub fn shard_ids(&self) -> Vec<u32> {
-    self.shards.iter().map(|s| s.id).collect()
+    self.shards.all_ids()
   }
 }
 
@@ -416,11 +432,8 @@ async fn run_shutdown(core: Arc<BusCore>) -> Stats {
     tokio::task::yield_now().await;
   }
   core.closing.fire();
-  for s in &core.shards {
-    s.close();
-  }
   let deadline = Instant::now() + core.config.shutdown_timeout;
-  let mut handles = std::mem::take(&mut *core.dispatchers.lock());
+  let mut handles = core.shards.close_all();
   for h in handles.iter_mut() {
     if tokio::time::timeout_at(deadline.into(), &mut *h)
       .await

@@ -304,6 +304,81 @@ impl Default for AdapterConfig {
   }
 }
 
+/// Bounds for `scaleUp`/`scaleDown` and, when `auto` is set, the policy that scales by
+/// itself. Decisions use the mean fill ratio (queued / ringCapacity) of the active shards
+/// over each metrics window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingConfig {
+  pub min_shards: u32,
+  pub max_shards: u32,
+  /// Whether the policy below runs (a monitor task, one tick per window).
+  pub auto: bool,
+  pub window: Duration,
+  /// A window whose mean fill ratio is at least this counts towards scaling up.
+  pub scale_up_fill: f64,
+  /// A window whose mean fill ratio is at most this counts towards scaling down.
+  pub scale_down_fill: f64,
+  /// Consecutive such windows before acting.
+  pub up_windows: u32,
+  pub down_windows: u32,
+  /// Least time between two changes of the shard count (manual ones included).
+  pub cooldown: Duration,
+  /// Most shards one decision adds or removes.
+  pub max_step: u32,
+}
+
+impl ScalingConfig {
+  pub fn new(min_shards: u32, max_shards: u32) -> Self {
+    ScalingConfig {
+      min_shards,
+      max_shards,
+      auto: false,
+      window: Duration::from_secs(1),
+      scale_up_fill: 0.75,
+      scale_down_fill: 0.05,
+      up_windows: 2,
+      down_windows: 10,
+      cooldown: Duration::from_secs(5),
+      max_step: 2,
+    }
+  }
+
+  fn validate(&self, shards: u32) -> Result<()> {
+    check_range("scaling.minShards", self.min_shards as u64, 1, MAX_SHARDS as u64)?;
+    check_range(
+      "scaling.maxShards",
+      self.max_shards as u64,
+      self.min_shards as u64,
+      MAX_SHARDS as u64,
+    )?;
+    if shards < self.min_shards || shards > self.max_shards {
+      return Err(BusError::config(format!(
+        "shards ({shards}) must be between scaling.minShards ({}) and scaling.maxShards ({})",
+        self.min_shards, self.max_shards
+      )));
+    }
+    check_ms("scaling.windowMs", self.window, 10, 3_600_000)?;
+    check_ms("scaling.cooldownMs", self.cooldown, 0, 86_400_000)?;
+    let fill_ok = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
+    if !fill_ok(self.scale_up_fill) || !fill_ok(self.scale_down_fill) {
+      return Err(BusError::config(
+        "scaling.scaleUpFillRatio and scaling.scaleDownFillRatio must be between 0 and 1",
+      ));
+    }
+    // The gap between the thresholds is the hysteresis that keeps the policy from flapping.
+    if self.scale_down_fill >= self.scale_up_fill {
+      return Err(BusError::config(format!(
+        "scaling.scaleDownFillRatio ({}) must be below scaling.scaleUpFillRatio ({})",
+        self.scale_down_fill, self.scale_up_fill
+      )));
+    }
+    check_range("scaling.upWindows", self.up_windows as u64, 1, 1000)?;
+    check_range("scaling.downWindows", self.down_windows as u64, 1, 1000)?;
+    check_range("scaling.maxStep", self.max_step as u64, 1, MAX_SHARDS as u64)?;
+    Ok(())
+  }
+}
+
 #[derive(Debug, Clone)]
 pub struct BusConfig {
   pub shards: u32,
@@ -316,6 +391,7 @@ pub struct BusConfig {
   pub producer_nonce_path: Option<PathBuf>,
   pub shutdown_timeout: Duration,
   pub adapter: AdapterConfig,
+  pub scaling: Option<ScalingConfig>,
 }
 
 pub const MAX_SHARDS: u32 = 1024;
@@ -335,6 +411,7 @@ impl Default for BusConfig {
       producer_nonce_path: None,
       shutdown_timeout: Duration::from_secs(10),
       adapter: AdapterConfig::default(),
+      scaling: None,
     }
   }
 }
@@ -353,9 +430,20 @@ fn check_range(key: &str, value: u64, min: u64, max: u64) -> Result<()> {
 }
 
 impl BusConfig {
+  /// The range `scaleUp`/`scaleDown` keep the shard count in.
+  pub fn shard_bounds(&self) -> (u32, u32) {
+    match &self.scaling {
+      Some(s) => (s.min_shards, s.max_shards),
+      None => (1, MAX_SHARDS),
+    }
+  }
+
   /// Checks every value; the first failure names the offending option.
   pub fn validate(&self) -> Result<()> {
     check_range("shards", self.shards as u64, 1, MAX_SHARDS as u64)?;
+    if let Some(scaling) = &self.scaling {
+      scaling.validate(self.shards)?;
+    }
     check_range(
       "ringCapacity",
       self.ring_capacity as u64,

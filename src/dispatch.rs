@@ -51,8 +51,16 @@ pub fn backoff(attempt: u32) -> Duration {
   half + Duration::from_micros(jitter)
 }
 
-/// Runs until the shard is closed and empty, or the abort signal fires.
-pub async fn run(shard: Arc<Shard>, ctx: Arc<DispatchContext>) {
+/// Runs until the shard is closed and empty, or the abort signal fires. `started` is told
+/// once the task runs (a new shard becomes routable only then).
+pub async fn run(
+  shard: Arc<Shard>,
+  ctx: Arc<DispatchContext>,
+  started: Option<tokio::sync::oneshot::Sender<()>>,
+) {
+  if let Some(tx) = started {
+    let _ = tx.send(());
+  }
   let mut batch: Vec<Event> = Vec::with_capacity(ctx.batch.max_events.min(4096));
   let mut backlog = false;
   loop {

@@ -12,8 +12,10 @@ pub mod error;
 pub mod event;
 pub mod identity;
 pub mod routing;
+pub mod scaling;
 pub mod shard;
 pub mod signal;
+pub mod topology;
 
 #[cfg(feature = "addon")]
 mod napi;

@@ -106,10 +106,22 @@ struct State {
   nonempty_since: Option<Instant>,
   urgent: bool,
   closing: bool,
+  /// Events from this sequence on wait (are not dispatched) until the hold is released:
+  /// set at a topology change, see `topology.rs`.
+  hold: Option<u64>,
   last_error: Option<String>,
 }
 
 impl State {
+  /// Queued events the dispatcher may take now: those below the hold, if any. Sequences
+  /// in the ring are contiguous (only the front is ever removed), so this is arithmetic.
+  fn dispatchable(&self) -> usize {
+    match (self.hold, self.ring.front()) {
+      (Some(hold), Some(front)) => (hold.saturating_sub(front.seq) as usize).min(self.ring.len()),
+      _ => self.ring.len(),
+    }
+  }
+
   /// Every event with a sequence below this is stored or dropped.
   fn floor(&self) -> u64 {
     self
@@ -205,6 +217,7 @@ impl Shard {
         nonempty_since: None,
         urgent: false,
         closing: false,
+        hold: None,
         last_error: None,
       }),
       wake: Notify::new(),
@@ -285,7 +298,7 @@ impl Shard {
   pub fn peek(&self) -> Peek {
     let st = self.state.lock();
     Peek {
-      len: st.ring.len(),
+      len: st.dispatchable(),
       bytes: st.ring_bytes,
       nonempty_since: st.nonempty_since,
       urgent: st.urgent,
@@ -297,7 +310,8 @@ impl Shard {
   pub fn take_batch(&self, out: &mut Vec<Event>) {
     let mut st = self.state.lock();
     let mut bytes = 0usize;
-    while out.len() < self.batch_events {
+    let limit = self.batch_events.min(st.dispatchable());
+    while out.len() < limit {
       let Some(front) = st.ring.front() else { break };
       let size = front.size();
       if !out.is_empty() && bytes + size > self.batch_bytes {
@@ -381,9 +395,35 @@ impl Shard {
     Some(FlushTicket { pending, done: rx })
   }
 
-  /// Tells the dispatcher to drain the ring and exit.
+  /// Tells the dispatcher to drain the ring and exit. A hold no longer applies: a closing
+  /// shard delivers everything it has.
   pub fn close(&self) {
-    self.state.lock().closing = true;
+    let mut st = self.state.lock();
+    st.closing = true;
+    st.hold = None;
+    drop(st);
+    self.wake.notify_one();
+  }
+
+  /// Makes a closed shard usable by a new dispatcher; its sequence carries on, so message
+  /// ids are never reused.
+  pub fn reopen(&self) {
+    self.state.lock().closing = false;
+  }
+
+  /// Holds every event pushed from now on (until [`Shard::release`]); returns the first
+  /// held sequence.
+  pub fn hold_from_now(&self) -> u64 {
+    let mut st = self.state.lock();
+    let at = st.next_seq;
+    if !st.closing {
+      st.hold = Some(at);
+    }
+    at
+  }
+
+  pub fn release(&self) {
+    self.state.lock().hold = None;
     self.wake.notify_one();
   }
 
