@@ -65,8 +65,20 @@ export declare class EventBus {
   stats(): BusStats
   /** Per-shard state and counters, sorted by shard id. */
   shardStats(): Array<ShardStat>
-  /** Number of shards. */
+  /** Number of active shards. */
   get numShards(): number
+  /**
+   * Adds `count` shards at once (within `scaling.maxShards`, default 1024). Resolves with
+   * their ids once they take events. Keys that move to them keep their order: the new
+   * shards write nothing of theirs until the old shards delivered what they held.
+   */
+  scaleUp(count: number): Promise<number[]>
+  /**
+   * Removes the `count` highest-numbered shards (keeping `scaling.minShards`, default 1).
+   * Resolves with their ids once everything they held is stored or dropped. Their stored
+   * events stay readable with `poll` and existing cursors.
+   */
+  scaleDown(count: number): Promise<number[]>
   /** True while the bus runs and its adapter is reachable. */
   isHealthy(): Promise<boolean>
 }
@@ -244,6 +256,11 @@ export interface EventBusOptions {
   shutdownTimeoutMs?: number
   /** The backend. Default: `{ type: 'memory' }`. */
   adapter?: AdapterOptions
+  /**
+   * Bounds for `scaleUp`/`scaleDown` and the optional policy. Default: manual scaling
+   * between 1 and 1024 shards, no policy.
+   */
+  scaling?: ScalingOptions
 }
 
 /** What a flush covered. */
@@ -296,14 +313,54 @@ export interface PollResult {
   hasMore: boolean
 }
 
+/** Shard-count bounds and the optional scaling policy. */
+export interface ScalingOptions {
+  /** Fewest shards `scaleDown` and the policy leave (1–1024). Default: 1. */
+  minShards?: number
+  /** Most shards `scaleUp` and the policy reach (minShards–1024). Default: 1024. */
+  maxShards?: number
+  /**
+   * Run the policy: a task that, every `windowMs`, compares the active shards' mean fill
+   * ratio (queued / ringCapacity) with the thresholds below and adds or removes shards,
+   * logging each decision with its reason on stderr. Default: false (manual scaling only;
+   * the policy options below are then refused).
+   */
+  auto?: boolean
+  /** Metrics window in ms (10–3600000). Default: 1000. */
+  windowMs?: number
+  /** A window with a mean fill ratio at or above this counts towards scaling up. Default: 0.75. */
+  scaleUpFillRatio?: number
+  /**
+   * A window with a mean fill ratio at or below this counts towards scaling down; must be
+   * below `scaleUpFillRatio`. Default: 0.05.
+   */
+  scaleDownFillRatio?: number
+  /** Consecutive windows over `scaleUpFillRatio` before adding shards (1–1000). Default: 2. */
+  upWindows?: number
+  /** Consecutive windows under `scaleDownFillRatio` before removing shards (1–1000). Default: 10. */
+  downWindows?: number
+  /**
+   * Least time between two changes of the shard count, in ms (manual ones count too).
+   * Default: 5000.
+   */
+  cooldownMs?: number
+  /** Most shards one decision adds or removes (1–1024). Default: 2. */
+  maxStep?: number
+}
+
 /** One shard's state and counters. */
 export interface ShardStat {
   id: number
-  /** `'active'` while the bus runs, `'stopped'` after shutdown. */
+  /**
+   * `'provisioning'` (starting, takes no events yet), `'active'`, `'draining'` (being
+   * removed, delivering what it holds), or `'stopped'` after shutdown.
+   */
   state: string
   capacity: number
   /** Queued events / capacity. */
   fillRatio: number
+  /** Events ingested per second since the previous `shardStats()` call (or the start). */
+  eventRate: number
   queued: number
   queuedBytes: number
   inFlight: number

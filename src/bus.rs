@@ -21,8 +21,8 @@ use crate::event::{Incoming, ProducerId};
 use crate::identity::{self, IdentityLock};
 use crate::routing;
 use crate::shard::{CounterSnapshot, Pushed};
-use crate::topology::ShardSet;
 use crate::signal::Signal;
+use crate::topology::ShardSet;
 
 const RUNNING: u8 = 0;
 const SHUTTING_DOWN: u8 = 1;

@@ -344,7 +344,12 @@ impl ScalingConfig {
   }
 
   fn validate(&self, shards: u32) -> Result<()> {
-    check_range("scaling.minShards", self.min_shards as u64, 1, MAX_SHARDS as u64)?;
+    check_range(
+      "scaling.minShards",
+      self.min_shards as u64,
+      1,
+      MAX_SHARDS as u64,
+    )?;
     check_range(
       "scaling.maxShards",
       self.max_shards as u64,
@@ -374,7 +379,12 @@ impl ScalingConfig {
     }
     check_range("scaling.upWindows", self.up_windows as u64, 1, 1000)?;
     check_range("scaling.downWindows", self.down_windows as u64, 1, 1000)?;
-    check_range("scaling.maxStep", self.max_step as u64, 1, MAX_SHARDS as u64)?;
+    check_range(
+      "scaling.maxStep",
+      self.max_step as u64,
+      1,
+      MAX_SHARDS as u64,
+    )?;
     Ok(())
   }
 }

@@ -241,7 +241,11 @@ impl ShardSet {
       .fail_activations
       .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
       .is_ok();
-    let ok = !fail && matches!(tokio::time::timeout(START_LIMIT, all_started).await, Ok(Ok(())));
+    let ok = !fail
+      && matches!(
+        tokio::time::timeout(START_LIMIT, all_started).await,
+        Ok(Ok(()))
+      );
     if !ok {
       self.roll_back(&ids).await;
       return Err(BusError::new(

@@ -282,10 +282,32 @@ impl EventBus {
       .collect()
   }
 
-  /// Number of shards.
+  /// Number of active shards.
   #[napi(getter)]
   pub fn num_shards(&self) -> u32 {
     self.bus.num_shards()
+  }
+
+  /// Adds `count` shards at once (within `scaling.maxShards`, default 1024). Resolves with
+  /// their ids once they take events. Keys that move to them keep their order: the new
+  /// shards write nothing of theirs until the old shards delivered what they held.
+  #[napi(ts_return_type = "Promise<number[]>")]
+  pub fn scale_up<'env>(&self, env: &'env Env, count: u32) -> Result<PromiseRaw<'env, Vec<u32>>> {
+    let bus = self.bus.clone();
+    spawn(env, async move { bus.scale_up(count).await }, |_, ids| {
+      Ok(ids)
+    })
+  }
+
+  /// Removes the `count` highest-numbered shards (keeping `scaling.minShards`, default 1).
+  /// Resolves with their ids once everything they held is stored or dropped. Their stored
+  /// events stay readable with `poll` and existing cursors.
+  #[napi(ts_return_type = "Promise<number[]>")]
+  pub fn scale_down<'env>(&self, env: &'env Env, count: u32) -> Result<PromiseRaw<'env, Vec<u32>>> {
+    let bus = self.bus.clone();
+    spawn(env, async move { bus.scale_down(count).await }, |_, ids| {
+      Ok(ids)
+    })
   }
 
   /// True while the bus runs and its adapter is reachable.

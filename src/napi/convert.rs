@@ -134,11 +134,14 @@ pub fn bus_stats(s: &Stats) -> BusStats {
 #[napi(object)]
 pub struct ShardStat {
   pub id: u32,
-  /// `'active'` while the bus runs, `'stopped'` after shutdown.
+  /// `'provisioning'` (starting, takes no events yet), `'active'`, `'draining'` (being
+  /// removed, delivering what it holds), or `'stopped'` after shutdown.
   pub state: String,
   pub capacity: f64,
   /// Queued events / capacity.
   pub fill_ratio: f64,
+  /// Events ingested per second since the previous `shardStats()` call (or the start).
+  pub event_rate: f64,
   pub queued: f64,
   pub queued_bytes: f64,
   pub in_flight: f64,
@@ -159,6 +162,7 @@ pub fn shard_stat(s: ShardStats) -> ShardStat {
     state: s.state.to_string(),
     capacity: s.capacity as f64,
     fill_ratio: s.queued as f64 / s.capacity.max(1) as f64,
+    event_rate: s.event_rate,
     queued: s.queued as f64,
     queued_bytes: s.queued_bytes as f64,
     in_flight: s.in_flight as f64,

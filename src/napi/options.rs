@@ -163,6 +163,67 @@ pub struct TlsOptions {
   pub key_file: Option<String>,
 }
 
+/// Shard-count bounds and the optional scaling policy.
+#[napi(object)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScalingOptions {
+  /// Fewest shards `scaleDown` and the policy leave (1–1024). Default: 1.
+  pub min_shards: Option<u32>,
+  /// Most shards `scaleUp` and the policy reach (minShards–1024). Default: 1024.
+  pub max_shards: Option<u32>,
+  /// Run the policy: a task that, every `windowMs`, compares the active shards' mean fill
+  /// ratio (queued / ringCapacity) with the thresholds below and adds or removes shards,
+  /// logging each decision with its reason on stderr. Default: false (manual scaling only;
+  /// the policy options below are then refused).
+  pub auto: Option<bool>,
+  /// Metrics window in ms (10–3600000). Default: 1000.
+  pub window_ms: Option<u32>,
+  /// A window with a mean fill ratio at or above this counts towards scaling up. Default: 0.75.
+  pub scale_up_fill_ratio: Option<f64>,
+  /// A window with a mean fill ratio at or below this counts towards scaling down; must be
+  /// below `scaleUpFillRatio`. Default: 0.05.
+  pub scale_down_fill_ratio: Option<f64>,
+  /// Consecutive windows over `scaleUpFillRatio` before adding shards (1–1000). Default: 2.
+  pub up_windows: Option<u32>,
+  /// Consecutive windows under `scaleDownFillRatio` before removing shards (1–1000). Default: 10.
+  pub down_windows: Option<u32>,
+  /// Least time between two changes of the shard count, in ms (manual ones count too).
+  /// Default: 5000.
+  pub cooldown_ms: Option<u32>,
+  /// Most shards one decision adds or removes (1–1024). Default: 2.
+  pub max_step: Option<u32>,
+}
+
+impl ScalingOptions {
+  fn into_config(self) -> Result<config::ScalingConfig> {
+    let min = self.min_shards.unwrap_or(1);
+    let max = self.max_shards.unwrap_or(config::MAX_SHARDS);
+    let mut c = config::ScalingConfig::new(min, max);
+    c.auto = self.auto.unwrap_or(false);
+    let policy_given = self.window_ms.is_some()
+      || self.scale_up_fill_ratio.is_some()
+      || self.scale_down_fill_ratio.is_some()
+      || self.up_windows.is_some()
+      || self.down_windows.is_some()
+      || self.cooldown_ms.is_some()
+      || self.max_step.is_some();
+    if policy_given && !c.auto {
+      return Err(BusError::config(
+        "scaling: the policy options (windowMs, scaleUpFillRatio, scaleDownFillRatio, upWindows, downWindows, cooldownMs, maxStep) only apply with auto: true",
+      ));
+    }
+    c.window = ms(self.window_ms, c.window);
+    c.scale_up_fill = self.scale_up_fill_ratio.unwrap_or(c.scale_up_fill);
+    c.scale_down_fill = self.scale_down_fill_ratio.unwrap_or(c.scale_down_fill);
+    c.up_windows = self.up_windows.unwrap_or(c.up_windows);
+    c.down_windows = self.down_windows.unwrap_or(c.down_windows);
+    c.cooldown = ms(self.cooldown_ms, c.cooldown);
+    c.max_step = self.max_step.unwrap_or(c.max_step);
+    Ok(c)
+  }
+}
+
 /// Options of `new EventBus()` and `EventBus.create()`. Unknown keys are rejected.
 #[napi(object)]
 #[derive(Debug, Deserialize)]
@@ -192,6 +253,9 @@ pub struct EventBusOptions {
   pub shutdown_timeout_ms: Option<u32>,
   /// The backend. Default: `{ type: 'memory' }`.
   pub adapter: Option<AdapterOptions>,
+  /// Bounds for `scaleUp`/`scaleDown` and the optional policy. Default: manual scaling
+  /// between 1 and 1024 shards, no policy.
+  pub scaling: Option<ScalingOptions>,
 }
 
 /// Options of `ingest` and `ingestBatch`.
@@ -402,8 +466,13 @@ impl EventBusOptions {
       }
       Some(r @ AdapterOptions::Redis { .. }) => AdapterConfig::Redis(Box::new(redis_config(r)?)),
     };
+    let shards = self.shards.unwrap_or(d.shards);
+    let scaling = match self.scaling {
+      Some(s) => Some(s.into_config()?),
+      None => None,
+    };
     let cfg = BusConfig {
-      shards: self.shards.unwrap_or(d.shards),
+      shards,
       ring_capacity: self.ring_capacity.map_or(d.ring_capacity, |v| v as usize),
       backpressure: match self.backpressure {
         None => d.backpressure,
@@ -420,6 +489,7 @@ impl EventBusOptions {
       producer_nonce_path: self.producer_nonce_path.map(Into::into),
       shutdown_timeout: ms(self.shutdown_timeout_ms, d.shutdown_timeout),
       adapter,
+      scaling,
     };
     cfg.validate()?;
     Ok(cfg)

@@ -1,0 +1,149 @@
+import { connect } from '@nats-io/transport-node'
+import { jetstreamManager } from '@nats-io/jetstream'
+import { EventBus, type BusEvent } from '../index'
+import { pollAll } from './helpers'
+import { readAll, sleep, trackBuses } from './support/adapter'
+import { uniqueName } from './support/servers'
+
+const NATS = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
+jest.setTimeout(240_000)
+const create = trackBuses()
+
+/** Each key's `n` values, in the order given, are 0, 1, 2, ... exactly once. */
+function expectEachKeyOnceInOrder(events: { key: string; n: number }[], keys: number, perKey: number) {
+  const next = new Map<string, number>()
+  let bad = 0
+  for (const { key, n } of events) {
+    if ((next.get(key) ?? 0) !== n) bad++
+    next.set(key, n + 1)
+  }
+  expect({ bad, keys: next.size, total: events.length }).toEqual({ bad: 0, keys, total: keys * perKey })
+}
+
+describe('scaleUp / scaleDown', () => {
+  it('adds and removes shards, keeps every event and reports each shard', async () => {
+    const bus = await create({ shards: 2, scaling: { minShards: 2, maxShards: 16 } })
+    for (let i = 0; i < 1000; i++) bus.ingest({ key: `k${i % 50}`, n: Math.floor(i / 50) }, { key: `k${i % 50}` })
+    await expect(bus.scaleUp(2)).resolves.toEqual([2, 3])
+    expect(bus.numShards).toBe(4)
+    for (let i = 1000; i < 2000; i++) bus.ingest({ key: `k${i % 50}`, n: Math.floor(i / 50) }, { key: `k${i % 50}` })
+    await bus.flush()
+    const stats = bus.shardStats()
+    expect(stats.map((s) => [s.id, s.state])).toEqual([
+      [0, 'active'],
+      [1, 'active'],
+      [2, 'active'],
+      [3, 'active'],
+    ])
+    for (const s of stats) {
+      expect(s.eventRate).toBeGreaterThanOrEqual(0)
+      expect(s.ingested).toBe(s.stored + s.dropped + s.pending)
+    }
+    expect(stats.filter((s) => s.ingested > 0).length).toBe(4)
+    await expect(bus.scaleDown(2)).resolves.toEqual([2, 3])
+    expect(bus.numShards).toBe(2)
+    expect(bus.shardStats().map((s) => s.id)).toEqual([0, 1])
+    // Totals never go down: removed shards still count.
+    expect(bus.stats()).toMatchObject({ ingested: 2000, stored: 2000, dropped: 0 })
+    const events = (await pollAll(bus)).map((e) => JSON.parse(e.raw) as { key: string; n: number })
+    expect(events).toHaveLength(2000)
+    await bus.shutdown()
+  })
+
+  it('refuses changes outside the bounds, and after shutdown', async () => {
+    const bus = await create({ shards: 2, scaling: { minShards: 2, maxShards: 3 } })
+    await expect(bus.scaleUp(2)).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG', message: expect.stringMatching(/maxShards/) })
+    await expect(bus.scaleDown(1)).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG', message: expect.stringMatching(/minShards/) })
+    await expect(bus.scaleUp(0)).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+    expect(bus.numShards).toBe(2)
+    await bus.shutdown()
+    await expect(bus.scaleUp(1)).rejects.toMatchObject({ code: 'ERR_SHUT_DOWN' })
+  })
+
+  it('validates the scaling options', () => {
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ minShards: 0 }, /scaling.minShards/],
+      [{ minShards: 4, maxShards: 2 }, /scaling.maxShards/],
+      [{ minShards: 8 }, /shards \(4\) must be between/],
+      [{ windowMs: 100 }, /only apply with auto: true/],
+      [{ auto: true, scaleUpFillRatio: 0.2, scaleDownFillRatio: 0.3 }, /scaleDownFillRatio .* must be below/],
+      [{ auto: true, scaleUpFillRatio: 1.5 }, /between 0 and 1/],
+      [{ auto: true, maxStep: 0 }, /scaling.maxStep/],
+      [{ bogus: 1 }, /bogus/],
+    ]
+    for (const [scaling, message] of bad) {
+      let err: { code?: string; message: string } | undefined
+      try {
+        new EventBus({ shards: 4, scaling } as never)
+      } catch (e) {
+        err = e as { code?: string; message: string }
+      }
+      expect({ code: err?.code, ok: message.test(err?.message ?? '') }).toEqual({ code: 'ERR_INVALID_CONFIG', ok: true })
+    }
+  })
+})
+
+describe('scaling on JetStream (server on 127.0.0.1:4222)', () => {
+  const streams: string[] = []
+  afterAll(async () => {
+    const nc = await connect({ servers: NATS })
+    const jsm = await jetstreamManager(nc)
+    for (const s of streams) await jsm.streams.delete(s).catch(() => undefined)
+    await nc.close()
+  })
+
+  it('stores 1,000,000 keyed events once, in per-key order, through 20 random scalings', async () => {
+    const stream = uniqueName('scale')
+    streams.push(stream)
+    const bus = await create({
+      shards: 4,
+      retries: 30,
+      scaling: { minShards: 2, maxShards: 10 },
+      adapter: { type: 'jetstream', servers: NATS, stream },
+    })
+    const KEYS = 1000
+    const PER_KEY = 1000
+    let rng = 12345
+    const random = (m: number) => {
+      rng = (rng * 1103515245 + 12345) % 2 ** 31
+      return rng % m
+    }
+    let changes = 0
+    let scaling: Promise<unknown> = Promise.resolve()
+    for (let n = 0; n < PER_KEY; n++) {
+      for (let k = 0; k < KEYS; k++) {
+        for (;;) {
+          try {
+            bus.ingest({ key: `k${k}`, n }, { key: `k${k}` })
+            break
+          } catch (e) {
+            if ((e as { code?: string }).code !== 'ERR_BACKPRESSURE') throw e
+            await sleep(2)
+          }
+        }
+      }
+      // A scaling every 45 rounds (while ingest goes on), 20 in all.
+      if (n % 45 === 44 && changes < 20) {
+        await scaling
+        const active = bus.numShards
+        const count = 1 + random(2)
+        const up = random(2) === 0 ? active + count <= 10 : active - count < 2
+        scaling = up ? bus.scaleUp(count) : bus.scaleDown(count)
+        changes++
+      }
+    }
+    await scaling
+    expect(changes).toBe(20)
+    expect((await bus.flush()).dropped).toBe(0)
+    expect(bus.stats()).toMatchObject({ ingested: KEYS * PER_KEY, stored: KEYS * PER_KEY, dropped: 0 })
+    // The stream sequence (the event id) is the order JetStream stored them in.
+    const events: BusEvent[] = await readAll(bus)
+    events.sort((a, b) => Number(a.id) - Number(b.id))
+    expectEachKeyOnceInOrder(
+      events.map((e) => JSON.parse(e.raw) as { key: string; n: number }),
+      KEYS,
+      PER_KEY,
+    )
+    await bus.shutdown()
+  })
+})

@@ -1,0 +1,420 @@
+//! Shard scaling under load: nothing lost, duplicated or reordered per key; no herding;
+//! the policy's bounds and hysteresis; failed activations leave no trace.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use ringbus::adapter::memory::MemoryAdapter;
+use ringbus::adapter::{Adapter, AdapterError, Positions, ReadPage, WriteBatch, WriteResult};
+use ringbus::bus::Bus;
+use ringbus::config::{BatchConfig, BusConfig, ScalingConfig};
+use ringbus::consume::poll::PollRequest;
+use ringbus::error::Code;
+use ringbus::event::{Incoming, PayloadKind};
+
+/// The memory store, plus a log of (key, counter) in the order events were stored.
+struct Recording {
+  inner: MemoryAdapter,
+  log: tokio::sync::Mutex<Vec<(String, u64)>>,
+  delay: Duration,
+}
+
+impl Recording {
+  fn new(delay: Duration) -> Arc<Self> {
+    Arc::new(Recording {
+      inner: MemoryAdapter::new(1 << 24, 1 << 32),
+      log: tokio::sync::Mutex::new(Vec::new()),
+      delay,
+    })
+  }
+}
+
+#[async_trait]
+impl Adapter for Recording {
+  fn kind(&self) -> &'static str {
+    "recording"
+  }
+  fn cursor_scope(&self) -> String {
+    self.inner.cursor_scope()
+  }
+  async fn write(&self, batch: WriteBatch<'_>) -> Result<WriteResult, AdapterError> {
+    if !self.delay.is_zero() {
+      tokio::time::sleep(self.delay).await;
+    }
+    // One lock around store and log: the log's order is the storage order.
+    let mut log = self.log.lock().await;
+    let events = batch.events;
+    let result = self.inner.write(batch).await?;
+    assert_eq!(result, WriteResult::AllStored);
+    for ev in events {
+      let v: serde_json::Value = serde_json::from_slice(&ev.payload).unwrap();
+      log.push((
+        ev.key.as_deref().unwrap().to_string(),
+        v["n"].as_u64().unwrap(),
+      ));
+    }
+    Ok(result)
+  }
+  async fn read(&self, s: u32, a: Option<&str>, l: usize) -> Result<ReadPage, AdapterError> {
+    self.inner.read(s, a, l).await
+  }
+  async fn end_positions(&self, s: &[u32]) -> Result<Positions, AdapterError> {
+    self.inner.end_positions(s).await
+  }
+  async fn wait_for_data(&self, s: &[u32], a: &Positions, w: Duration) {
+    self.inner.wait_for_data(s, a, w).await
+  }
+  async fn flush(&self) -> Result<(), AdapterError> {
+    Ok(())
+  }
+  async fn close(&self) -> Result<(), AdapterError> {
+    Ok(())
+  }
+  async fn is_healthy(&self) -> bool {
+    true
+  }
+}
+
+fn event(key: &str, n: u64) -> Incoming {
+  Incoming {
+    kind: PayloadKind::Json,
+    key: Some(Arc::from(key)),
+    payload: Bytes::from(format!(r#"{{"n":{n}}}"#)),
+  }
+}
+
+fn config(shards: u32, scaling: ScalingConfig) -> BusConfig {
+  BusConfig {
+    shards,
+    ring_capacity: 4096,
+    batch: BatchConfig {
+      max_events: 256,
+      max_bytes: 1 << 20,
+      max_delay: Duration::from_millis(1),
+    },
+    scaling: Some(scaling),
+    ..BusConfig::default()
+  }
+}
+
+/// Ingests, waiting while the target ring is full.
+fn ingest_patiently(bus: &Bus, key: &str, n: u64) {
+  loop {
+    match bus.ingest(event(key, n)) {
+      Ok(_) => return,
+      Err(e) if e.code == Code::Backpressure => std::thread::sleep(Duration::from_micros(200)),
+      Err(e) => panic!("ingest failed: {}", e.message),
+    }
+  }
+}
+
+/// Every key's counters appear exactly once each, in order 0, 1, 2, ...
+fn assert_each_key_once_in_order(log: &[(String, u64)], keys: usize, per_key: u64) {
+  let mut next: HashMap<&str, u64> = HashMap::new();
+  let mut bad = 0usize;
+  for (k, n) in log {
+    let want = next.entry(k.as_str()).or_insert(0);
+    if *n != *want {
+      bad += 1;
+    }
+    *want = n + 1;
+  }
+  assert_eq!(bad, 0, "events stored out of order or twice");
+  assert_eq!(next.len(), keys);
+  assert!(next.values().all(|v| *v == per_key));
+  assert_eq!(log.len() as u64, keys as u64 * per_key);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_events_through_twenty_random_scalings() {
+  let adapter = Recording::new(Duration::ZERO);
+  let bus = Bus::start_with_adapter(
+    config(4, ScalingConfig::new(2, 12)),
+    adapter.clone(),
+    tokio::runtime::Handle::current(),
+  )
+  .unwrap();
+  const PRODUCERS: usize = 4;
+  const KEYS_PER_PRODUCER: usize = 250;
+  const PER_KEY: u64 = 1000; // 4 x 250 x 1000 = 1,000,000 events
+                             // The producers' last rounds wait for the scalings, so every change happens mid-stream.
+  let scaled = Arc::new(AtomicBool::new(false));
+  let producers: Vec<_> = (0..PRODUCERS)
+    .map(|p| {
+      let (bus, scaled) = (bus.clone(), scaled.clone());
+      std::thread::spawn(move || {
+        for n in 0..PER_KEY {
+          while n == PER_KEY - 50 && !scaled.load(AtomicOrdering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+          }
+          for k in 0..KEYS_PER_PRODUCER {
+            ingest_patiently(&bus, &format!("p{p}-k{k}"), n);
+          }
+        }
+      })
+    })
+    .collect();
+  // Twenty scalings at random while the producers run.
+  let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+  let mut random = move |m: u64| {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    rng % m
+  };
+  let mut changes = 0;
+  while changes < 20 {
+    tokio::time::sleep(Duration::from_millis(1 + random(10))).await;
+    let active = bus.num_shards();
+    let n = 1 + random(3) as u32;
+    let up = random(2) == 0;
+    let result = if up && active + n <= 12 {
+      bus.scale_up(n).await.map(|ids| ids.len())
+    } else if active >= 2 + n {
+      bus.scale_down(n).await.map(|ids| ids.len())
+    } else {
+      continue;
+    };
+    assert_eq!(result.unwrap(), n as usize);
+    changes += 1;
+  }
+  let overlapped = producers.iter().all(|p| !p.is_finished());
+  scaled.store(true, AtomicOrdering::SeqCst);
+  for p in producers {
+    p.join().unwrap();
+  }
+  assert!(overlapped, "the producers finished before the scalings");
+  let flushed = bus.flush().await.unwrap();
+  assert_eq!(flushed.dropped, 0);
+  let stats = bus.stats();
+  assert_eq!(
+    (stats.counters.ingested, stats.counters.stored),
+    (1_000_000, 1_000_000)
+  );
+  let log = adapter.log.lock().await;
+  assert_each_key_once_in_order(&log, PRODUCERS * KEYS_PER_PRODUCER, PER_KEY);
+  bus.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uniform_load_never_herds() {
+  let policy = ScalingConfig {
+    auto: true,
+    window: Duration::from_millis(20),
+    ..ScalingConfig::new(8, 8)
+  };
+  let adapter = Recording::new(Duration::ZERO);
+  let bus = Bus::start_with_adapter(
+    config(8, policy),
+    adapter,
+    tokio::runtime::Handle::current(),
+  )
+  .unwrap();
+  // Several metrics windows of uniform load; each window's shares are checked.
+  for window in 0..5 {
+    let before: Vec<u64> = bus
+      .shard_stats()
+      .iter()
+      .map(|s| s.counters.ingested)
+      .collect();
+    for i in 0..40_000u64 {
+      ingest_patiently(&bus, &format!("user-{window}-{i}"), 0);
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let shares: Vec<u64> = bus
+      .shard_stats()
+      .iter()
+      .zip(&before)
+      .map(|(s, b)| s.counters.ingested - b)
+      .collect();
+    let mean = 40_000.0 / 8.0;
+    for (id, share) in shares.iter().enumerate() {
+      let off = (*share as f64 - mean).abs() / mean;
+      assert!(
+        off <= 0.2,
+        "window {window}: shard {id} got {share}, mean {mean}"
+      );
+    }
+  }
+  bus.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_grows_to_max_under_overload_and_shrinks_to_min_when_idle() {
+  let policy = ScalingConfig {
+    auto: true,
+    window: Duration::from_millis(50),
+    up_windows: 2,
+    down_windows: 3,
+    cooldown: Duration::from_millis(100),
+    max_step: 1,
+    ..ScalingConfig::new(1, 3)
+  };
+  // A slow backend keeps the rings full while producers push.
+  let adapter = Recording::new(Duration::from_millis(20));
+  let mut cfg = config(1, policy);
+  cfg.ring_capacity = 512;
+  cfg.batch.max_events = 32;
+  let bus =
+    Bus::start_with_adapter(cfg, adapter.clone(), tokio::runtime::Handle::current()).unwrap();
+  let stop = Arc::new(AtomicBool::new(false));
+  let sent = Arc::new(AtomicU64::new(0));
+  let producer = {
+    let (bus, stop, sent) = (bus.clone(), stop.clone(), sent.clone());
+    std::thread::spawn(move || {
+      let mut n = 0u64;
+      while !stop.load(AtomicOrdering::SeqCst) {
+        let key = format!("k{}", n % 64);
+        if bus.ingest(event(&key, n / 64)).is_ok() {
+          n += 1;
+        } else {
+          std::thread::sleep(Duration::from_micros(100));
+        }
+      }
+      sent.store(n, AtomicOrdering::SeqCst);
+    })
+  };
+  let mut most = 0;
+  let deadline = Instant::now() + Duration::from_secs(20);
+  while bus.num_shards() < 3 && Instant::now() < deadline {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    most = most.max(bus.num_shards());
+  }
+  assert_eq!(bus.num_shards(), 3, "overload should reach maxShards");
+  // Sustained overload at the max: no further growth.
+  for _ in 0..20 {
+    tokio::time::sleep(Duration::from_millis(25)).await;
+    most = most.max(bus.num_shards());
+  }
+  assert_eq!(most, 3);
+  stop.store(true, AtomicOrdering::SeqCst);
+  producer.join().unwrap();
+  // A trickle of late pushes while shards drain must not keep them draining.
+  let deadline = Instant::now() + Duration::from_secs(30);
+  let mut late = 0u64;
+  while bus.num_shards() > 1 && Instant::now() < deadline {
+    bus.ingest(event("late", late)).unwrap();
+    late += 1;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+  }
+  assert_eq!(bus.num_shards(), 1, "idle should shrink to minShards");
+  let listed: Vec<&str> = bus.shard_stats().iter().map(|s| s.state).collect();
+  assert_eq!(listed, vec!["active"]);
+  bus.flush().await.unwrap();
+  let stats = bus.stats();
+  assert_eq!(
+    stats.counters.ingested,
+    sent.load(AtomicOrdering::SeqCst) + late
+  );
+  assert_eq!(stats.counters.stored, stats.counters.ingested);
+  bus.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_activation_leaves_no_trace() {
+  let adapter = Recording::new(Duration::ZERO);
+  let bus = Bus::start_with_adapter(
+    config(2, ScalingConfig::new(1, 8)),
+    adapter.clone(),
+    tokio::runtime::Handle::current(),
+  )
+  .unwrap();
+  for n in 0..1000 {
+    ingest_patiently(&bus, &format!("k{}", n % 10), n / 10);
+  }
+  bus.core().shards.inject_activation_failures(1);
+  let err = bus.scale_up(3).await.unwrap_err();
+  assert_eq!(err.code, Code::Timeout);
+  assert_eq!(bus.num_shards(), 2);
+  let ids: Vec<u32> = bus.shard_stats().iter().map(|s| s.id).collect();
+  assert_eq!(ids, vec![0, 1]);
+  for n in 1000..2000 {
+    ingest_patiently(&bus, &format!("k{}", n % 10), n / 10);
+  }
+  // The same ids come up cleanly afterwards.
+  assert_eq!(bus.scale_up(3).await.unwrap(), vec![2, 3, 4]);
+  assert_eq!(bus.flush().await.unwrap().dropped, 0);
+  let log = adapter.log.lock().await;
+  assert_each_key_once_in_order(&log, 10, 200);
+  drop(log);
+  bus.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_shards_stay_readable_and_old_cursors_stay_valid() {
+  let adapter = Recording::new(Duration::ZERO);
+  let bus = Bus::start_with_adapter(
+    config(4, ScalingConfig::new(1, 8)),
+    adapter,
+    tokio::runtime::Handle::current(),
+  )
+  .unwrap();
+  for n in 0..400 {
+    ingest_patiently(&bus, &format!("k{}", n % 40), n / 40);
+  }
+  bus.flush().await.unwrap();
+  let first = bus
+    .poll(PollRequest {
+      limit: 100,
+      ..PollRequest::default()
+    })
+    .await
+    .unwrap();
+  assert_eq!(bus.scale_down(3).await.unwrap(), vec![1, 2, 3]);
+  assert_eq!(bus.num_shards(), 1);
+  // Resuming from a cursor issued before the change returns the other 300, removed shards' included.
+  let mut rest = 0;
+  let mut cursor = Some(first.cursor);
+  loop {
+    let page = bus
+      .poll(PollRequest {
+        limit: 100,
+        cursor: cursor.take(),
+        ..PollRequest::default()
+      })
+      .await
+      .unwrap();
+    rest += page.events.len();
+    cursor = Some(page.cursor);
+    if !page.has_more {
+      break;
+    }
+  }
+  assert_eq!(first.events.len() + rest, 400);
+  // Sequences carry on when a removed id comes back: message ids are never reused.
+  let seq_before = bus.shard_stats()[0].counters.ingested;
+  assert!(seq_before > 0);
+  assert_eq!(bus.scale_up(1).await.unwrap(), vec![1]);
+  let all = bus
+    .poll(PollRequest {
+      limit: 10_000,
+      shards: Some(vec![1]),
+      ..PollRequest::default()
+    })
+    .await
+    .unwrap();
+  let before_ids: std::collections::HashSet<String> =
+    all.events.iter().map(|e| e.message_id.clone()).collect();
+  for n in 0..400 {
+    ingest_patiently(&bus, &format!("k{}", n % 40), 10 + n / 40);
+  }
+  bus.flush().await.unwrap();
+  let after = bus
+    .poll(PollRequest {
+      limit: 10_000,
+      shards: Some(vec![1]),
+      ..PollRequest::default()
+    })
+    .await
+    .unwrap();
+  let after_ids: std::collections::HashSet<String> =
+    after.events.iter().map(|e| e.message_id.clone()).collect();
+  assert!(after_ids.len() > before_ids.len());
+  assert_eq!(after_ids.len(), after.events.len());
+  bus.shutdown().await;
+}
