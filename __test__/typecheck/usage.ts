@@ -49,6 +49,14 @@ export async function usage(): Promise<number> {
   const stats: BusStats = bus.stats()
   const shards: ShardStat[] = bus.shardStats()
   const n: number = bus.numShards
+  const added: number[] = await bus.scaleUp(2)
+  const removed: number[] = await bus.scaleDown(2)
+  const rate: number = bus.shardStats()[0].eventRate
+  const scaled = new EventBus({ shards: 2, scaling: { minShards: 2, maxShards: 16, auto: true, windowMs: 500, maxStep: 1 } })
+  await scaled.shutdown()
+  const redis = await EventBus.create({ adapter: { type: 'redis', url: 'redis://127.0.0.1:6379', keyPrefix: 'orders', maxLen: 100_000 } })
+  await redis.shutdown()
+  void added, removed, rate
   const healthy: boolean = await bus.isHealthy()
   const final: BusStats = await bus.shutdown()
   await other.shutdown()
@@ -67,5 +75,7 @@ export function misuse(bus: EventBus): void {
   const p: Promise<number> = bus.ingest({})
   // @ts-expect-error ordering is 'shard' or 'timestamp'
   void bus.poll({ ordering: 'random' })
+  // @ts-expect-error scaleUp takes a count
+  void bus.scaleUp('2')
   void big, p
 }
