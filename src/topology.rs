@@ -214,6 +214,9 @@ impl ShardSet {
     let mut started = Vec::new();
     {
       let mut slots = self.slots.lock();
+      // Checked under the lock that shutdown's `close_all` takes: a dispatcher started
+      // after it would never be told to stop.
+      self.check_open()?;
       for &id in &ids {
         if slots.len() == id as usize {
           slots.push(Slot {
