@@ -250,7 +250,7 @@ impl ShardSet {
         Ok(Ok(()))
       );
     if !ok {
-      self.roll_back(&ids).await;
+      self.stop(&ids, true).await;
       return Err(BusError::new(
         Code::Timeout,
         format!(
@@ -290,45 +290,33 @@ impl ShardSet {
     });
     self.settle(old).await;
     // Nothing is routed to them any more and they hold nothing: stop their dispatchers.
-    let handles: Vec<JoinHandle<()>> = {
-      let mut slots = self.slots.lock();
-      ids
-        .iter()
-        .filter_map(|&id| {
-          let slot = &mut slots[id as usize];
-          slot.shard.close();
-          slot.dispatcher.take()
-        })
-        .collect()
-    };
-    for h in handles {
-      let _ = h.await;
-    }
-    let mut slots = self.slots.lock();
-    for &id in &ids {
-      slots[id as usize].state = ShardState::Removed;
-    }
+    self.stop(&ids, false).await;
     Ok(ids)
   }
 
-  /// Undoes a provisioning that failed: the shards go back to removed, dispatchers end.
-  async fn roll_back(&self, ids: &[u32]) {
+  /// Ends the dispatchers of `ids` (after they drained, or at once with `abort`, for a
+  /// provisioning that failed and may not have started) and marks the shards removed.
+  async fn stop(&self, ids: &[u32], abort: bool) {
     let handles: Vec<JoinHandle<()>> = {
       let mut slots = self.slots.lock();
       ids
         .iter()
         .filter_map(|&id| {
           let slot = &mut slots[id as usize];
-          slot.state = ShardState::Removed;
           slot.shard.close();
           slot.dispatcher.take()
         })
         .collect()
     };
     for h in handles {
-      // The dispatcher may not have started at all: end it either way.
-      h.abort();
+      if abort {
+        h.abort();
+      }
       let _ = h.await;
+    }
+    let mut slots = self.slots.lock();
+    for &id in ids {
+      slots[id as usize].state = ShardState::Removed;
     }
   }
 
