@@ -310,6 +310,30 @@ describe('Redis adapter against private servers', () => {
     }
   })
 
+  it('authenticates as an ACL user and writes to the database named in the URL', async () => {
+    server = await privateRedis()
+    const admin = new Redis(server.port, '127.0.0.1')
+    try {
+      await admin.call('ACL', 'SETUSER', 'ringbus-user', 'on', '>acl-pass-31', '~*', '+@all')
+      const prefix = uniqueName('acl')
+      for (const adapter of [
+        { url: `redis://ringbus-user:acl-pass-31@127.0.0.1:${server.port}/3` },
+        { url: `redis://127.0.0.1:${server.port}/3`, username: 'ringbus-user', password: 'acl-pass-31' },
+      ]) {
+        const bus = await create({ shards: 1, adapter: { type: 'redis', keyPrefix: prefix, ...adapter } })
+        bus.ingest({ acl: true })
+        await expect(bus.flush()).resolves.toMatchObject({ stored: 1, dropped: 0 })
+        await bus.shutdown()
+      }
+      await admin.select(3)
+      expect(await admin.xlen(streamKey(prefix, 0))).toBe(2)
+      await admin.select(0)
+      expect(await admin.exists(streamKey(prefix, 0))).toBe(0)
+    } finally {
+      admin.disconnect()
+    }
+  })
+
   it('keeps a wrong password out of the error and the logs', async () => {
     server = await privateRedis(['--requirepass', 'right-pass-4711'])
     const port = server.port
