@@ -12,7 +12,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const now = () => Number(process.hrtime.bigint()) / 1e9
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 const fmt = (n) => Math.round(n).toLocaleString('en-US')
-const summary = (xs) => `${fmt(median(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`
+const fmtValue = (n) => (Math.abs(n) >= 100 ? fmt(n) : Number(n.toPrecision(3)).toString())
+const summary = (xs) => `${fmtValue(median(xs))} (${fmtValue(Math.min(...xs))}–${fmtValue(Math.max(...xs))})`
 const ratios = (a, b) => a.map((x, i) => (x / b[i]).toFixed(2)).join(' ')
 
 /** Ingests `n` events (waiting while rings are full), flushes; ev/s from first ingest to flushed. */
@@ -50,17 +51,21 @@ async function ringbusRead(bus, n) {
   return n / secs
 }
 
-/** Prints rows of `{ scenario, rb: [ev/s per round], peer, peerRates: [...] }` as lines and a table. */
-function report(rows) {
-  const table = rows.map((r) => ({
+/** Table rows for `{ scenario, rb: [per round], peer, peerRates: [per round] | null, unit }`. */
+function tableRows(rows) {
+  return rows.map((r) => ({
     scenario: r.scenario,
-    'ringbus ev/s': summary(r.rb),
-    peer: r.peer,
-    'peer ev/s': summary(r.peerRates),
-    'ratio per round': ratios(r.rb, r.peerRates),
+    ringbus: `${summary(r.rb)} ${r.unit}`,
+    peer: r.peerRates ? `${r.peer}: ${summary(r.peerRates)} ${r.unit}` : '—',
+    'ratio per round': r.peerRates ? ratios(r.rb, r.peerRates) : '—',
   }))
-  for (const r of table) console.log(`${r.scenario}: ringbus ${r['ringbus ev/s']} ev/s; ${r.peer} ${r['peer ev/s']}; ratios ${r['ratio per round']}`)
+}
+
+/** Prints rows as lines and a table. */
+function report(rows) {
+  const table = tableRows(rows)
+  for (const r of table) console.log(`${r.scenario}: ringbus ${r.ringbus}; peer ${r.peer}; ratios ${r['ratio per round']}`)
   console.table(table)
 }
 
-module.exports = { arg, makeEvent, sleep, now, median, fmt, summary, ringbusIngest, ringbusRead, report }
+module.exports = { arg, makeEvent, sleep, now, median, fmt, summary, ratios, ringbusIngest, ringbusRead, tableRows, report }

@@ -1,15 +1,13 @@
 // Ingest benchmark: ringbus against a baseline in the same process, rounds alternating so
-// machine drift hits both. Prints medians (min–max) and the per-round ratio.
-// Usage: npm run bench [-- --events N --rounds R]
+// machine drift hits both. Part of `npm run bench` (bench/run.js); alone:
+// node bench/ingest.js [--events N --rounds R]
 'use strict'
 
-const os = require('node:os')
 const { EventBus } = require('..')
 
-const { arg, makeEvent, median, fmt } = require('./common')
+const { arg, makeEvent, fmt, report } = require('./common')
 
-const N = arg('events', 1_000_000)
-const ROUNDS = arg('rounds', 5)
+let N = 1_000_000
 const BATCH = 1000
 
 
@@ -62,6 +60,7 @@ async function ingestAll(bus, make) {
 
 const scenarios = [
   {
+    key: 'object',
     name: 'ingest(object), noop adapter',
     ringbus: () => timeBus((bus) => ingestAll(bus, makeEvent)),
     peerName: 'JSON.stringify + JS ring (65,536 slots)',
@@ -75,6 +74,7 @@ const scenarios = [
     },
   },
   {
+    key: 'buffer',
     name: 'ingest(prebuilt Buffer)',
     ringbus: () => {
       const buf = Buffer.from(JSON.stringify(makeEvent(1)))
@@ -82,6 +82,7 @@ const scenarios = [
     },
   },
   {
+    key: 'string',
     name: 'ingest(prebuilt JSON string), validated',
     ringbus: () => {
       const str = JSON.stringify(makeEvent(1))
@@ -89,6 +90,7 @@ const scenarios = [
     },
   },
   {
+    key: 'batch',
     name: `ingestBatch(${BATCH} prebuilt strings)`,
     ringbus: () => {
       const batch = Array.from({ length: BATCH }, (_, i) => JSON.stringify(makeEvent(i)))
@@ -110,34 +112,30 @@ const scenarios = [
 ]
 
 
-async function main() {
-  const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
-  console.log(`ringbus ingest bench: ${fmt(N)} events x ${ROUNDS} rounds; node ${process.version}; ${os.cpus().length} x ${cpu}`)
+/** Every scenario, `rounds` times each, ringbus and its peer alternating who goes first. */
+async function run({ events = 1_000_000, rounds = 5 } = {}) {
+  N = events
   const rows = []
   for (const sc of scenarios) {
-    const ours = []
-    const peers = []
-    for (let r = 0; r < ROUNDS; r++) {
-      // Alternate who goes first so drift does not favour either.
-      if (sc.peer && r % 2 === 1) peers.push(await sc.peer())
-      ours.push(await sc.ringbus())
-      if (sc.peer && r % 2 === 0) peers.push(await sc.peer())
+    const rb = []
+    const peerRates = []
+    for (let r = 0; r < rounds; r++) {
+      if (sc.peer && r % 2 === 1) peerRates.push(await sc.peer())
+      rb.push(await sc.ringbus())
+      if (sc.peer && r % 2 === 0) peerRates.push(await sc.peer())
     }
-    const row = {
-      scenario: sc.name,
-      'ringbus ev/s median (min–max)': `${fmt(median(ours))} (${fmt(Math.min(...ours))}–${fmt(Math.max(...ours))})`,
-      peer: sc.peerName ?? '—',
-      'peer ev/s median (min–max)': sc.peer ? `${fmt(median(peers))} (${fmt(Math.min(...peers))}–${fmt(Math.max(...peers))})` : '—',
-      'ratio per round': sc.peer ? ours.map((o, i) => (o / peers[i]).toFixed(2)).join(' ') : '—',
-    }
-    rows.push(row)
-    console.log(`${row.scenario}: ${row['ringbus ev/s median (min–max)']} ev/s` + (sc.peer ? `; peer ${row['peer ev/s median (min–max)']}; ratios ${row['ratio per round']}` : ''))
+    rows.push({ key: sc.key, scenario: sc.name, rb, peer: sc.peerName, peerRates: sc.peer ? peerRates : null, unit: 'ev/s' })
   }
-  console.log()
-  console.table(rows)
+  return { title: `ingest: ${fmt(N)} events x ${rounds} rounds`, rows }
 }
 
-main().catch((e) => {
-  console.error(e)
-  process.exit(1)
-})
+module.exports = { run }
+
+if (require.main === module) {
+  run({ events: arg('events', 1_000_000), rounds: arg('rounds', 5) })
+    .then((r) => report(r.rows))
+    .catch((e) => {
+      console.error(e)
+      process.exit(1)
+    })
+}

@@ -1,17 +1,15 @@
 // JetStream benchmark: ringbus beside nats.js in the same run, rounds alternating.
 // Needs a JetStream server (default nats://127.0.0.1:4222, or RINGBUS_NATS_URL).
-// Usage: node bench/jetstream.js [--events N --rounds R]
+// Part of `npm run bench` (bench/run.js); alone: node bench/jetstream.js [--events N --rounds R]
 'use strict'
 
-const os = require('node:os')
 const { connect } = require('@nats-io/transport-node')
 const { jetstream, jetstreamManager } = require('@nats-io/jetstream')
 const { EventBus } = require('..')
 
 const { arg, makeEvent, now, fmt, ringbusIngest, ringbusRead, report } = require('./common')
 
-const N = arg('events', 200_000)
-const ROUNDS = arg('rounds', 3)
+let N = 200_000
 const URL = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
 const WINDOW = 1000
 let streamNo = 0
@@ -72,11 +70,11 @@ async function natsRead(stream) {
 }
 
 
-async function main() {
+/** Write and read-back rounds, ringbus and the peer alternating who goes first. */
+async function run({ events = 200_000, rounds = 3 } = {}) {
+  N = events
+  const ROUNDS = rounds
   const version = await withManager(async (_, nc) => nc.info?.version ?? 'unknown')
-  console.log(
-    `ringbus JetStream bench: ${fmt(N)} events x ${ROUNDS} rounds; node ${process.version}; nats-server ${version}; ${os.cpus().length} x ${os.cpus()[0]?.model}`,
-  )
   const res = { rbW: [], njsW: [], rbR: [], njsR: [] }
   const cleanup = []
   for (let r = 0; r < ROUNDS; r++) {
@@ -99,13 +97,23 @@ async function main() {
   await withManager(async (jsm) => {
     for (const s of cleanup) await jsm.streams.delete(s).catch(() => undefined)
   })
-  report([
-    { scenario: `ingest -> stored in JetStream (${fmt(N)})`, rb: res.rbW, peer: `nats.js publish, ${WINDOW} in flight, msgID each`, peerRates: res.njsW },
-    { scenario: `read back ${fmt(N)} from JetStream`, rb: res.rbR, peer: 'nats.js ordered consumer', peerRates: res.njsR },
-  ])
+  return {
+    title: `JetStream: ${fmt(N)} events x ${ROUNDS} rounds`,
+    versions: { 'nats-server': version },
+    rows: [
+      { key: 'jsWrite', scenario: `ingest -> stored in JetStream (${fmt(N)})`, rb: res.rbW, peer: `nats.js publish, ${WINDOW} in flight, msgID each`, peerRates: res.njsW, unit: 'ev/s' },
+      { key: 'jsRead', scenario: `read back ${fmt(N)} from JetStream (poll pages of 1,000)`, rb: res.rbR, peer: 'nats.js ordered consumer', peerRates: res.njsR, unit: 'ev/s' },
+    ],
+  }
 }
 
-main().catch((e) => {
-  console.error(e)
-  process.exit(1)
-})
+module.exports = { run }
+
+if (require.main === module) {
+  run({ events: arg('events', 200_000), rounds: arg('rounds', 3) })
+    .then((r) => report(r.rows))
+    .catch((e) => {
+      console.error(e)
+      process.exit(1)
+    })
+}

@@ -1,16 +1,14 @@
 // Redis Streams benchmark: ringbus beside ioredis in the same run, rounds alternating.
 // Needs a Redis server (default redis://127.0.0.1:6379, or RINGBUS_REDIS_URL).
-// Usage: node bench/redis.js [--events N --rounds R]
+// Part of `npm run bench` (bench/run.js); alone: node bench/redis.js [--events N --rounds R]
 'use strict'
 
-const os = require('node:os')
 const { Redis } = require('ioredis')
 const { EventBus } = require('..')
 
 const { arg, makeEvent, now, fmt, ringbusIngest, ringbusRead, report } = require('./common')
 
-const N = arg('events', 200_000)
-const ROUNDS = arg('rounds', 3)
+let N = 200_000
 const URL = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const PIPELINE = 1000
 // Both sides trim with `MAXLEN ~`; the limit is above N, so nothing is trimmed away.
@@ -61,12 +59,12 @@ async function dropPrefix(client, prefix) {
   if (keys.length) await client.del(...keys)
 }
 
-async function main() {
+/** Write and read-back rounds, ringbus and the peer alternating who goes first. */
+async function run({ events = 200_000, rounds = 3 } = {}) {
+  N = events
+  const ROUNDS = rounds
   const client = new Redis(URL)
   const version = /redis_version:(\S+)/.exec(await client.info('server'))?.[1] ?? 'unknown'
-  console.log(
-    `ringbus Redis bench: ${fmt(N)} events x ${ROUNDS} rounds; node ${process.version}; redis ${version}; ${os.cpus().length} x ${os.cpus()[0]?.model}`,
-  )
   const res = { rbW: [], iorW: [], rbR: [], iorR: [] }
   try {
     for (let r = 0; r < ROUNDS; r++) {
@@ -89,13 +87,23 @@ async function main() {
   } finally {
     client.disconnect()
   }
-  report([
-    { scenario: `ingest -> stored in Redis (${fmt(N)})`, rb: res.rbW, peer: `ioredis pipelines of ${PIPELINE} XADD MAXLEN ~`, peerRates: res.iorW },
-    { scenario: `read back ${fmt(N)} from Redis`, rb: res.rbR, peer: 'ioredis XRANGE pages of 1000', peerRates: res.iorR },
-  ])
+  return {
+    title: `Redis: ${fmt(N)} events x ${ROUNDS} rounds`,
+    versions: { redis: version },
+    rows: [
+      { key: 'redisWrite', scenario: `ingest -> stored in Redis (${fmt(N)})`, rb: res.rbW, peer: `ioredis pipelines of ${PIPELINE} XADD MAXLEN ~`, peerRates: res.iorW, unit: 'ev/s' },
+      { key: 'redisRead', scenario: `read back ${fmt(N)} from Redis (poll pages of 1,000)`, rb: res.rbR, peer: 'ioredis XRANGE pages of 1,000', peerRates: res.iorR, unit: 'ev/s' },
+    ],
+  }
 }
 
-main().catch((e) => {
-  console.error(e)
-  process.exit(1)
-})
+module.exports = { run }
+
+if (require.main === module) {
+  run({ events: arg('events', 200_000), rounds: arg('rounds', 3) })
+    .then((r) => report(r.rows))
+    .catch((e) => {
+      console.error(e)
+      process.exit(1)
+    })
+}

@@ -1,0 +1,95 @@
+// `npm run bench`: every scenario beside its peer in one process, rounds alternating, then a
+// table of medians (min–max), per-round ratios and the goal. `--write` also writes
+// BENCHMARKS.md; `--smoke` runs one tiny round of everything (CI: it must run and count
+// right, its speed means nothing).
+'use strict'
+
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { median, fmt, ratios, summary } = require('./common')
+
+const smoke = process.argv.includes('--smoke')
+const write = process.argv.includes('--write') && !smoke
+
+// Goals on the 2-core reference machine: [lowest (or highest) median, lowest median ratio].
+const GOALS = {
+  object: { min: 800_000, ratio: 0.7, text: '≥ 800,000 ev/s and ≥ 0.7× the JS ring' },
+  buffer: { min: 2_500_000, text: '≥ 2,500,000 ev/s' },
+  string: { min: 1_500_000, text: '≥ 1,500,000 ev/s' },
+  batch: { min: 5_000_000, text: '≥ 5,000,000 ev/s' },
+  jsWrite: { min: 150_000, ratio: 5, text: '≥ 150,000 ev/s and ≥ 5× nats.js' },
+  redisWrite: { min: 300_000, ratio: 2.5, text: '≥ 300,000 ev/s and ≥ 2.5× ioredis' },
+  jsRead: { min: 200_000, text: '≥ 200,000 ev/s' },
+  redisRead: { min: 250_000, text: '≥ 250,000 ev/s' },
+  loopDelay: { max: 5, text: '< 5 ms' },
+  idleCpu: { max: 0.01, text: '< 0.01 s' },
+  rss: { max: 8, text: '≤ 8 MiB' },
+}
+
+function verdict(row) {
+  const g = GOALS[row.key]
+  const m = median(row.rb)
+  let met = (g.min === undefined || m >= g.min) && (g.max === undefined || m < g.max || (row.key === 'rss' && m <= g.max))
+  if (g.ratio !== undefined && row.peerRates) met = met && m / median(row.peerRates) >= g.ratio
+  return met ? 'met' : 'missed'
+}
+
+async function main() {
+  const sizes = smoke
+    ? { ingest: { events: 20_000, rounds: 1 }, net: { events: 5_000, rounds: 1 }, system: { events: 20_000, rounds: 1, idleMs: 500 } }
+    : { ingest: { events: 1_000_000, rounds: 5 }, net: { events: 200_000, rounds: 3 }, system: { events: 1_000_000, rounds: 3, idleMs: 5000 } }
+  const parts = [
+    await require('./ingest').run(sizes.ingest),
+    await require('./jetstream').run(sizes.net),
+    await require('./redis').run(sizes.net),
+    await require('./system').run(sizes.system),
+  ]
+  const rows = parts.flatMap((p) => p.rows)
+  const versions = Object.assign({}, ...parts.map((p) => p.versions ?? {}))
+  const cpu = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}`
+  const header = [
+    `machine: ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}`,
+    `node ${process.version}; nats-server ${versions['nats-server']}; redis ${versions.redis}`,
+    `rounds: ${parts.map((p) => p.title).join('; ')}`,
+  ]
+  const table = rows.map((r) => ({
+    scenario: r.scenario,
+    'ringbus median (min–max)': `${summary(r.rb)} ${r.unit}`,
+    peer: r.peerRates ? `${r.peer}: ${summary(r.peerRates)} ${r.unit}` : '—',
+    'ratio per round': r.peerRates ? ratios(r.rb, r.peerRates) : '—',
+    goal: GOALS[r.key].text,
+    '': smoke ? '(smoke)' : verdict(r),
+  }))
+  for (const h of header) console.log(h)
+  console.table(table)
+  if (smoke) {
+    console.log(`bench smoke: ${rows.length} scenarios ran and counted every event`)
+    return
+  }
+  if (write) {
+    const cols = Object.keys(table[0])
+    const md = [
+      '# Benchmarks',
+      '',
+      `Measured ${new Date().toISOString().slice(0, 10)} with \`npm run bench\` (\`node --expose-gc bench/run.js --write\`), which wrote this file.`,
+      'Each scenario runs ringbus and its peer in the same process, alternating which goes first in each round; the table shows medians with the range over rounds and the ratio ringbus/peer per round. The event is the same ~100-byte JSON object everywhere, built inside the timed loop (the prebuilt scenarios build it once).',
+      '',
+      ...header.map((h) => `- ${h}`),
+      '',
+      `| ${cols.map((c) => c || 'goal met').join(' | ')} |`,
+      `|${cols.map(() => '---').join('|')}|`,
+      ...table.map((r) => `| ${cols.map((c) => String(r[c]).replace(/\|/g, '\\|')).join(' | ')} |`),
+      '',
+      'Goals are for the 2-core reference machine; a missed goal is reported, not hidden. Throughputs are events per second from the first `ingest` to the `flush()` that confirmed the last one (writes), or over all `poll` pages (reads).',
+      '',
+    ].join('\n')
+    fs.writeFileSync(path.join(__dirname, '..', 'BENCHMARKS.md'), md)
+    console.log('wrote BENCHMARKS.md')
+  }
+}
+
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})
