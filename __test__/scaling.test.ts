@@ -55,6 +55,8 @@ describe('scaleUp / scaleDown', () => {
     await expect(bus.scaleUp(2)).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG', message: expect.stringMatching(/maxShards/) })
     await expect(bus.scaleDown(1)).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG', message: expect.stringMatching(/minShards/) })
     await expect(bus.scaleUp(0)).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+    await expect(bus.scaleUp(2 ** 32 - 1)).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+    await expect(bus.scaleDown(2 ** 32 - 1)).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG' })
     expect(bus.numShards).toBe(2)
     await bus.shutdown()
     await expect(bus.scaleUp(1)).rejects.toMatchObject({ code: 'ERR_SHUT_DOWN' })

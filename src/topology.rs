@@ -202,10 +202,10 @@ impl ShardSet {
     self.check_open()?;
     let (_, max) = self.config.shard_bounds();
     let active = self.active_count();
-    if n == 0 || active + n > max {
+    let total = active.saturating_add(n);
+    if n == 0 || total > max {
       return Err(BusError::config(format!(
-        "scaleUp({n}) would make {} shards; it must add at least 1 and stay within {max} (scaling.maxShards)",
-        active + n
+        "scaleUp({n}) would make {total} shards; it must add at least 1 and stay within {max} (scaling.maxShards)"
       )));
     }
     let ids: Vec<u32> = (active..active + n).collect();
@@ -275,7 +275,7 @@ impl ShardSet {
     self.check_open()?;
     let (min, _) = self.config.shard_bounds();
     let active = self.active_count();
-    if n == 0 || active < min + n {
+    if n == 0 || active < min.saturating_add(n) {
       return Err(BusError::config(format!(
         "scaleDown({n}) would leave {} shards; it must remove at least 1 and keep {min} (scaling.minShards)",
         active as i64 - n as i64
