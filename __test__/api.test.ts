@@ -42,6 +42,10 @@ describe('EventBus on the memory adapter', () => {
       [0, 255, 1, 2],
       [9, 8, 7],
     ])
+    expect(Buffer.isBuffer(binary[0].bytes)).toBe(true)
+    // Plain objects with exactly these properties: absent ones are left out.
+    expect(Object.keys(first).sort()).toEqual(['id', 'key', 'messageId', 'raw', 'seq', 'shardId', 'timestamp'])
+    expect(Object.keys(binary[0]).sort()).toEqual(['bytes', 'id', 'messageId', 'raw', 'seq', 'shardId', 'timestamp'])
     expectInvariant(bus)
   })
 

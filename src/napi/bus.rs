@@ -220,7 +220,7 @@ impl EventBus {
       },
       move |_, page| {
         Ok(PollResult {
-          events: page.events.into_iter().map(convert::bus_event).collect(),
+          events: convert::EventList(page.events),
           cursor: page.cursor.encode(&scope),
           has_more: page.has_more,
         })

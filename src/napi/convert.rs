@@ -16,8 +16,11 @@ use crate::shard::CounterSnapshot;
 /// Longest accepted partition key, in bytes.
 pub const MAX_KEY_BYTES: usize = 4096;
 
+// The objects `poll` and `subscribe` return are built by `EventList`/`EventValue`; this
+// struct only declares their typings.
 /// An event read back.
-#[napi(object)]
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[allow(dead_code)]
 pub struct BusEvent {
   /// The backend's id of the stored record.
   pub id: String,
@@ -36,27 +39,134 @@ pub struct BusEvent {
   pub message_id: String,
 }
 
-pub fn bus_event(ev: StoredEvent) -> BusEvent {
-  let (raw, bytes) = match ev.kind {
-    PayloadKind::Json => (
-      // Validated JSON at ingest, so this is valid UTF-8.
-      String::from_utf8_lossy(&ev.payload).into_owned(),
-      None,
-    ),
-    PayloadKind::Bytes => (
-      String::from_utf8_lossy(&ev.payload).into_owned(),
-      Some(Buffer::from(ev.payload.to_vec())),
-    ),
-  };
-  BusEvent {
-    id: ev.id,
-    shard_id: ev.shard,
-    seq: ev.seq as f64,
-    timestamp: ev.timestamp_ms as f64,
-    key: ev.key.map(|k| k.to_string()),
-    raw,
-    bytes,
-    message_id: ev.message_id,
+const EVENT_KEYS: [&str; 8] = [
+  "id",
+  "shardId",
+  "seq",
+  "timestamp",
+  "key",
+  "raw",
+  "bytes",
+  "messageId",
+];
+
+/// An event's property names as JS strings, made once per conversion: naming properties
+/// with C strings makes V8 look each name up again for every event.
+struct EventKeys([sys::napi_value; 8]);
+
+impl EventKeys {
+  unsafe fn new(env: sys::napi_env) -> Result<Self> {
+    let mut keys = [std::ptr::null_mut(); 8];
+    for (slot, name) in keys.iter_mut().zip(EVENT_KEYS) {
+      *slot = unsafe { utf8(env, name.as_bytes())? };
+    }
+    Ok(EventKeys(keys))
+  }
+}
+
+/// A JS string from UTF-8 bytes; V8 replaces invalid sequences, as `raw` documents.
+unsafe fn utf8(env: sys::napi_env, bytes: &[u8]) -> Result<sys::napi_value> {
+  let mut out = std::ptr::null_mut();
+  check_status!(unsafe {
+    sys::napi_create_string_utf8(env, bytes.as_ptr().cast(), bytes.len() as isize, &mut out)
+  })?;
+  Ok(out)
+}
+
+unsafe fn number(env: sys::napi_env, v: f64) -> Result<sys::napi_value> {
+  let mut out = std::ptr::null_mut();
+  check_status!(unsafe { sys::napi_create_double(env, v, &mut out) })?;
+  Ok(out)
+}
+
+/// One event as a plain object, all properties defined in one call.
+unsafe fn event_object(
+  env: sys::napi_env,
+  keys: &EventKeys,
+  ev: &StoredEvent,
+) -> Result<sys::napi_value> {
+  let mut values: [sys::napi_value; 8] = [std::ptr::null_mut(); 8];
+  unsafe {
+    values[0] = utf8(env, ev.id.as_bytes())?;
+    values[1] = number(env, ev.shard as f64)?;
+    values[2] = number(env, ev.seq as f64)?;
+    values[3] = number(env, ev.timestamp_ms as f64)?;
+    if let Some(k) = &ev.key {
+      values[4] = utf8(env, k.as_bytes())?;
+    }
+    values[5] = utf8(env, &ev.payload)?;
+    if ev.kind == PayloadKind::Bytes {
+      let mut data = std::ptr::null_mut();
+      check_status!(sys::napi_create_buffer_copy(
+        env,
+        ev.payload.len(),
+        ev.payload.as_ptr().cast(),
+        &mut data,
+        &mut values[6],
+      ))?;
+    }
+    values[7] = utf8(env, ev.message_id.as_bytes())?;
+  }
+  let mut props: [sys::napi_property_descriptor; 8] = unsafe { std::mem::zeroed() };
+  let mut n = 0;
+  for (i, value) in values.iter().enumerate() {
+    // Absent key/bytes are left out, not set to undefined.
+    if value.is_null() {
+      continue;
+    }
+    props[n].name = keys.0[i];
+    props[n].value = *value;
+    props[n].attributes = sys::PropertyAttributes::writable
+      | sys::PropertyAttributes::enumerable
+      | sys::PropertyAttributes::configurable;
+    n += 1;
+  }
+  let mut obj = std::ptr::null_mut();
+  check_status!(unsafe { sys::napi_create_object(env, &mut obj) })?;
+  check_status!(unsafe { sys::napi_define_properties(env, obj, n, props.as_ptr()) })?;
+  Ok(obj)
+}
+
+/// A page of events, converted to an array of plain objects.
+pub struct EventList(pub Vec<StoredEvent>);
+
+impl TypeName for EventList {
+  fn type_name() -> &'static str {
+    "Array<BusEvent>"
+  }
+  fn value_type() -> ValueType {
+    ValueType::Object
+  }
+}
+
+impl ToNapiValue for EventList {
+  unsafe fn to_napi_value(env: sys::napi_env, list: Self) -> Result<sys::napi_value> {
+    let keys = unsafe { EventKeys::new(env)? };
+    let mut arr = std::ptr::null_mut();
+    check_status!(unsafe { sys::napi_create_array_with_length(env, list.0.len(), &mut arr) })?;
+    for (i, ev) in list.0.iter().enumerate() {
+      let obj = unsafe { event_object(env, &keys, ev)? };
+      check_status!(unsafe { sys::napi_set_element(env, arr, i as u32, obj) })?;
+    }
+    Ok(arr)
+  }
+}
+
+/// One event (a subscription step's value).
+pub struct EventValue(pub StoredEvent);
+
+impl TypeName for EventValue {
+  fn type_name() -> &'static str {
+    "BusEvent"
+  }
+  fn value_type() -> ValueType {
+    ValueType::Object
+  }
+}
+
+impl ToNapiValue for EventValue {
+  unsafe fn to_napi_value(env: sys::napi_env, ev: Self) -> Result<sys::napi_value> {
+    unsafe { event_object(env, &EventKeys::new(env)?, &ev.0) }
   }
 }
 
@@ -196,9 +306,10 @@ pub fn flush_result(r: FlushReport) -> FlushResult {
 }
 
 /// A page of events.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct PollResult {
-  pub events: Vec<BusEvent>,
+  #[napi(ts_type = "Array<BusEvent>")]
+  pub events: EventList,
   /// Pass to the next `poll` to continue after this page.
   pub cursor: String,
   /// More events were stored when this page was read (a filtered page can be short or

@@ -15,15 +15,16 @@ use parking_lot::Mutex;
 use crate::consume::subscribe::Subscription as EngineSubscription;
 use crate::error::BusError;
 use crate::event::StoredEvent;
-use crate::napi::convert::{bus_event, BusEvent};
+use crate::napi::convert::EventValue;
 use crate::napi::errors::spawn;
 use crate::signal::Signal;
 
 /// One step of the iteration, as `for await` expects it.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct SubscriptionStep {
   pub done: bool,
-  pub value: Option<BusEvent>,
+  #[napi(ts_type = "BusEvent")]
+  pub value: Option<EventValue>,
 }
 
 struct Shared {
@@ -43,7 +44,7 @@ pub struct Subscription {
 fn step(ev: Option<StoredEvent>) -> SubscriptionStep {
   SubscriptionStep {
     done: ev.is_none(),
-    value: ev.map(bus_event),
+    value: ev.map(EventValue),
   }
 }
 
