@@ -68,4 +68,14 @@ function report(rows) {
   console.table(table)
 }
 
-module.exports = { arg, makeEvent, sleep, now, median, fmt, summary, ratios, ringbusIngest, ringbusRead, tableRows, report }
+/** Runs a bench file on its own: `node bench/<name>.js [--events N --rounds R]`. */
+function standalone(run, defaults) {
+  run({ ...defaults, events: arg('events', defaults.events), rounds: arg('rounds', defaults.rounds) })
+    .then((r) => report(r.rows))
+    .catch((e) => {
+      console.error(e)
+      process.exit(1)
+    })
+}
+
+module.exports = { arg, makeEvent, sleep, now, median, fmt, summary, ratios, ringbusIngest, ringbusRead, tableRows, report, standalone }

@@ -5,7 +5,7 @@
 
 const { EventBus } = require('..')
 
-const { arg, makeEvent, fmt, report } = require('./common')
+const { makeEvent, fmt, standalone } = require('./common')
 
 let N = 1_000_000
 const BATCH = 1000
@@ -131,11 +131,4 @@ async function run({ events = 1_000_000, rounds = 5 } = {}) {
 
 module.exports = { run }
 
-if (require.main === module) {
-  run({ events: arg('events', 1_000_000), rounds: arg('rounds', 5) })
-    .then((r) => report(r.rows))
-    .catch((e) => {
-      console.error(e)
-      process.exit(1)
-    })
-}
+if (require.main === module) standalone(run, { events: 1_000_000, rounds: 5 })

@@ -7,7 +7,7 @@ const { connect } = require('@nats-io/transport-node')
 const { jetstream, jetstreamManager } = require('@nats-io/jetstream')
 const { EventBus } = require('..')
 
-const { arg, makeEvent, now, fmt, ringbusIngest, ringbusRead, report } = require('./common')
+const { makeEvent, now, fmt, ringbusIngest, ringbusRead, standalone } = require('./common')
 
 let N = 200_000
 const URL = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
@@ -109,11 +109,4 @@ async function run({ events = 200_000, rounds = 3 } = {}) {
 
 module.exports = { run }
 
-if (require.main === module) {
-  run({ events: arg('events', 200_000), rounds: arg('rounds', 3) })
-    .then((r) => report(r.rows))
-    .catch((e) => {
-      console.error(e)
-      process.exit(1)
-    })
-}
+if (require.main === module) standalone(run, { events: 200_000, rounds: 3 })

@@ -5,7 +5,7 @@
 
 const { monitorEventLoopDelay } = require('node:perf_hooks')
 const { EventBus } = require('..')
-const { arg, makeEvent, sleep, report } = require('./common')
+const { makeEvent, sleep, standalone } = require('./common')
 
 const gc = () => global.gc?.()
 
@@ -102,11 +102,4 @@ module.exports = { run }
 
 if (require.main === module && process.argv.includes('--rss-child')) {
   rssChild(Number(process.argv[process.argv.indexOf('--rss-child') + 1])).then((mib) => console.log(mib))
-} else if (require.main === module) {
-  run({ events: arg('events', 1_000_000), rounds: arg('rounds', 3) })
-    .then((r) => report(r.rows))
-    .catch((e) => {
-      console.error(e)
-      process.exit(1)
-    })
-}
+} else if (require.main === module) standalone(run, { events: 1_000_000, rounds: 3 })
