@@ -68,6 +68,16 @@ function report(rows) {
   console.table(table)
 }
 
+/** Runs `ours` and `peer` (if any) once per round, alternating which goes first so machine
+ * drift hits both. */
+async function alternate(rounds, ours, peer) {
+  for (let r = 0; r < rounds; r++) {
+    if (peer && r % 2 === 1) await peer()
+    await ours()
+    if (peer && r % 2 === 0) await peer()
+  }
+}
+
 /** Runs a bench file on its own: `node bench/<name>.js [--events N --rounds R]`. */
 function standalone(run, defaults) {
   run({ ...defaults, events: arg('events', defaults.events), rounds: arg('rounds', defaults.rounds) })
@@ -78,4 +88,4 @@ function standalone(run, defaults) {
     })
 }
 
-module.exports = { arg, makeEvent, sleep, now, median, fmt, summary, ratios, ringbusIngest, ringbusRead, tableRows, report, standalone }
+module.exports = { arg, makeEvent, sleep, now, median, fmt, summary, ratios, ringbusIngest, ringbusRead, tableRows, report, alternate, standalone }

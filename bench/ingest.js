@@ -5,7 +5,7 @@
 
 const { EventBus } = require('..')
 
-const { makeEvent, fmt, standalone } = require('./common')
+const { makeEvent, fmt, alternate, standalone } = require('./common')
 
 let N = 1_000_000
 const BATCH = 1000
@@ -119,11 +119,11 @@ async function run({ events = 1_000_000, rounds = 5 } = {}) {
   for (const sc of scenarios) {
     const rb = []
     const peerRates = []
-    for (let r = 0; r < rounds; r++) {
-      if (sc.peer && r % 2 === 1) peerRates.push(await sc.peer())
-      rb.push(await sc.ringbus())
-      if (sc.peer && r % 2 === 0) peerRates.push(await sc.peer())
-    }
+    await alternate(
+      rounds,
+      async () => rb.push(await sc.ringbus()),
+      sc.peer && (async () => peerRates.push(await sc.peer())),
+    )
     rows.push({ key: sc.key, scenario: sc.name, rb, peer: sc.peerName, peerRates: sc.peer ? peerRates : null, unit: 'ev/s' })
   }
   return { title: `ingest: ${fmt(N)} events x ${rounds} rounds`, rows }

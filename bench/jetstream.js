@@ -7,7 +7,7 @@ const { connect } = require('@nats-io/transport-node')
 const { jetstream, jetstreamManager } = require('@nats-io/jetstream')
 const { EventBus } = require('..')
 
-const { makeEvent, now, fmt, ringbusIngest, ringbusRead, standalone } = require('./common')
+const { makeEvent, now, fmt, ringbusIngest, ringbusRead, alternate, standalone } = require('./common')
 
 let N = 200_000
 const URL = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
@@ -77,23 +77,22 @@ async function run({ events = 200_000, rounds = 3 } = {}) {
   const version = await withManager(async (_, nc) => nc.info?.version ?? 'unknown')
   const res = { rbW: [], njsW: [], rbR: [], njsR: [] }
   const cleanup = []
-  for (let r = 0; r < ROUNDS; r++) {
-    const order = r % 2 === 0 ? ['rb', 'njs'] : ['njs', 'rb']
-    for (const who of order) {
-      if (who === 'rb') {
-        const w = await ringbusWrite()
-        res.rbW.push(w.rate)
-        res.rbR.push(await ringbusRead(w.bus, N))
-        await w.bus.shutdown()
-        cleanup.push(w.stream)
-      } else {
-        const w = await natsWrite()
-        res.njsW.push(w.rate)
-        res.njsR.push(await natsRead(w.stream))
-        cleanup.push(w.stream)
-      }
-    }
-  }
+  await alternate(
+    ROUNDS,
+    async () => {
+      const w = await ringbusWrite()
+      res.rbW.push(w.rate)
+      res.rbR.push(await ringbusRead(w.bus, N))
+      await w.bus.shutdown()
+      cleanup.push(w.stream)
+    },
+    async () => {
+      const w = await natsWrite()
+      res.njsW.push(w.rate)
+      res.njsR.push(await natsRead(w.stream))
+      cleanup.push(w.stream)
+    },
+  )
   await withManager(async (jsm) => {
     for (const s of cleanup) await jsm.streams.delete(s).catch(() => undefined)
   })

@@ -6,7 +6,7 @@
 const { Redis } = require('ioredis')
 const { EventBus } = require('..')
 
-const { makeEvent, now, fmt, ringbusIngest, ringbusRead, standalone } = require('./common')
+const { makeEvent, now, fmt, ringbusIngest, ringbusRead, alternate, standalone } = require('./common')
 
 let N = 200_000
 const URL = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -67,23 +67,22 @@ async function run({ events = 200_000, rounds = 3 } = {}) {
   const version = /redis_version:(\S+)/.exec(await client.info('server'))?.[1] ?? 'unknown'
   const res = { rbW: [], iorW: [], rbR: [], iorR: [] }
   try {
-    for (let r = 0; r < ROUNDS; r++) {
-      const order = r % 2 === 0 ? ['rb', 'ior'] : ['ior', 'rb']
-      for (const who of order) {
-        if (who === 'rb') {
-          const w = await ringbusWrite()
-          res.rbW.push(w.rate)
-          res.rbR.push(await ringbusRead(w.bus, N))
-          await w.bus.shutdown()
-          await dropPrefix(client, w.keyPrefix)
-        } else {
-          const w = await ioredisWrite(client)
-          res.iorW.push(w.rate)
-          res.iorR.push(await ioredisRead(client, w.key))
-          await client.del(w.key)
-        }
-      }
-    }
+    await alternate(
+      ROUNDS,
+      async () => {
+        const w = await ringbusWrite()
+        res.rbW.push(w.rate)
+        res.rbR.push(await ringbusRead(w.bus, N))
+        await w.bus.shutdown()
+        await dropPrefix(client, w.keyPrefix)
+      },
+      async () => {
+        const w = await ioredisWrite(client)
+        res.iorW.push(w.rate)
+        res.iorR.push(await ioredisRead(client, w.key))
+        await client.del(w.key)
+      },
+    )
   } finally {
     client.disconnect()
   }

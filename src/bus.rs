@@ -203,8 +203,10 @@ impl Bus {
 
   /// The shard an event would go to now.
   pub fn route(&self, inc: &Incoming) -> u32 {
-    let n = self.num_shards();
-    routing::route(inc.key.as_deref(), &inc.payload, n)
+    self
+      .core
+      .shards
+      .with_routing(|shards| shard_for(shards, inc))
   }
 
   /// Accepts one event; returns its shard id.
@@ -212,7 +214,7 @@ impl Bus {
     self.check_size(&inc)?;
     let _guard = self.enter()?;
     self.core.shards.with_routing(|shards| {
-      let shard = routing::route(inc.key.as_deref(), &inc.payload, shards.len() as u32);
+      let shard = shard_for(shards, &inc);
       shards[shard as usize].push(inc, &self.core.clock)?;
       Ok(shard)
     })
@@ -231,7 +233,7 @@ impl Bus {
     self.core.shards.with_routing(|shards| {
       let mut accepted = 0;
       for inc in events {
-        let shard = routing::route(inc.key.as_deref(), &inc.payload, shards.len() as u32);
+        let shard = shard_for(shards, &inc);
         match shards[shard as usize].push(inc, &self.core.clock) {
           Ok(Pushed::Accepted) | Ok(Pushed::DroppedNewest) => accepted += 1,
           Err(e) if e.code == Code::Backpressure && accepted > 0 => break,
@@ -423,6 +425,11 @@ impl BusCore {
   pub fn shard_ids(&self) -> Vec<u32> {
     self.shards.all_ids()
   }
+}
+
+/// The index in `shards` (the active table) that an event routes to.
+fn shard_for(shards: &[Arc<crate::shard::Shard>], inc: &Incoming) -> u32 {
+  routing::route(inc.key.as_deref(), &inc.payload, shards.len() as u32)
 }
 
 async fn run_shutdown(core: Arc<BusCore>) -> Stats {
