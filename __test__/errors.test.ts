@@ -66,6 +66,52 @@ describe('error codes', () => {
     expect(bus.stats().ingested).toBe(0)
   })
 
+  it('ERR_INVALID_EVENT for bad options and JSON text says where, on the first call and later ones', () => {
+    // The first ingest call of a bus goes through the class method and binds the fast
+    // functions; later calls use those. Both must refuse the same way.
+    const fresh = new EventBus({ shards: 2 })
+    try {
+      for (let round = 0; round < 2; round++) {
+        expect(thrown(() => fresh.ingest('{"a":1,}')).message).toContain('expected a member name at byte 7')
+        expect(thrown(() => fresh.ingest('[1 2]')).message).toContain("expected ',' or ']' at byte 3")
+        expect(thrown(() => fresh.ingest({ a: 1 }, { key: 7 } as never)).message).toContain('options.key must be a string, got a number')
+        expect(thrown(() => fresh.ingest({ a: 1 }, 'k' as never)).message).toContain('options must be an object, got a string')
+        expect(thrown(() => fresh.ingestBatch('x' as never)).message).toContain('events must be an array')
+        expect(thrown(() => fresh.ingestBatch([{}], { keys: [1] } as never)).message).toContain('options.keys[0] must be a string')
+        expect(thrown(() => fresh.ingestBatch([{}], { keys: ['a', 'b'] })).code).toBe('ERR_INVALID_EVENT')
+      }
+      expect(fresh.stats().ingested).toBe(0)
+      expect(fresh.ingest('  {"ok": [1, 2.5e3, "\u00e9"]} ')).toBeGreaterThanOrEqual(0)
+      expect(fresh.ingest({ a: 1 }, { key: null } as never)).toBeGreaterThanOrEqual(0)
+      expect(fresh.stats().ingested).toBe(2)
+    } finally {
+      void fresh.shutdown()
+    }
+  })
+
+  it('binding the fast ingest functions leaves the object looking the same, and a frozen bus still ingests', async () => {
+    const a = new EventBus({ shards: 4 })
+    const b = new EventBus({ shards: 4 })
+    Object.freeze(b)
+    try {
+      for (let i = 0; i < 3; i++) {
+        expect(a.ingest({ i }, { key: 'same' })).toBe(b.ingest({ i }, { key: 'same' }))
+        expect(a.ingestBatch([{ i }, '{}', Buffer.from('x')])).toBe(3)
+        expect(b.ingestBatch([{ i }, '{}', Buffer.from('x')])).toBe(3)
+      }
+      expect(Object.keys(a)).toEqual([])
+      expect(Object.prototype.hasOwnProperty.call(a, 'ingest')).toBe(true)
+      expect(Object.prototype.hasOwnProperty.call(b, 'ingest')).toBe(false)
+      // The bound function works detached from its object too, since it carries its bus.
+      const { ingest } = a
+      ingest({ detached: true })
+      expect(a.stats().ingested).toBe(13)
+      expect(b.stats().ingested).toBe(12)
+    } finally {
+      await Promise.all([a.shutdown(), b.shutdown()])
+    }
+  })
+
   it('ERR_INVALID_FILTER names the offending path', async () => {
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ a: { $regex: 'x' } }, 'filter.a.$regex'],

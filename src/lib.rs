@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod error;
 pub mod event;
 pub mod identity;
+pub mod json;
 pub mod routing;
 pub mod scaling;
 pub mod shard;

@@ -12,7 +12,8 @@ use crate::consume::subscribe::StartAt;
 use crate::error::{BusError, Code};
 use crate::napi::convert::{self, BusStats, FlushResult, PollResult, ShardStat, Stringify};
 use crate::napi::errors::{spawn, throw};
-use crate::napi::options::{self, EventBusOptions, IngestOptions};
+use crate::napi::ingest;
+use crate::napi::options::{self, EventBusOptions};
 use crate::napi::subscription::Subscription;
 
 fn global_stringify(env: &Env) -> std::result::Result<Stringify<'_>, BusError> {
@@ -58,7 +59,6 @@ fn parse_options(env: &Env, value: Option<Unknown>) -> std::result::Result<BusCo
 #[napi]
 pub struct EventBus {
   bus: Bus,
-  stringify: convert::StringifyRef,
 }
 
 impl EventBus {
@@ -67,9 +67,6 @@ impl EventBus {
     config: BusConfig,
     adapter: Option<std::sync::Arc<dyn crate::adapter::Adapter>>,
   ) -> std::result::Result<EventBus, BusError> {
-    let stringify = global_stringify(env)?
-      .create_ref()
-      .map_err(|e| BusError::config(format!("could not keep JSON.stringify: {}", e.reason)))?;
     let bus = match adapter {
       Some(adapter) => Bus::start_with_adapter(config, adapter, crate::napi::runtime())?,
       None => Bus::start(config, crate::napi::runtime())?,
@@ -77,7 +74,7 @@ impl EventBus {
     // At process or worker exit, drain what a forgotten bus still holds (bounded).
     crate::napi::teardown::track(env, &bus)
       .map_err(|e| BusError::config(format!("could not register the exit drain: {}", e.reason)))?;
-    Ok(EventBus { bus, stringify })
+    Ok(EventBus { bus })
   }
 }
 
@@ -125,59 +122,58 @@ impl EventBus {
   /// (serialised with JSON.stringify), a JSON string (validated) or a Buffer/Uint8Array
   /// (stored byte-exact). Never waits on I/O. Throws `ERR_INVALID_EVENT`,
   /// `ERR_BACKPRESSURE` (backpressure `'reject'` and the shard is full) or `ERR_SHUT_DOWN`.
-  #[napi]
+  #[napi(
+    ts_args_type = "event: object | string | Uint8Array, options?: IngestOptions | undefined | null"
+  )]
   pub fn ingest(
     &self,
     env: Env,
-    #[napi(ts_arg_type = "object | string | Uint8Array")] event: Unknown,
-    options: Option<IngestOptions>,
+    this: This,
+    event: Unknown,
+    options: Option<Unknown>,
   ) -> Result<u32, Code> {
-    let key = key_of(options.and_then(|o| o.key))?;
-    let inc = convert::incoming(&env, &self.stringify, event, key).map_err(throw)?;
-    self.bus.ingest(inc).map_err(throw)
+    let options = options.map_or(std::ptr::null_mut(), |o| o.raw());
+    // SAFETY: the values belong to this call's scope.
+    unsafe {
+      ingest::first_call(
+        env.raw(),
+        this.raw(),
+        &self.bus,
+        ingest::INGEST,
+        event.raw(),
+        options,
+      )
+    }
+    .map_err(throw)
   }
 
   /// Accepts many events in one native call and returns how many were accepted. If any
   /// event is invalid, none is accepted (`ERR_INVALID_EVENT` names its index). Under
   /// backpressure `'reject'` it stops at the first full shard: `events.slice(returned)`
   /// were not accepted (`ERR_BACKPRESSURE` when that is all of them).
-  #[napi]
+  #[napi(
+    ts_args_type = "events: Array<object | string | Uint8Array>, options?: IngestOptions | undefined | null"
+  )]
   pub fn ingest_batch(
     &self,
     env: Env,
-    #[napi(ts_arg_type = "Array<object | string | Uint8Array>")] events: Vec<Unknown>,
-    options: Option<IngestOptions>,
+    this: This,
+    events: Unknown,
+    options: Option<Unknown>,
   ) -> Result<u32, Code> {
-    let (key, keys) = match options {
-      Some(o) => (o.key, o.keys),
-      None => (None, None),
-    };
-    if let Some(keys) = &keys {
-      if keys.len() != events.len() {
-        return Err(throw(BusError::invalid_event(format!(
-          "options.keys has {} keys for {} events; give one key per event",
-          keys.len(),
-          events.len()
-        ))));
-      }
+    let options = options.map_or(std::ptr::null_mut(), |o| o.raw());
+    // SAFETY: the values belong to this call's scope.
+    unsafe {
+      ingest::first_call(
+        env.raw(),
+        this.raw(),
+        &self.bus,
+        ingest::INGEST_BATCH,
+        events.raw(),
+        options,
+      )
     }
-    let shared = key_of(key)?;
-    let mut keys = keys.map(|k| k.into_iter());
-    let mut batch = Vec::with_capacity(events.len());
-    for (i, ev) in events.into_iter().enumerate() {
-      let key = match keys.as_mut().and_then(|k| k.next()) {
-        Some(k) => key_of(Some(k))?,
-        None => shared.clone(),
-      };
-      let inc = convert::incoming(&env, &self.stringify, ev, key)
-        .map_err(|e| throw(BusError::new(e.code, format!("events[{i}]: {}", e.message))))?;
-      batch.push(inc);
-    }
-    self
-      .bus
-      .ingest_batch(batch)
-      .map(|n| n as u32)
-      .map_err(throw)
+    .map_err(throw)
   }
 
   /// Resolves when every event accepted before the call has been stored by the adapter or
@@ -316,11 +312,6 @@ impl EventBus {
     let bus = self.bus.clone();
     spawn(env, async move { Ok(bus.is_healthy().await) }, |_, h| Ok(h))
   }
-}
-
-/// A validated partition key.
-fn key_of(key: Option<String>) -> Result<Option<std::sync::Arc<str>>, Code> {
-  key.map(convert::check_key).transpose().map_err(throw)
 }
 
 impl EventBus {

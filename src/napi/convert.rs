@@ -1,20 +1,12 @@
 //! Conversions between JS values and engine types.
 
-use std::sync::Arc;
-
-use bytes::Bytes;
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
 use crate::bus::{FlushReport, ShardStats, Stats};
-use crate::error::{BusError, Code};
-use crate::event::{Incoming, PayloadKind, StoredEvent};
-use crate::napi::errors::napi_failure;
+use crate::event::{PayloadKind, StoredEvent};
 use crate::shard::CounterSnapshot;
-
-/// Longest accepted partition key, in bytes.
-pub const MAX_KEY_BYTES: usize = 4096;
 
 // The objects `poll` and `subscribe` return are built by `EventList`/`EventValue`; this
 // struct only declares their typings.
@@ -317,80 +309,8 @@ pub struct PollResult {
   pub has_more: bool,
 }
 
-pub fn check_key(key: String) -> std::result::Result<Arc<str>, BusError> {
-  if key.len() > MAX_KEY_BYTES {
-    return Err(BusError::invalid_event(format!(
-      "key is {} bytes, over the {MAX_KEY_BYTES}-byte limit; use a shorter partition key",
-      key.len()
-    )));
-  }
-  Ok(Arc::from(key))
-}
-
-fn value_type_name(t: ValueType) -> &'static str {
-  match t {
-    ValueType::Undefined => "undefined",
-    ValueType::Null => "null",
-    ValueType::Boolean => "a boolean",
-    ValueType::Number => "a number",
-    ValueType::BigInt => "a bigint",
-    ValueType::Symbol => "a symbol",
-    ValueType::Function => "a function",
-    _ => "an unsupported value",
-  }
-}
-
-/// Bytes of a Uint8Array (or Buffer) value, or None when `value` is not one.
-fn uint8_bytes(env: sys::napi_env, value: sys::napi_value) -> Option<Bytes> {
-  let mut is_typed = false;
-  // SAFETY: plain napi queries on a live value of the current scope.
-  unsafe {
-    if sys::napi_is_typedarray(env, value, &mut is_typed) != sys::Status::napi_ok || !is_typed {
-      return None;
-    }
-    let mut kind = 0;
-    let mut len = 0usize;
-    let mut data = std::ptr::null_mut();
-    let mut buffer = std::ptr::null_mut();
-    let mut offset = 0usize;
-    if sys::napi_get_typedarray_info(
-      env,
-      value,
-      &mut kind,
-      &mut len,
-      &mut data,
-      &mut buffer,
-      &mut offset,
-    ) != sys::Status::napi_ok
-      || kind != sys::TypedarrayType::uint8_array
-    {
-      return None;
-    }
-    if len == 0 || data.is_null() {
-      return Some(Bytes::new());
-    }
-    Some(Bytes::copy_from_slice(std::slice::from_raw_parts(
-      data as *const u8,
-      len,
-    )))
-  }
-}
-
-/// Validates JSON text without building a tree.
-pub fn check_json(text: &[u8]) -> std::result::Result<(), BusError> {
-  serde_json::from_slice::<serde::de::IgnoredAny>(text)
-    .map(|_| ())
-    .map_err(|e| {
-      BusError::invalid_event(format!(
-        "string is not valid JSON ({e}); pass an object, valid JSON text or a Buffer"
-      ))
-    })
-}
-
 /// The global `JSON.stringify` as a callable function.
 pub type Stringify<'env> = Function<'env, Unknown<'static>, Unknown<'static>>;
-/// A reference to `JSON.stringify` kept by each bus.
-pub type StringifyRef = FunctionRef<Unknown<'static>, Unknown<'static>>;
 
 /// Serialises a value with `JSON.stringify`. Ok(None) when it serialises to nothing;
 /// Err with the JS exception's message when it throws (cycles, BigInt).
@@ -408,62 +328,5 @@ pub fn stringify(
       .map(Some)
       .map_err(|e| e.reason.clone()),
     _ => Ok(None),
-  }
-}
-
-/// Converts one JS event to an engine event.
-pub fn incoming(
-  env: &Env,
-  stringify_ref: &StringifyRef,
-  value: Unknown<'_>,
-  key: Option<Arc<str>>,
-) -> std::result::Result<Incoming, BusError> {
-  let t = value
-    .get_type()
-    .map_err(|e| napi_failure(Code::InvalidEvent, "event", e))?;
-  match t {
-    ValueType::String => {
-      // SAFETY: the type was just checked.
-      let s = unsafe { String::from_napi_value(env.raw(), value.raw()) }
-        .map_err(|e| napi_failure(Code::InvalidEvent, "event", e))?;
-      check_json(s.as_bytes())?;
-      Ok(Incoming {
-        kind: PayloadKind::Json,
-        key,
-        payload: Bytes::from(s),
-      })
-    }
-    ValueType::Object => {
-      if let Some(bytes) = uint8_bytes(env.raw(), value.raw()) {
-        return Ok(Incoming {
-          kind: PayloadKind::Bytes,
-          key,
-          payload: bytes,
-        });
-      }
-      // Borrowed here only: strings and bytes never need it.
-      let stringify_fn = stringify_ref
-        .borrow_back(env)
-        .map_err(|e| napi_failure(Code::InvalidEvent, "JSON.stringify", e))?;
-      let json = stringify(env, &stringify_fn, value).map_err(|reason| {
-        BusError::invalid_event(format!(
-          "event cannot be serialised as JSON ({reason}); remove cycles and BigInt values, or pass a Buffer"
-        ))
-      })?;
-      match json {
-        Some(s) => Ok(Incoming {
-          kind: PayloadKind::Json,
-          key,
-          payload: Bytes::from(s),
-        }),
-        None => Err(BusError::invalid_event(
-          "event serialises to nothing (its toJSON returned undefined); pass an object, JSON text or a Buffer",
-        )),
-      }
-    }
-    other => Err(BusError::invalid_event(format!(
-      "event must be an object, a JSON string or a Buffer/Uint8Array, got {}",
-      value_type_name(other)
-    ))),
   }
 }

@@ -11,11 +11,6 @@ pub fn throw(e: BusError) -> Error<Code> {
   Error::new(e.code, e.message)
 }
 
-/// Any napi failure while converting a JS value, reported under `code`.
-pub fn napi_failure(code: Code, context: &str, e: Error) -> BusError {
-  BusError::new(code, format!("{context}: {}", e.reason))
-}
-
 /// Creates the JS error object for a rejection, with `code` set.
 fn rejection(env: &Env, e: BusError) -> Error {
   let js = JsError::from(Error::new(e.code, e.message)).into_unknown(*env);

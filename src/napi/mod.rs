@@ -3,6 +3,7 @@
 mod bus;
 mod convert;
 mod errors;
+mod ingest;
 mod options;
 mod subscription;
 mod teardown;

@@ -258,8 +258,10 @@ pub struct EventBusOptions {
   pub scaling: Option<ScalingOptions>,
 }
 
+// Declares the typings only: the hot path in `napi/ingest.rs` reads both properties itself.
 /// Options of `ingest` and `ingestBatch`.
-#[napi(object)]
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[allow(dead_code)]
 pub struct IngestOptions {
   /// Partition key: events with the same key go to the same shard, in order. Without a
   /// key, the payload's hash picks the shard.
