@@ -215,7 +215,7 @@ impl Bus {
     let _guard = self.enter()?;
     self.core.shards.with_routing(|shards| {
       let shard = shard_for(shards, &inc);
-      shards[shard as usize].push(inc, &self.core.clock)?;
+      shards[shard as usize].push(inc, self.core.clock.now_ms())?;
       Ok(shard)
     })
   }
@@ -230,11 +230,13 @@ impl Bus {
         .map_err(|e| BusError::invalid_event(format!("events[{i}]: {}", e.message)))?;
     }
     let _guard = self.enter()?;
+    // One clock read for the whole batch: its events share a timestamp.
+    let now = self.core.clock.now_ms();
     self.core.shards.with_routing(|shards| {
       let mut accepted = 0;
       for inc in events {
         let shard = shard_for(shards, &inc);
-        match shards[shard as usize].push(inc, &self.core.clock) {
+        match shards[shard as usize].push(inc, now) {
           Ok(Pushed::Accepted) | Ok(Pushed::DroppedNewest) => accepted += 1,
           Err(e) if e.code == Code::Backpressure && accepted > 0 => break,
           Err(e) => return Err(e),

@@ -12,7 +12,6 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 
-use crate::clock::Clock;
 use crate::config::Backpressure;
 use crate::error::{BusError, Code, Result};
 use crate::event::{Event, Incoming};
@@ -230,7 +229,8 @@ impl Shard {
   }
 
   /// Places one event in the ring, applying the backpressure mode.
-  pub fn push(&self, inc: Incoming, clock: &Clock) -> Result<Pushed> {
+  /// Appends an event read at wall-clock `now_ms` (kept monotonic per shard).
+  pub fn push(&self, inc: Incoming, now_ms: u64) -> Result<Pushed> {
     let mut wake = false;
     {
       let mut st = self.state.lock();
@@ -262,7 +262,7 @@ impl Shard {
           }
         }
       }
-      let ts = clock.now_ms().max(st.last_ts);
+      let ts = now_ms.max(st.last_ts);
       st.last_ts = ts;
       let seq = st.next_seq;
       st.next_seq += 1;
@@ -476,8 +476,8 @@ mod tests {
   }
 
   fn fill(shard: &Shard, n: u32) -> Vec<Result<Pushed>> {
-    let clock = Clock::new();
-    (0..n).map(|i| shard.push(inc(i), &clock)).collect()
+    let clock = crate::clock::Clock::new();
+    (0..n).map(|i| shard.push(inc(i), clock.now_ms())).collect()
   }
 
   #[test]
