@@ -58,6 +58,30 @@ async function ingestAll(bus, make) {
   return accepted
 }
 
+/** ingestBatch of one prebuilt array of BATCH events, repeated until N are accepted. */
+function batchScenario(key, name, make) {
+  return {
+    key,
+    name,
+    ringbus: () => {
+      const batch = Array.from({ length: BATCH }, (_, i) => make(i))
+      return timeBus(async (bus) => {
+        let accepted = 0
+        while (accepted < N) {
+          const n = Math.min(BATCH, N - accepted)
+          try {
+            accepted += bus.ingestBatch(n === BATCH ? batch : batch.slice(0, n))
+          } catch (e) {
+            if (e.code !== 'ERR_BACKPRESSURE') throw e
+            await bus.flush()
+          }
+        }
+        return accepted
+      })
+    },
+  }
+}
+
 const scenarios = [
   {
     key: 'object',
@@ -89,26 +113,8 @@ const scenarios = [
       return timeBus((bus) => ingestAll(bus, () => str))
     },
   },
-  {
-    key: 'batch',
-    name: `ingestBatch(${BATCH} prebuilt strings)`,
-    ringbus: () => {
-      const batch = Array.from({ length: BATCH }, (_, i) => JSON.stringify(makeEvent(i)))
-      return timeBus(async (bus) => {
-        let accepted = 0
-        while (accepted < N) {
-          const n = Math.min(BATCH, N - accepted)
-          try {
-            accepted += bus.ingestBatch(n === BATCH ? batch : batch.slice(0, n))
-          } catch (e) {
-            if (e.code !== 'ERR_BACKPRESSURE') throw e
-            await bus.flush()
-          }
-        }
-        return accepted
-      })
-    },
-  },
+  batchScenario('batch', `ingestBatch(${BATCH} prebuilt JSON strings), validated`, (i) => JSON.stringify(makeEvent(i))),
+  batchScenario('batchBuffer', `ingestBatch(${BATCH} prebuilt Buffers)`, (i) => Buffer.from(JSON.stringify(makeEvent(i)))),
 ]
 
 
