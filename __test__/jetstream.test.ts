@@ -95,6 +95,38 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
     await bus.shutdown()
   })
 
+  it('reading the stream again and again reuses its readers instead of opening a consumer per page', async () => {
+    const stream = newStream('reread')
+    const bus = await create(jsOptions(stream))
+    await ingestN(bus, 20_000)
+    await bus.flush()
+    const jsm = await jetstreamManager(nc)
+    // Six full reads from the start, 20 pages each: each read needs one reader per shard.
+    // Idle readers must not crowd out the one in use (that once made every page open a
+    // new consumer: hundreds here, each read slower than the last).
+    for (let round = 0; round < 6; round++) {
+      const pages = await (async () => {
+        let cursor: string | undefined
+        let n = 0
+        let events = 0
+        for (;;) {
+          const page = await bus.poll({ limit: 1000, cursor })
+          events += page.events.length
+          n++
+          cursor = page.cursor
+          if (!page.hasMore) return { n, events }
+        }
+      })()
+      expect(pages.events).toBe(20_000)
+    }
+    const consumers = (await jsm.streams.info(stream)).state.consumer_count
+    expect(consumers).toBeGreaterThanOrEqual(4)
+    // At most two per shard per read (a page that crosses into the next shard can start
+    // one early); with the crowding it was several hundred.
+    expect(consumers).toBeLessThanOrEqual(6 * 4 * 2)
+    await bus.shutdown()
+  })
+
   it('subscribe waits on the server for new events and resumes from a cursor', async () => {
     const stream = newStream('sub')
     const bus = await create(jsOptions(stream))

@@ -49,6 +49,8 @@ const MAX_LOGGED_CORRUPT: usize = 1024;
 const FALLBACK_PERIOD: Duration = Duration::from_secs(30);
 /// Most messages one request-per-message read returns.
 const FALLBACK_PAGE: usize = 256;
+/// Idle readers kept per shard.
+const MAX_IDLE_READERS: usize = 4;
 /// Messages fetched per round trip when a read asks for fewer.
 const PREFETCH: usize = 512;
 
@@ -64,11 +66,62 @@ struct Reader {
   server_pending: u64,
 }
 
+/// A reader between reads: ready, or fetching the next messages in the background.
+enum Idle {
+  Ready(Box<Reader>),
+  /// Started when a read returned and the server holds more: the next page's fetch runs
+  /// while JS converts this one. Resolves to the reader, with whatever it fetched.
+  Fetching {
+    position: u64,
+    task: FetchTask,
+  },
+}
+
+/// The background fetch of an idle reader, stopped when it is dropped unused.
+struct FetchTask(tokio::task::JoinHandle<Reader>);
+
+impl Drop for FetchTask {
+  fn drop(&mut self) {
+    self.0.abort();
+  }
+}
+
+impl Idle {
+  fn position(&self) -> u64 {
+    match self {
+      Idle::Ready(r) => r.position,
+      Idle::Fetching { position, .. } => *position,
+    }
+  }
+}
+
+impl Reader {
+  /// Pulls up to `want` more messages into the buffer in one round trip.
+  async fn fill(&mut self, want: usize) -> Result<(), String> {
+    let mut batch = self
+      .consumer
+      .fetch()
+      .max_messages(want)
+      .messages()
+      .await
+      .map_err(|e| e.to_string())?;
+    while let Some(msg) = batch.next().await {
+      let msg = msg.map_err(|e| e.to_string())?;
+      self.server_pending = delivery_info(&msg).map_or(self.server_pending, |i| i.2);
+      self.buffer.push_back(msg);
+    }
+    if self.buffer.is_empty() {
+      self.server_pending = 0;
+    }
+    Ok(())
+  }
+}
+
 pub struct JetStreamAdapter {
   config: JetStreamConfig,
   client: async_nats::Client,
   js: Context,
-  readers: Mutex<HashMap<u32, Vec<Reader>>>,
+  readers: Mutex<HashMap<u32, Vec<Idle>>>,
   corrupt: AtomicU64,
   logged: Mutex<HashSet<u64>>,
   secrets: Vec<String>,
@@ -372,13 +425,22 @@ impl JetStreamAdapter {
 
   /// An idle reader at `position`, or a new consumer starting after it.
   async fn lease(&self, shard: u32, position: u64) -> Result<Reader, AdapterError> {
-    {
+    let idle = {
       let mut readers = self.readers.lock();
-      if let Some(list) = readers.get_mut(&shard) {
-        if let Some(i) = list.iter().position(|r| r.position == position) {
-          return Ok(list.swap_remove(i));
+      readers.get_mut(&shard).and_then(|list| {
+        let i = list.iter().position(|r| r.position() == position)?;
+        Some(list.remove(i))
+      })
+    };
+    match idle {
+      Some(Idle::Ready(r)) => return Ok(*r),
+      Some(Idle::Fetching { mut task, .. }) => {
+        // A fetch ahead that failed left what it got; the read fetches the rest itself.
+        if let Ok(reader) = (&mut task.0).await {
+          return Ok(reader);
         }
       }
+      None => {}
     }
     let config = pull::Config {
       deliver_policy: DeliverPolicy::ByStartSequence {
@@ -410,13 +472,30 @@ impl JetStreamAdapter {
     })
   }
 
-  fn give_back(&self, shard: u32, reader: Reader) {
+  fn give_back(&self, shard: u32, mut reader: Reader) {
+    let idle = if reader.buffer.len() < PREFETCH && reader.server_pending > 0 {
+      let position = reader.position;
+      let want = PREFETCH;
+      let task = tokio::spawn(async move {
+        let _ = reader.fill(want).await;
+        reader
+      });
+      Idle::Fetching {
+        position,
+        task: FetchTask(task),
+      }
+    } else {
+      Idle::Ready(Box::new(reader))
+    };
     let mut readers = self.readers.lock();
     let list = readers.entry(shard).or_default();
     // A few idle readers per shard (one per concurrent consumer of this bus) is plenty.
-    if list.len() < 4 {
-      list.push(reader);
+    // The least recently used one goes: keeping old ones instead would make a reader that
+    // is in use start a new consumer on every page.
+    if list.len() >= MAX_IDLE_READERS {
+      list.remove(0);
     }
+    list.push(idle);
   }
 
   /// Accepts a delivered message into `reader`, or reports a lost delivery.
@@ -584,20 +663,9 @@ impl Adapter for JetStreamAdapter {
     if reader.buffer.len() < limit {
       // Fetch ahead: the rest waits in the reader for the next page of this shard.
       let want = (limit - reader.buffer.len()).max(PREFETCH);
-      let fetched = reader.consumer.fetch().max_messages(want).messages().await;
-      let mut batch = fetched.map_err(|e| {
+      reader.fill(want).await.map_err(|e| {
         self.adapter_error(true, format!("JetStream read on shard {shard} failed: {e}"))
       })?;
-      while let Some(msg) = batch.next().await {
-        let msg = msg.map_err(|e| {
-          self.adapter_error(true, format!("JetStream read on shard {shard} failed: {e}"))
-        })?;
-        reader.server_pending = delivery_info(&msg).map_or(reader.server_pending, |i| i.2);
-        reader.buffer.push_back(msg);
-      }
-      if reader.buffer.is_empty() {
-        reader.server_pending = 0;
-      }
     }
     let mut page = ReadPage::default();
     let mut examined = 0usize;
