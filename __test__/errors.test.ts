@@ -1,5 +1,5 @@
 import { EventBus } from '../index'
-import { thrown } from './helpers'
+import { pollAll, thrown } from './helpers'
 
 describe('error codes', () => {
   let bus: EventBus
@@ -109,6 +109,33 @@ describe('error codes', () => {
       expect(b.stats().ingested).toBe(12)
     } finally {
       await Promise.all([a.shutdown(), b.shutdown()])
+    }
+  })
+
+  it('the JS side of ingest stores what the native side would: typed arrays, dates, toJSON, keys', async () => {
+    const bus = new EventBus({ shards: 2 })
+    try {
+      bus.ingest({ warmup: true }) // binds the fast functions; everything below goes through them
+      const d = new Date(0)
+      const shards = [
+        bus.ingest(new Float32Array([1.5]), { key: 'k' }),
+        bus.ingest(d, { key: 'k' }),
+        bus.ingest({ toJSON: () => ({ via: 'toJSON' }) }, { key: 'k' }),
+        bus.ingest(new Uint8Array([0, 255]), { key: 'k' }),
+        bus.ingest([1, 'two'], { key: 'k' }),
+      ]
+      expect(new Set(shards).size).toBe(1)
+      await bus.flush()
+      const events = (await pollAll(bus)).filter((e) => e.key === 'k')
+      expect(events.slice(0, 3).map((e) => e.raw)).toEqual([
+        '{"0":1.5}',
+        JSON.stringify(d),
+        '{"via":"toJSON"}',
+      ])
+      expect([...(events[3].bytes as Buffer)]).toEqual([0, 255])
+      expect(events[4].raw).toBe('[1,"two"]')
+    } finally {
+      await bus.shutdown()
     }
   })
 

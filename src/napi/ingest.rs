@@ -3,9 +3,11 @@
 //! A napi-rs `&self` method costs about 270 ns per call on the bench machine (borrow
 //! tracking, type-tag check, unwrap), while a plain Node-API function that finds its bus in
 //! its callback data costs about 20 ns. So the first `ingest`/`ingestBatch` call on a bus
-//! (through the napi-rs methods, which also give the typings) defines both as own,
-//! non-enumerable properties of that JS object, each a plain function bound to the bus.
-//! Later calls go straight there. Both paths run the same conversion below.
+//! goes through the napi-rs methods (which also give the typings) and defines `ingest` and
+//! `ingestBatch` as own, non-enumerable properties of that JS object: `ingestBatch` a plain
+//! function bound to the bus, `ingest` a small JS function ([`INGEST_JS`]) that serialises
+//! objects itself and calls bound native functions. Later calls go straight there. Every
+//! path runs the same conversion below.
 
 use std::cell::RefCell;
 use std::ffi::c_void;
@@ -22,6 +24,9 @@ use crate::json;
 
 /// Longest partition key, in UTF-8 bytes.
 pub const MAX_KEY_BYTES: usize = 4096;
+
+/// Scratch capacity kept between calls; a larger one is freed after use.
+const MAX_KEPT_SCRATCH: usize = 1 << 20;
 
 type Status = std::result::Result<(), BusError>;
 
@@ -94,10 +99,12 @@ unsafe fn string_bytes(
       what,
     )?;
     // SAFETY: Node wrote `written` bytes (≤ cap - 1) into the buffer's capacity.
-    Ok(Bytes::copy_from_slice(std::slice::from_raw_parts(
-      buf.as_ptr(),
-      written,
-    )))
+    let text = Bytes::copy_from_slice(std::slice::from_raw_parts(buf.as_ptr(), written));
+    if buf.capacity() > MAX_KEPT_SCRATCH {
+      // One huge string must not pin its size for the life of the thread.
+      *buf = Vec::new();
+    }
+    Ok(text)
   })
 }
 
