@@ -127,6 +127,22 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
     await bus.shutdown()
   })
 
+  it('a stream deleted under a running bus: events are retried, then dropped and counted, with the reason', async () => {
+    const stream = newStream('deleted')
+    const bus = await create({ ...jsOptions(stream), retries: 1, adapterTimeoutMs: 1000 } as EventBusOptions)
+    for (let i = 0; i < 100; i++) bus.ingest({ i }, { key: `k${i % 4}` })
+    expect((await bus.flush()).dropped).toBe(0)
+    await (await jetstreamManager(nc)).streams.delete(stream)
+    for (let i = 0; i < 40; i++) bus.ingest({ i }, { key: `k${i % 4}` })
+    const flushed = await bus.flush()
+    expect(flushed).toMatchObject({ pending: 40, stored: 0, dropped: 40 })
+    expect(bus.stats()).toMatchObject({ ingested: 140, stored: 100, droppedAdapter: 40, pending: 0 })
+    const reasons = bus.shardStats().map((s) => s.lastError ?? '').filter((e) => e.length > 0)
+    expect(reasons.length).toBeGreaterThan(0)
+    for (const r of reasons) expect(r).toContain(`no JetStream stream takes ${stream}.`)
+    await bus.shutdown()
+  })
+
   it('subscribe waits on the server for new events and resumes from a cursor', async () => {
     const stream = newStream('sub')
     const bus = await create(jsOptions(stream))

@@ -15,10 +15,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use async_nats::client::PublishErrorKind;
 use async_nats::connection::State as ConnState;
 use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy};
-use async_nats::jetstream::context::{CreateStreamErrorKind, PublishErrorKind};
-use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::context::CreateStreamErrorKind;
 use async_nats::jetstream::stream::{
   Config as StreamConfig, DiscardPolicy, RetentionPolicy, StorageType,
 };
@@ -28,6 +28,10 @@ use async_nats::{ConnectOptions, HeaderMap};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
+
+mod acks;
+
+use acks::{Ack, AckRouter};
 
 use super::secrets::{redact_url, scrub, url_secrets};
 use super::{Adapter, AdapterError, Outcome, Positions, ReadPage, WriteBatch, WriteResult};
@@ -121,6 +125,7 @@ pub struct JetStreamAdapter {
   config: JetStreamConfig,
   client: async_nats::Client,
   js: Context,
+  acks: AckRouter,
   readers: Mutex<HashMap<u32, Vec<Idle>>>,
   corrupt: AtomicU64,
   logged: Mutex<HashSet<u64>>,
@@ -241,16 +246,21 @@ impl JetStreamAdapter {
       }
       Ok(Ok(c)) => c,
     };
+    // Streams, consumers and reads; writes publish through `acks` instead.
     let js = jetstream::ContextBuilder::new()
       .timeout(config.request_timeout)
-      // Each write bounds its own window; this limit only has to stay out of the way.
-      .max_ack_inflight(config.max_in_flight.saturating_mul(1024))
-      .backpressure_on_inflight(true)
       .build(client.clone());
+    let acks = AckRouter::start(&client).await.map_err(|e| {
+      connect_err(scrub(
+        &secrets,
+        format!("could not subscribe to publish acknowledgements: {e}"),
+      ))
+    })?;
     let adapter = JetStreamAdapter {
       config,
       client,
       js,
+      acks,
       readers: Mutex::new(HashMap::new()),
       corrupt: AtomicU64::new(0),
       logged: Mutex::new(HashSet::new()),
@@ -346,9 +356,9 @@ impl JetStreamAdapter {
     }
   }
 
-  fn outcome_of_publish(&self, kind: PublishErrorKind, text: String) -> Outcome {
+  fn outcome_of_send(&self, kind: Option<PublishErrorKind>, text: String) -> Outcome {
     match kind {
-      PublishErrorKind::MaxPayloadExceeded => Outcome::Reject(self.adapter_error(
+      Some(PublishErrorKind::MaxPayloadExceeded) => Outcome::Reject(self.adapter_error(
         false,
         format!(
           "event rejected by NATS ({text}); lower maxEventBytes below the server's max_payload"
@@ -582,14 +592,23 @@ impl Adapter for JetStreamAdapter {
   }
 
   async fn write(&self, batch: WriteBatch<'_>) -> Result<WriteResult, AdapterError> {
-    let subject = self.subject(batch.shard);
+    let subject = async_nats::Subject::from(self.subject(batch.shard));
+    let mut route = self.acks.route(batch.events.len());
     let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.events.len()];
-    let mut window: VecDeque<(usize, jetstream::context::PublishAckFuture)> = VecDeque::new();
+    let (mut sent, mut settled) = (0usize, 0usize);
     let mut failed_at: Option<usize> = None;
+    let timeout = self.config.request_timeout;
     for (i, ev) in batch.events.iter().enumerate() {
-      if window.len() >= self.config.max_in_flight {
-        let (j, ack) = window.pop_front().expect("window is full");
-        outcomes[j] = Some(self.ack_outcome(ack.await));
+      // A bounded window: wait for acks while `maxInFlight` are unanswered.
+      while sent - settled >= self.config.max_in_flight {
+        match tokio::time::timeout(timeout, route.acks.recv()).await {
+          Ok(Some((j, ack))) => settled += self.settle(&mut outcomes, j, ack),
+          _ => break,
+        }
+      }
+      if sent - settled >= self.config.max_in_flight {
+        failed_at = Some(i);
+        break;
       }
       let mut headers = HeaderMap::new();
       headers.insert(
@@ -606,22 +625,42 @@ impl Adapter for JetStreamAdapter {
       if let Some(k) = &ev.key {
         headers.insert(H_KEY, header_escape(k).as_str());
       }
-      let publish = PublishMessage::build()
-        .payload(ev.payload.clone())
-        .headers(headers);
-      match self.js.send_publish(subject.clone(), publish).await {
-        Ok(ack) => window.push_back((i, ack)),
-        Err(e) => {
-          outcomes[i] = Some(self.outcome_of_publish(e.kind(), e.to_string()));
+      let publish = self.client.publish_with_reply_and_headers(
+        subject.clone(),
+        route.reply(i),
+        headers,
+        ev.payload.clone(),
+      );
+      match tokio::time::timeout(timeout, publish).await {
+        Ok(Ok(())) => sent += 1,
+        failed => {
+          let (kind, text) = match failed {
+            Ok(Err(e)) => (Some(e.kind()), e.to_string()),
+            _ => (
+              None,
+              "the connection did not take the message in time".to_string(),
+            ),
+          };
+          outcomes[i] = Some(self.outcome_of_send(kind, text));
           // Later events are not sent: sending them now could store them ahead of this one.
           failed_at = Some(i);
           break;
         }
       }
     }
-    while let Some((j, ack)) = window.pop_front() {
-      outcomes[j] = Some(self.ack_outcome(ack.await));
+    while settled < sent {
+      match tokio::time::timeout(timeout, route.acks.recv()).await {
+        Ok(Some((j, ack))) => settled += self.settle(&mut outcomes, j, ack),
+        _ => break,
+      }
     }
+    let unanswered = self.adapter_error(
+      true,
+      format!(
+        "JetStream did not acknowledge within requestTimeoutMs ({} ms)",
+        timeout.as_millis()
+      ),
+    );
     let not_sent = AdapterError::retryable("not sent: an earlier event of the batch failed");
     Ok(WriteResult::PerEvent(
       outcomes
@@ -629,8 +668,9 @@ impl Adapter for JetStreamAdapter {
         .enumerate()
         .map(|(i, o)| match o {
           Some(o) => o,
+          None if i < sent => Outcome::Retry(unanswered.clone()),
           None => {
-            debug_assert!(failed_at.is_some_and(|f| i > f));
+            debug_assert!(failed_at.is_some_and(|f| i >= f));
             Outcome::Retry(not_sent.clone())
           }
         })
@@ -857,15 +897,29 @@ impl JetStreamAdapter {
     Ok(page)
   }
 
-  fn ack_outcome(
-    &self,
-    ack: Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
-  ) -> Outcome {
-    match ack {
-      // A duplicate ack means an earlier attempt stored it: stored exactly once.
-      Ok(_) => Outcome::Stored,
-      Err(e) => self.outcome_of_publish(e.kind(), e.to_string()),
+  /// Records the ack of event `index`; 1 when it is the first answer for it.
+  fn settle(&self, outcomes: &mut [Option<Outcome>], index: usize, ack: Ack) -> usize {
+    let Some(slot) = outcomes.get_mut(index) else {
+      return 0;
+    };
+    if slot.is_some() {
+      return 0;
     }
+    *slot = Some(match ack {
+      Ack::Stored => Outcome::Stored,
+      Ack::NoStream => Outcome::Retry(self.adapter_error(
+        true,
+        format!(
+          "no JetStream stream takes {}; was stream {} deleted?",
+          self.subject(0).trim_end_matches('0'),
+          self.config.stream
+        ),
+      )),
+      Ack::Refused(text) => {
+        Outcome::Retry(self.adapter_error(true, format!("JetStream refused the publish: {text}")))
+      }
+    });
+    1
   }
 }
 
