@@ -132,19 +132,7 @@ impl EventBus {
     event: Unknown,
     options: Option<Unknown>,
   ) -> Result<u32, Code> {
-    let options = options.map_or(std::ptr::null_mut(), |o| o.raw());
-    // SAFETY: the values belong to this call's scope.
-    unsafe {
-      ingest::first_call(
-        env.raw(),
-        this.raw(),
-        &self.bus,
-        ingest::INGEST,
-        event.raw(),
-        options,
-      )
-    }
-    .map_err(throw)
+    self.first_call(&env, this, ingest::INGEST, event, options)
   }
 
   /// Accepts many events in one native call and returns how many were accepted. If any
@@ -161,19 +149,7 @@ impl EventBus {
     events: Unknown,
     options: Option<Unknown>,
   ) -> Result<u32, Code> {
-    let options = options.map_or(std::ptr::null_mut(), |o| o.raw());
-    // SAFETY: the values belong to this call's scope.
-    unsafe {
-      ingest::first_call(
-        env.raw(),
-        this.raw(),
-        &self.bus,
-        ingest::INGEST_BATCH,
-        events.raw(),
-        options,
-      )
-    }
-    .map_err(throw)
+    self.first_call(&env, this, ingest::INGEST_BATCH, events, options)
   }
 
   /// Resolves when every event accepted before the call has been stored by the adapter or
@@ -315,6 +291,30 @@ impl EventBus {
 }
 
 impl EventBus {
+  /// `ingest`/`ingestBatch` through the class: binds the fast functions, then runs `call`.
+  fn first_call(
+    &self,
+    env: &Env,
+    this: This,
+    call: ingest::Call,
+    events: Unknown,
+    options: Option<Unknown>,
+  ) -> Result<u32, Code> {
+    let options = options.map_or(std::ptr::null_mut(), |o| o.raw());
+    // SAFETY: the values belong to this call's scope.
+    unsafe {
+      ingest::first_call(
+        env.raw(),
+        this.raw(),
+        &self.bus,
+        call,
+        events.raw(),
+        options,
+      )
+    }
+    .map_err(throw)
+  }
+
   fn poll_request(
     &self,
     env: &Env,

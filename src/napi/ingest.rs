@@ -255,10 +255,7 @@ impl Ingestor {
     event: sys::napi_value,
     options: sys::napi_value,
   ) -> Result<u32, BusError> {
-    let key = match object_or_none(env, options, "options")? {
-      Some(o) => key_prop(env, o, c"key", "options.key")?,
-      None => None,
-    };
+    let key = options_key(env, options)?;
     let inc = self.incoming(env, event, key)?;
     self.bus.ingest(inc)
   }
@@ -271,10 +268,7 @@ impl Ingestor {
     json: sys::napi_value,
     options: sys::napi_value,
   ) -> Result<u32, BusError> {
-    let key = match object_or_none(env, options, "options")? {
-      Some(o) => key_prop(env, o, c"key", "options.key")?,
-      None => None,
-    };
+    let key = options_key(env, options)?;
     let payload = string_bytes(env, json, "event")?;
     self.bus.ingest(Incoming {
       kind: PayloadKind::Json,
@@ -349,6 +343,17 @@ unsafe fn key_from(
       "{what} must be a string, got {}",
       type_name(other)
     ))),
+  }
+}
+
+/// `options.key` of a single `ingest`.
+unsafe fn options_key(
+  env: sys::napi_env,
+  options: sys::napi_value,
+) -> Result<Option<Arc<str>>, BusError> {
+  match object_or_none(env, options, "options")? {
+    Some(o) => key_prop(env, o, c"key", "options.key"),
+    None => Ok(None),
   }
 }
 
@@ -447,7 +452,8 @@ unsafe fn throw(env: sys::napi_env, e: &BusError) -> sys::napi_value {
   ptr::null_mut()
 }
 
-type Call =
+/// One of the ingest entry points, on its Ingestor with its two arguments.
+pub type Call =
   unsafe fn(&Ingestor, sys::napi_env, sys::napi_value, sys::napi_value) -> Result<u32, BusError>;
 
 /// Runs one call with two arguments against the function's bus; never unwinds into Node.
