@@ -11,7 +11,6 @@ pub mod dispatch;
 pub mod error;
 pub mod event;
 pub mod identity;
-pub mod json;
 pub mod routing;
 pub mod scaling;
 pub mod shard;

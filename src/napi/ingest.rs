@@ -20,7 +20,6 @@ use napi::sys;
 use crate::bus::Bus;
 use crate::error::BusError;
 use crate::event::{Incoming, PayloadKind};
-use crate::json;
 
 /// Longest partition key, in UTF-8 bytes.
 pub const MAX_KEY_BYTES: usize = 4096;
@@ -227,7 +226,7 @@ impl Ingestor {
     let (kind, payload) = match type_of(env, value) {
       sys::ValueType::napi_string => {
         let text = string_bytes(env, value, "event")?;
-        json::validate(&text).map_err(|e| {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&text).map_err(|e| {
           BusError::invalid_event(format!(
             "string is not valid JSON ({e}); pass an object, valid JSON text or a Buffer"
           ))
