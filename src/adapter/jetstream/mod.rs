@@ -597,16 +597,20 @@ impl Adapter for JetStreamAdapter {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.events.len()];
     let (mut sent, mut settled) = (0usize, 0usize);
     let mut failed_at: Option<usize> = None;
+    let mut silent = false;
     let timeout = self.config.request_timeout;
     for (i, ev) in batch.events.iter().enumerate() {
       // A bounded window: wait for acks while `maxInFlight` are unanswered.
       while sent - settled >= self.config.max_in_flight {
         match tokio::time::timeout(timeout, route.acks.recv()).await {
           Ok(Some((j, ack))) => settled += self.settle(&mut outcomes, j, ack),
-          _ => break,
+          _ => {
+            silent = true;
+            break;
+          }
         }
       }
-      if sent - settled >= self.config.max_in_flight {
+      if silent {
         failed_at = Some(i);
         break;
       }
@@ -648,7 +652,8 @@ impl Adapter for JetStreamAdapter {
         }
       }
     }
-    while settled < sent {
+    // After a silent window, waiting again would only double the delay before the retry.
+    while settled < sent && !silent {
       match tokio::time::timeout(timeout, route.acks.recv()).await {
         Ok(Some((j, ack))) => settled += self.settle(&mut outcomes, j, ack),
         _ => break,
