@@ -66,6 +66,20 @@ describe('error codes', () => {
     expect(bus.stats().ingested).toBe(0)
   })
 
+  it('oversized events and keys are refused before their bytes are copied', () => {
+    // `bus` has maxEventBytes 64. A string's UTF-16 length bounds its UTF-8 size from below.
+    expect(thrown(() => bus.ingest(JSON.stringify('x'.repeat(5_000_000)))).message).toMatch(
+      /^event is at least 5000002 bytes, over maxEventBytes \(64\)/,
+    )
+    expect(thrown(() => bus.ingest({ big: 'y'.repeat(100) })).message).toContain('event is at least 110 bytes')
+    expect(thrown(() => bus.ingest(Buffer.alloc(1_000_000))).message).toMatch(/^event is 1000000 bytes, over maxEventBytes/)
+    // Three UTF-8 bytes per character: over the limit, though only 30 UTF-16 units.
+    expect(thrown(() => bus.ingest(JSON.stringify('€'.repeat(20)))).message).toContain('event is 62 bytes')
+    expect(thrown(() => bus.ingest({ a: 1 }, { key: 'k'.repeat(1_000_000) })).message).toMatch(/^key is at least 1000000 bytes/)
+    expect(thrown(() => bus.ingestBatch([{ a: 1 }, Buffer.alloc(65)])).message).toMatch(/^events\[1\]: event is 65 bytes/)
+    expect(bus.stats().ingested).toBe(0)
+  })
+
   it('ERR_INVALID_EVENT for bad options and JSON text says where, on the first call and later ones', () => {
     // The first ingest call of a bus goes through the class method and binds the fast
     // functions; later calls use those. Both must refuse the same way.

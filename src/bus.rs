@@ -191,11 +191,17 @@ impl Bus {
   }
 
   fn check_size(&self, inc: &Incoming) -> Result<()> {
-    let size = inc.payload.len();
-    if size > self.core.config.max_event_bytes {
+    self.check_event_size(inc.payload.len(), false)
+  }
+
+  /// Refuses an event of `size` bytes (of at least `size`, when `at_least`) over
+  /// maxEventBytes: callers check before copying a large value out of JS.
+  pub fn check_event_size(&self, size: usize, at_least: bool) -> Result<()> {
+    let max = self.core.config.max_event_bytes;
+    if size > max {
+      let at_least = if at_least { "at least " } else { "" };
       return Err(BusError::invalid_event(format!(
-        "event is {size} bytes, over maxEventBytes ({}); split it or raise maxEventBytes",
-        self.core.config.max_event_bytes
+        "event is {at_least}{size} bytes, over maxEventBytes ({max}); split it or raise maxEventBytes"
       )));
     }
     Ok(())

@@ -73,11 +73,14 @@ fn type_name(t: sys::napi_valuetype) -> &'static str {
   }
 }
 
-/// The UTF-8 bytes of a JS string, in an allocation of exactly their size.
+/// The UTF-8 bytes of a JS string, in an allocation of exactly their size. `limit` sees
+/// the string's UTF-16 length first (its UTF-8 size is at least that), so a string far too
+/// large is refused before anything is copied.
 unsafe fn string_bytes(
   env: sys::napi_env,
   v: sys::napi_value,
   what: &str,
+  limit: impl FnOnce(usize) -> Status,
 ) -> Result<Bytes, BusError> {
   // The UTF-16 length is O(1); UTF-8 needs at most 3 bytes per UTF-16 unit, so one copy
   // into a large enough scratch replaces the usual measure-then-copy pair of O(n) calls.
@@ -86,6 +89,7 @@ unsafe fn string_bytes(
     sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut units),
     what,
   )?;
+  limit(units)?;
   SCRATCH.with(|scratch| {
     let mut buf = scratch.borrow_mut();
     let cap = units * 3 + 1;
@@ -107,8 +111,9 @@ unsafe fn string_bytes(
   })
 }
 
-/// Bytes of a Uint8Array (or Buffer) value, or None when `value` is not one.
-unsafe fn uint8_bytes(env: sys::napi_env, value: sys::napi_value) -> Option<Bytes> {
+/// Bytes of a Uint8Array (or Buffer) value, or None when `value` is not one. The slice
+/// borrows the array's memory for the current call only.
+unsafe fn uint8_slice<'a>(env: sys::napi_env, value: sys::napi_value) -> Option<&'a [u8]> {
   let mut is_typed = false;
   if sys::napi_is_typedarray(env, value, &mut is_typed) != sys::Status::napi_ok || !is_typed {
     return None;
@@ -132,12 +137,9 @@ unsafe fn uint8_bytes(env: sys::napi_env, value: sys::napi_value) -> Option<Byte
     return None;
   }
   if len == 0 || data.is_null() {
-    return Some(Bytes::new());
+    return Some(&[]);
   }
-  Some(Bytes::copy_from_slice(std::slice::from_raw_parts(
-    data as *const u8,
-    len,
-  )))
+  Some(std::slice::from_raw_parts(data as *const u8, len))
 }
 
 /// The message of the pending JS exception, which is cleared.
@@ -157,7 +159,7 @@ unsafe fn take_exception(env: sys::napi_env) -> String {
     return "unknown error".into();
   }
   let s = msg;
-  string_bytes(env, s, "exception")
+  string_bytes(env, s, "exception", |_| Ok(()))
     .map(|b| String::from_utf8_lossy(&b).into_owned())
     .unwrap_or_else(|_| "unknown error".into())
 }
@@ -213,7 +215,9 @@ impl Ingestor {
         "event serialises to nothing (its toJSON returned undefined); pass an object, JSON text or a Buffer",
       ));
     }
-    string_bytes(env, out, "JSON.stringify result")
+    string_bytes(env, out, "JSON.stringify result", |n| {
+      self.bus.check_event_size(n, true)
+    })
   }
 
   /// Converts one JS event to an engine event.
@@ -225,7 +229,7 @@ impl Ingestor {
   ) -> Result<Incoming, BusError> {
     let (kind, payload) = match type_of(env, value) {
       sys::ValueType::napi_string => {
-        let text = string_bytes(env, value, "event")?;
+        let text = string_bytes(env, value, "event", |n| self.bus.check_event_size(n, true))?;
         serde_json::from_slice::<serde::de::IgnoredAny>(&text).map_err(|e| {
           BusError::invalid_event(format!(
             "string is not valid JSON ({e}); pass an object, valid JSON text or a Buffer"
@@ -233,8 +237,11 @@ impl Ingestor {
         })?;
         (PayloadKind::Json, text)
       }
-      sys::ValueType::napi_object => match uint8_bytes(env, value) {
-        Some(bytes) => (PayloadKind::Bytes, bytes),
+      sys::ValueType::napi_object => match uint8_slice(env, value) {
+        Some(bytes) => {
+          self.bus.check_event_size(bytes.len(), false)?;
+          (PayloadKind::Bytes, Bytes::copy_from_slice(bytes))
+        }
         None => (PayloadKind::Json, self.stringify(env, value)?),
       },
       other => {
@@ -268,7 +275,7 @@ impl Ingestor {
     options: sys::napi_value,
   ) -> Result<u32, BusError> {
     let key = options_key(env, options)?;
-    let payload = string_bytes(env, json, "event")?;
+    let payload = string_bytes(env, json, "event", |n| self.bus.check_event_size(n, true))?;
     self.bus.ingest(Incoming {
       kind: PayloadKind::Json,
       key,
@@ -335,7 +342,7 @@ unsafe fn key_from(
   match type_of(env, v) {
     sys::ValueType::napi_undefined | sys::ValueType::napi_null => Ok(None),
     sys::ValueType::napi_string => {
-      let bytes = string_bytes(env, v, what)?;
+      let bytes = string_bytes(env, v, what, |n| key_size(n, true))?;
       check_key(&bytes).map(Some)
     }
     other => Err(BusError::invalid_event(format!(
@@ -412,14 +419,20 @@ unsafe fn array_len(env: sys::napi_env, v: sys::napi_value, what: &str) -> Resul
   Ok(n)
 }
 
-/// A validated partition key.
-pub fn check_key(key: &[u8]) -> Result<Arc<str>, BusError> {
-  if key.len() > MAX_KEY_BYTES {
+/// Refuses a key of `len` bytes (at least `len`, when `at_least`) over the limit.
+fn key_size(len: usize, at_least: bool) -> Status {
+  if len > MAX_KEY_BYTES {
+    let at_least = if at_least { "at least " } else { "" };
     return Err(BusError::invalid_event(format!(
-      "key is {} bytes, over the {MAX_KEY_BYTES}-byte limit; use a shorter partition key",
-      key.len()
+      "key is {at_least}{len} bytes, over the {MAX_KEY_BYTES}-byte limit; use a shorter partition key"
     )));
   }
+  Ok(())
+}
+
+/// A validated partition key.
+pub fn check_key(key: &[u8]) -> Result<Arc<str>, BusError> {
+  key_size(key.len(), false)?;
   // Node hands out valid UTF-8 (lone surrogates become U+FFFD).
   Ok(Arc::from(String::from_utf8_lossy(key).as_ref()))
 }
