@@ -73,8 +73,8 @@ describe('error codes', () => {
     )
     expect(thrown(() => bus.ingest({ big: 'y'.repeat(100) })).message).toContain('event is at least 110 bytes')
     expect(thrown(() => bus.ingest(Buffer.alloc(1_000_000))).message).toMatch(/^event is 1000000 bytes, over maxEventBytes/)
-    // Three UTF-8 bytes per character: over the limit, though only 30 UTF-16 units.
-    expect(thrown(() => bus.ingest(JSON.stringify('€'.repeat(20)))).message).toContain('event is 62 bytes')
+    // Three UTF-8 bytes per character: over the limit, though only 32 UTF-16 units.
+    expect(thrown(() => bus.ingest(JSON.stringify('€'.repeat(30)))).message).toContain('event is 92 bytes')
     expect(thrown(() => bus.ingest({ a: 1 }, { key: 'k'.repeat(1_000_000) })).message).toMatch(/^key is at least 1000000 bytes/)
     expect(thrown(() => bus.ingestBatch([{ a: 1 }, Buffer.alloc(65)])).message).toMatch(/^events\[1\]: event is 65 bytes/)
     expect(bus.stats().ingested).toBe(0)
