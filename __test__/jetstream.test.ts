@@ -299,6 +299,29 @@ describe('JetStream adapter against private servers', () => {
     await bus.shutdown()
   })
 
+  it('a server that stops answering mid-write: unacknowledged events are sent again and stored once', async () => {
+    const server = await privateNats()
+    owned.push(server)
+    const url = `nats://127.0.0.1:${server.port}`
+    const stream = uniqueName('pause')
+    const bus = await create({ ...jsOptions(stream, url, { requestTimeoutMs: 300 }), retries: 30, adapterTimeoutMs: 3000 })
+    let paused: Promise<void> | undefined
+    const accepted = await ingestN(bus, 20_000, (i) => {
+      if (i === 5_000 && !paused) paused = server.pause(1500)
+    })
+    await paused
+    expect(await bus.flush()).toMatchObject({ dropped: 0 })
+    const stats = bus.stats()
+    expect(stats).toMatchObject({ ingested: 20_000, stored: 20_000, dropped: 0 })
+    // The timeout path really ran: some events went out twice, and JetStream kept one copy.
+    expect(stats.retried).toBeGreaterThan(0)
+    expect(await streamMessages(url, stream)).toBe(accepted)
+    const events = await readAll(bus)
+    expect(new Set(events.map((e) => e.messageId)).size).toBe(20_000)
+    expectPerKeyOrder(events)
+    await bus.shutdown()
+  })
+
   it('shutdown settles within its bound when the server is gone', async () => {
     const server = await privateNats()
     owned.push(server)

@@ -60,6 +60,13 @@ export class PrivateServer {
     })
   }
 
+  /** SIGSTOP for `ms`, then SIGCONT: connections stay open, nothing is answered. */
+  async pause(ms: number): Promise<void> {
+    this.proc?.kill('SIGSTOP')
+    await new Promise((r) => setTimeout(r, ms))
+    this.proc?.kill('SIGCONT')
+  }
+
   async stop(): Promise<void> {
     await this.kill()
     fs.rmSync(this.dir, { recursive: true, force: true })
