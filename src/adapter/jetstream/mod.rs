@@ -482,10 +482,13 @@ impl JetStreamAdapter {
     })
   }
 
-  fn give_back(&self, shard: u32, mut reader: Reader) {
-    let idle = if reader.buffer.len() < PREFETCH && reader.server_pending > 0 {
+  /// Returns a reader to the idle list. When the server holds more for it and fewer than
+  /// `next_page` messages are buffered, the rest of the next page is fetched meanwhile.
+  fn give_back(&self, shard: u32, mut reader: Reader, next_page: usize) {
+    let want = next_page.max(PREFETCH);
+    let idle = if reader.buffer.len() < want && reader.server_pending > 0 {
       let position = reader.position;
-      let want = PREFETCH;
+      let want = want - reader.buffer.len();
       let task = tokio::spawn(async move {
         let _ = reader.fill(want).await;
         reader
@@ -735,7 +738,8 @@ impl Adapter for JetStreamAdapter {
       }
     }
     page.has_more = !reader.buffer.is_empty() || reader.server_pending > 0;
-    self.give_back(shard, reader);
+    // The next page of this shard likely asks for as many.
+    self.give_back(shard, reader, limit);
     Ok(page)
   }
 
@@ -768,7 +772,7 @@ impl Adapter for JetStreamAdapter {
           return;
         };
         if !reader.buffer.is_empty() {
-          self.give_back(shard, reader);
+          self.give_back(shard, reader, PREFETCH);
           return;
         }
         let pulled = reader
@@ -786,7 +790,7 @@ impl Adapter for JetStreamAdapter {
         } else {
           tokio::time::sleep(max_wait.min(Duration::from_secs(1))).await;
         }
-        self.give_back(shard, reader);
+        self.give_back(shard, reader, PREFETCH);
       })
     });
     let waits: Vec<_> = waits.collect();
