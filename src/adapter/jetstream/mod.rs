@@ -102,13 +102,19 @@ impl Idle {
 impl Reader {
   /// Pulls up to `want` more messages into the buffer in one round trip.
   async fn fill(&mut self, want: usize) -> Result<(), String> {
-    let mut batch = self
+    let batch = self
       .consumer
       .fetch()
       .max_messages(want)
       .messages()
       .await
       .map_err(|e| e.to_string())?;
+    self.take(batch).await
+  }
+
+  /// Moves the messages of one pull request into the buffer, noting what the server holds
+  /// after them.
+  async fn take(&mut self, mut batch: pull::Batch) -> Result<(), String> {
     while let Some(msg) = batch.next().await {
       let msg = msg.map_err(|e| e.to_string())?;
       self.server_pending = delivery_info(&msg).map_or(self.server_pending, |i| i.2);
@@ -782,11 +788,9 @@ impl Adapter for JetStreamAdapter {
           .expires(max_wait)
           .messages()
           .await;
-        if let Ok(mut batch) = pulled {
-          while let Some(Ok(msg)) = batch.next().await {
-            reader.server_pending = delivery_info(&msg).map_or(reader.server_pending, |i| i.2);
-            reader.buffer.push_back(msg);
-          }
+        if let Ok(batch) = pulled {
+          // An error ends the wait like an expiry: the next read asks again.
+          let _ = reader.take(batch).await;
         } else {
           tokio::time::sleep(max_wait.min(Duration::from_secs(1))).await;
         }

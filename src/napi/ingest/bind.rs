@@ -198,17 +198,18 @@ unsafe fn ingest_js(
 }
 
 /// Defines `ingest` and `ingestBatch` on `this`, bound to `bus`, and returns the Ingestor
-/// of the native `ingest` (alive as long as `this` holds it) for the current call. None
-/// when they cannot be defined (a frozen object, say): calls then stay on the napi-rs
-/// methods, which work the same way, only slower.
+/// of the native `ingest` for the current call: the function is held by the call's handle
+/// scope, so its finalizer cannot run before the call ends. When the properties cannot be
+/// defined (a frozen object, say), later calls stay on the napi-rs methods, which work the
+/// same way, only slower.
 pub unsafe fn install(
   env: sys::napi_env,
   this: sys::napi_value,
   bus: &Bus,
-) -> Option<*const Ingestor> {
-  let (native, ing) = bound(env, bus, c"ingest", ingest_cb).ok()?;
-  let (stringified, _) = bound(env, bus, c"ingestStringified", ingest_stringified_cb).ok()?;
-  let (batch, _) = bound(env, bus, c"ingestBatch", ingest_batch_cb).ok()?;
+) -> Result<*const Ingestor, BusError> {
+  let (native, ing) = bound(env, bus, c"ingest", ingest_cb)?;
+  let (stringified, _) = bound(env, bus, c"ingestStringified", ingest_stringified_cb)?;
+  let (batch, _) = bound(env, bus, c"ingestBatch", ingest_batch_cb)?;
   let ingest = match ingest_js(env, stringified, native) {
     Ok(f) => f,
     Err(_) => {
@@ -232,7 +233,6 @@ pub unsafe fn install(
   if sys::napi_define_properties(env, this, props.len(), props.as_ptr()) != sys::Status::napi_ok {
     // The call goes on without them, so an exception from the definition must not stay.
     clear_exception(env);
-    return None;
   }
-  Some(ing)
+  Ok(ing)
 }

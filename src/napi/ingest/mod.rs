@@ -189,7 +189,6 @@ pub type Call =
   unsafe fn(&Ingestor, sys::napi_env, sys::napi_value, sys::napi_value) -> Result<u32, BusError>;
 
 /// One call through the napi-rs method: installs the bound functions and runs `call`.
-/// When installing is not possible, the call runs on a temporary Ingestor.
 pub unsafe fn first_call(
   env: sys::napi_env,
   this: sys::napi_value,
@@ -198,15 +197,8 @@ pub unsafe fn first_call(
   a: sys::napi_value,
   b: sys::napi_value,
 ) -> Result<u32, BusError> {
-  match install(env, this, bus) {
-    Some(ing) => call(&*ing, env, a, b),
-    None => {
-      let ing = Ingestor::new(env, bus.clone())?;
-      let r = call(&ing, env, a, b);
-      sys::napi_delete_reference(env, ing.stringify);
-      r
-    }
-  }
+  let ing = install(env, this, bus)?;
+  call(&*ing, env, a, b)
 }
 
 /// The two calls, for the napi-rs methods.
