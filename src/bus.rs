@@ -9,7 +9,9 @@ use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use crate::adapter::Adapter;
+use std::sync::Weak;
+
+use crate::adapter::{Adapter, AdapterConfig};
 use crate::clock::Clock;
 use crate::config::BusConfig;
 use crate::consume::filter::Filter;
@@ -64,16 +66,16 @@ pub struct FlushReport {
   pub dropped: u64,
 }
 
-pub struct BusCore {
-  pub config: BusConfig,
-  pub adapter: Arc<dyn Adapter>,
-  pub shards: ShardSet,
-  pub producer: ProducerId,
+struct BusCore {
+  config: BusConfig,
+  adapter: Arc<dyn Adapter>,
+  shards: Arc<ShardSet>,
+  producer: ProducerId,
   clock: Clock,
   state: AtomicU8,
   active_ingests: AtomicUsize,
   /// Fired when shutdown starts: subscriptions end, new polls are refused.
-  pub closing: Arc<Signal>,
+  closing: Arc<Signal>,
   abort: Arc<Signal>,
   shutdown: Mutex<Option<watch::Receiver<Option<Stats>>>>,
   identity: Mutex<Option<IdentityLock>>,
@@ -86,6 +88,22 @@ pub struct Bus {
   core: Arc<BusCore>,
 }
 
+/// A handle that does not keep the bus alive (for registries of live buses).
+#[derive(Clone)]
+pub struct WeakBus(Weak<BusCore>);
+
+impl WeakBus {
+  /// The bus, while anything else still holds it.
+  pub fn upgrade(&self) -> Option<Bus> {
+    self.0.upgrade().map(|core| Bus { core })
+  }
+
+  /// Whether the bus is gone.
+  pub fn is_dropped(&self) -> bool {
+    self.0.strong_count() == 0
+  }
+}
+
 /// Keeps shutdown from proceeding while an ingest is placing events.
 struct IngestGuard<'a>(&'a AtomicUsize);
 
@@ -96,10 +114,11 @@ impl Drop for IngestGuard<'_> {
 }
 
 impl Bus {
-  /// Starts a bus with an in-process adapter built from `config.adapter`.
-  pub fn start(config: BusConfig, rt: Handle) -> Result<Bus> {
+  /// Starts a bus with an in-process adapter (memory or noop) built from `adapter`.
+  pub fn start(config: BusConfig, adapter: &AdapterConfig, rt: Handle) -> Result<Bus> {
     config.validate()?;
-    let adapter = crate::adapter::build_local(&config.adapter)?;
+    adapter.validate(&config)?;
+    let adapter = crate::adapter::build_local(adapter)?;
     Self::start_with_adapter(config, adapter, rt)
   }
 
@@ -127,7 +146,10 @@ impl Bus {
       abort: abort.clone(),
     });
     let closing = Arc::new(Signal::new());
-    let shards = ShardSet::start(&config, ctx, rt.clone(), closing.clone());
+    let shards = Arc::new(ShardSet::start(&config, ctx, rt.clone(), closing.clone()));
+    if let Some(policy) = config.scaling.clone().filter(|p| p.auto) {
+      crate::scaling::start_monitor(policy, Arc::downgrade(&shards), closing.clone(), &rt);
+    }
     let bus = Bus {
       core: Arc::new(BusCore {
         config,
@@ -144,12 +166,18 @@ impl Bus {
         rt,
       }),
     };
-    crate::scaling::start_monitor(&bus.core);
     Ok(bus)
   }
 
-  pub fn core(&self) -> &Arc<BusCore> {
-    &self.core
+  /// A handle that does not keep this bus alive.
+  pub fn downgrade(&self) -> WeakBus {
+    WeakBus(Arc::downgrade(&self.core))
+  }
+
+  /// Test hook: the next `n` shard activations fail as if their dispatcher never started.
+  #[cfg(feature = "test-hooks")]
+  pub fn inject_activation_failures(&self, n: u32) {
+    self.core.shards.inject_activation_failures(n);
   }
 
   /// Active shards now.
@@ -363,7 +391,13 @@ impl Bus {
     if !self.is_running() {
       return Err(BusError::shut_down());
     }
-    Ok(Subscription::new(self.core.clone(), filter, start))
+    Ok(Subscription::new(
+      self.core.adapter.clone(),
+      self.core.shards.clone(),
+      self.core.closing.clone(),
+      filter,
+      start,
+    ))
   }
 
   pub fn cursor_scope(&self) -> String {
@@ -383,9 +417,9 @@ impl Bus {
     };
     for shard in self.core.shards.all_shards() {
       s.counters.add(&shard.counters());
-      let (queued, _, in_flight, _) = shard.occupancy();
-      s.queued += queued as u64;
-      s.in_flight += in_flight as u64;
+      let o = shard.occupancy();
+      s.queued += o.queued as u64;
+      s.in_flight += o.in_flight as u64;
     }
     s
   }
@@ -399,17 +433,17 @@ impl Bus {
       .into_iter()
       .map(|(shard, state, event_rate)| {
         let counters = shard.counters();
-        let (queued, queued_bytes, in_flight, last_error) = shard.occupancy();
+        let o = shard.occupancy();
         ShardStats {
           id: shard.id,
           state: if running { state.name() } else { "stopped" },
           capacity: shard.capacity() as u64,
-          queued: queued as u64,
-          queued_bytes: queued_bytes as u64,
-          in_flight: in_flight as u64,
+          queued: o.queued as u64,
+          queued_bytes: o.queued_bytes as u64,
+          in_flight: o.in_flight as u64,
           event_rate,
           counters,
-          last_error,
+          last_error: o.last_error,
         }
       })
       .collect()
@@ -425,12 +459,8 @@ impl Bus {
 }
 
 impl BusCore {
-  pub fn runtime(&self) -> &Handle {
-    &self.rt
-  }
-
   /// Every shard that may hold stored events, removed ones included.
-  pub fn shard_ids(&self) -> Vec<u32> {
+  fn shard_ids(&self) -> Vec<u32> {
     self.shards.all_ids()
   }
 }
@@ -473,11 +503,4 @@ async fn run_shutdown(core: Arc<BusCore>) -> Stats {
   core.state.store(CLOSED, Ordering::SeqCst);
   core.identity.lock().take();
   Bus { core: core.clone() }.stats()
-}
-
-impl Bus {
-  /// A handle to an existing bus.
-  pub fn from_core(core: Arc<BusCore>) -> Bus {
-    Bus { core }
-  }
 }

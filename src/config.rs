@@ -1,4 +1,5 @@
-//! Engine configuration, its defaults and validation.
+//! The bus's own settings (shards, rings, batches, retries, scaling), their defaults and
+//! validation. Each adapter's settings live in its own folder (`adapter::AdapterConfig`).
 //!
 //! Key names in error messages use the JS option spelling, because these messages reach users.
 
@@ -31,275 +32,6 @@ impl Default for BatchConfig {
       max_events: 1024,
       max_bytes: 1 << 20,
       max_delay: Duration::from_millis(2),
-    }
-  }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdapterConfig {
-  /// Embedded store with retention bounded by events and payload bytes (all shards together).
-  Memory { max_events: usize, max_bytes: usize },
-  /// Accepts and discards every event.
-  Noop,
-  /// NATS JetStream: one stream, one subject per shard.
-  JetStream(Box<JetStreamConfig>),
-  /// Redis Streams: one stream per shard.
-  Redis(Box<RedisConfig>),
-}
-
-impl AdapterConfig {
-  /// Whether the adapter connects to a server (and so needs `EventBus.create`).
-  pub fn is_network(&self) -> bool {
-    matches!(self, AdapterConfig::JetStream(_) | AdapterConfig::Redis(_))
-  }
-}
-
-/// Credentials for NATS. Never printed: `Debug` hides the secrets.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub enum NatsAuth {
-  #[default]
-  None,
-  UserPassword {
-    user: String,
-    password: String,
-  },
-  Token(String),
-  CredsFile(PathBuf),
-  NkeySeed(String),
-}
-
-impl std::fmt::Debug for NatsAuth {
-  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    match self {
-      NatsAuth::None => f.write_str("None"),
-      NatsAuth::UserPassword { user, .. } => write!(f, "UserPassword({user}, ***)"),
-      NatsAuth::Token(_) => f.write_str("Token(***)"),
-      NatsAuth::CredsFile(p) => write!(f, "CredsFile({})", p.display()),
-      NatsAuth::NkeySeed(_) => f.write_str("NkeySeed(***)"),
-    }
-  }
-}
-
-/// TLS for a network adapter. `required` without files uses the system roots.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TlsConfig {
-  pub ca_file: Option<PathBuf>,
-  pub cert_file: Option<PathBuf>,
-  pub key_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StorageKind {
-  File,
-  Memory,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JetStreamConfig {
-  pub servers: Vec<String>,
-  pub stream: String,
-  pub auth: NatsAuth,
-  pub tls: Option<TlsConfig>,
-  pub replicas: usize,
-  pub storage: StorageKind,
-  pub max_age: Option<Duration>,
-  pub max_bytes: Option<i64>,
-  pub max_messages: Option<i64>,
-  pub duplicate_window: Duration,
-  pub connect_timeout: Duration,
-  pub request_timeout: Duration,
-  pub max_in_flight: usize,
-}
-
-impl JetStreamConfig {
-  pub fn new(servers: Vec<String>, stream: impl Into<String>) -> Self {
-    JetStreamConfig {
-      servers,
-      stream: stream.into(),
-      auth: NatsAuth::None,
-      tls: None,
-      replicas: 1,
-      storage: StorageKind::File,
-      max_age: None,
-      max_bytes: None,
-      max_messages: None,
-      duplicate_window: Duration::from_secs(120),
-      connect_timeout: Duration::from_secs(5),
-      request_timeout: Duration::from_secs(5),
-      max_in_flight: 1024,
-    }
-  }
-
-  pub fn validate(&self) -> Result<()> {
-    if self.servers.is_empty() {
-      return Err(BusError::config(
-        "adapter.servers must name at least one server, e.g. 'nats://127.0.0.1:4222'",
-      ));
-    }
-    for s in &self.servers {
-      if s.trim().is_empty() {
-        return Err(BusError::config(
-          "adapter.servers contains an empty address",
-        ));
-      }
-    }
-    let valid_name = !self.stream.is_empty()
-      && self.stream.len() <= 64
-      && self
-        .stream
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !valid_name {
-      return Err(BusError::config(format!(
-        "adapter.stream {:?} is not a valid stream name: use 1-64 letters, digits, '-' or '_'",
-        self.stream
-      )));
-    }
-    check_range("adapter.replicas", self.replicas as u64, 1, 5)?;
-    check_range("adapter.maxInFlight", self.max_in_flight as u64, 1, 65_536)?;
-    check_ms("adapter.connectTimeoutMs", self.connect_timeout, 1, 600_000)?;
-    check_ms("adapter.requestTimeoutMs", self.request_timeout, 1, 600_000)?;
-    check_ms(
-      "adapter.duplicateWindowMs",
-      self.duplicate_window,
-      100,
-      7 * 24 * 3_600_000,
-    )?;
-    if let Some(age) = self.max_age {
-      if age < self.duplicate_window {
-        return Err(BusError::config(
-          "adapter.maxAgeMs must be at least adapter.duplicateWindowMs (NATS requires it)",
-        ));
-      }
-    }
-    if let NatsAuth::UserPassword { user, .. } = &self.auth {
-      if user.is_empty() {
-        return Err(BusError::config(
-          "adapter.user must not be empty when adapter.password is set",
-        ));
-      }
-    }
-    Ok(())
-  }
-}
-
-/// Where the Redis adapter connects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTarget {
-  /// One server: `redis://` or `rediss://` URL (user, password and db may be in it).
-  Url(String),
-  /// Seed nodes of a Redis Cluster.
-  Cluster(Vec<String>),
-}
-
-/// A password: kept out of `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    f.write_str("***")
-  }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisConfig {
-  pub target: RedisTarget,
-  pub username: Option<String>,
-  pub password: Option<Secret>,
-  pub tls: Option<TlsConfig>,
-  pub key_prefix: String,
-  /// Approximate length each shard's stream is trimmed to (`MAXLEN ~`).
-  pub max_len: Option<u64>,
-  pub connect_timeout: Duration,
-  pub command_timeout: Duration,
-  /// Events per write command (one script call); a batch is sent as a pipeline of these.
-  pub pipeline_size: usize,
-  /// How long the server keeps a producer's per-shard high-water mark after its last write.
-  pub dedup_window: Duration,
-}
-
-impl RedisConfig {
-  pub fn new(target: RedisTarget) -> Self {
-    RedisConfig {
-      target,
-      username: None,
-      password: None,
-      tls: None,
-      key_prefix: "ringbus".into(),
-      max_len: None,
-      connect_timeout: Duration::from_secs(5),
-      command_timeout: Duration::from_secs(5),
-      pipeline_size: 256,
-      dedup_window: Duration::from_secs(3600),
-    }
-  }
-
-  pub fn validate(&self) -> Result<()> {
-    let urls: Vec<&String> = match &self.target {
-      RedisTarget::Url(u) => vec![u],
-      RedisTarget::Cluster(nodes) if nodes.is_empty() => {
-        return Err(BusError::config(
-          "adapter.nodes must list at least one cluster node, e.g. ['redis://127.0.0.1:7000']",
-        ))
-      }
-      RedisTarget::Cluster(nodes) => nodes.iter().collect(),
-    };
-    for u in urls {
-      if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
-        return Err(BusError::config(format!(
-          "adapter: {:?} is not a Redis URL; use redis://host:port or rediss://host:port",
-          crate::adapter::secrets::redact_url(u)
-        )));
-      }
-      if self.tls.is_some() && !u.starts_with("rediss://") {
-        return Err(BusError::config(
-          "adapter.tls is set but a URL uses redis://; use rediss:// URLs for TLS",
-        ));
-      }
-    }
-    // Braces would change the hash tag that keeps a shard's keys in one cluster slot.
-    let valid_prefix = !self.key_prefix.is_empty()
-      && self.key_prefix.len() <= 128
-      && !self
-        .key_prefix
-        .chars()
-        .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control());
-    if !valid_prefix {
-      return Err(BusError::config(format!(
-        "adapter.keyPrefix {:?} is not usable: give 1-128 characters without braces or spaces",
-        self.key_prefix
-      )));
-    }
-    if let Some(n) = self.max_len {
-      check_range("adapter.maxLen", n, 1, 1 << 53)?;
-    }
-    check_ms("adapter.connectTimeoutMs", self.connect_timeout, 1, 600_000)?;
-    check_ms("adapter.commandTimeoutMs", self.command_timeout, 1, 600_000)?;
-    check_range("adapter.pipelineSize", self.pipeline_size as u64, 1, 10_000)?;
-    check_ms(
-      "adapter.dedupWindowMs",
-      self.dedup_window,
-      1_000,
-      30 * 24 * 3_600_000,
-    )?;
-    if self.password.is_some() && self.username.as_deref() == Some("") {
-      return Err(BusError::config(
-        "adapter.username must not be empty; omit it to use the default user",
-      ));
-    }
-    Ok(())
-  }
-}
-
-pub const DEFAULT_MEMORY_MAX_EVENTS: usize = 1 << 20;
-pub const DEFAULT_MEMORY_MAX_BYTES: usize = 256 << 20;
-
-impl Default for AdapterConfig {
-  fn default() -> Self {
-    AdapterConfig::Memory {
-      max_events: DEFAULT_MEMORY_MAX_EVENTS,
-      max_bytes: DEFAULT_MEMORY_MAX_BYTES,
     }
   }
 }
@@ -400,7 +132,6 @@ pub struct BusConfig {
   pub retries: u32,
   pub producer_nonce_path: Option<PathBuf>,
   pub shutdown_timeout: Duration,
-  pub adapter: AdapterConfig,
   pub scaling: Option<ScalingConfig>,
 }
 
@@ -420,17 +151,18 @@ impl Default for BusConfig {
       retries: 5,
       producer_nonce_path: None,
       shutdown_timeout: Duration::from_secs(10),
-      adapter: AdapterConfig::default(),
       scaling: None,
     }
   }
 }
 
-fn check_ms(key: &str, value: Duration, min: u64, max: u64) -> Result<()> {
+/// Refuses a duration outside `min..=max` ms, naming `key`.
+pub fn check_ms(key: &str, value: Duration, min: u64, max: u64) -> Result<()> {
   check_range(key, value.as_millis() as u64, min, max)
 }
 
-fn check_range(key: &str, value: u64, min: u64, max: u64) -> Result<()> {
+/// Refuses a value outside `min..=max`, naming `key`.
+pub fn check_range(key: &str, value: u64, min: u64, max: u64) -> Result<()> {
   if value < min || value > max {
     return Err(BusError::config(format!(
       "{key} must be between {min} and {max}, got {value}"
@@ -482,29 +214,6 @@ impl BusConfig {
         return Err(BusError::config(
           "producerNoncePath must be a non-empty file path",
         ));
-      }
-    }
-    if let AdapterConfig::Memory {
-      max_events,
-      max_bytes,
-    } = &self.adapter
-    {
-      check_range("adapter.maxEvents", *max_events as u64, 1, 1 << 32)?;
-      check_range("adapter.maxBytes", *max_bytes as u64, 1024, 1 << 40)?;
-    }
-    if let AdapterConfig::JetStream(js) = &self.adapter {
-      js.validate()?;
-    }
-    if let AdapterConfig::Redis(redis) = &self.adapter {
-      redis.validate()?;
-      // A retry skipped by the dedup window's expiry would be stored twice.
-      let retry_span = (self.adapter_timeout + crate::dispatch::MAX_BACKOFF) * (self.retries + 1);
-      if redis.dedup_window <= retry_span {
-        return Err(BusError::config(format!(
-          "adapter.dedupWindowMs ({} ms) must exceed the time retries can take ({} ms = (adapterTimeoutMs + 5000) x (retries + 1)); raise it or lower retries",
-          redis.dedup_window.as_millis(),
-          retry_span.as_millis()
-        )));
       }
     }
     Ok(())

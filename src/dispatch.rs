@@ -1,14 +1,14 @@
 //! One dispatcher task per shard: waits for events without polling, cuts adaptive batches,
-//! writes them with a timeout, retries with exponential backoff and jitter, and records
+//! writes them with a timeout, retries with backoff (`retry.rs`), and records
 //! every event's outcome.
 
-use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::adapter::{Adapter, AdapterError, Outcome, WriteBatch, WriteResult};
 use crate::config::BatchConfig;
 use crate::event::{Event, ProducerId};
+use crate::retry::backoff;
 use crate::shard::{DropReason, Shard};
 use crate::signal::Signal;
 
@@ -20,35 +20,6 @@ pub struct DispatchContext {
   pub retries: u32,
   /// Fired when the shutdown bound expires: stop retrying and drop what is left.
   pub abort: Arc<Signal>,
-}
-
-const BACKOFF_BASE: Duration = Duration::from_millis(50);
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-thread_local! {
-  static RNG: Cell<u64> = Cell::new(crate::identity::random_u64());
-}
-
-fn next_random() -> u64 {
-  RNG.with(|c| {
-    // xorshift64*: enough for jitter.
-    let mut x = c.get();
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    c.set(x);
-    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-  })
-}
-
-/// Delay before retry `attempt` (1-based): exponential, capped, with "equal jitter"
-/// (half fixed, half random) so that shards failing together do not retry in lockstep.
-pub fn backoff(attempt: u32) -> Duration {
-  let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-  let d = exp.min(MAX_BACKOFF);
-  let half = d / 2;
-  let jitter = next_random() % (half.as_micros() as u64 + 1);
-  half + Duration::from_micros(jitter)
 }
 
 /// Runs until the shard is closed and empty, or the abort signal fires. `started` is told
@@ -217,20 +188,4 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
   };
   shard.finish_batch(stored, &dropped, reason, error);
   *batch = todo;
-}
-
-#[cfg(test)]
-mod tests {
-  use super::*;
-
-  #[test]
-  fn backoff_grows_and_is_capped() {
-    for attempt in 1..20 {
-      let d = backoff(attempt);
-      let exp = BACKOFF_BASE
-        .saturating_mul(1u32 << (attempt - 1).min(16))
-        .min(MAX_BACKOFF);
-      assert!(d >= exp / 2 && d <= exp, "attempt {attempt}: {d:?}");
-    }
-  }
 }

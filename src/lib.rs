@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod error;
 pub mod event;
 pub mod identity;
+pub mod retry;
 pub mod routing;
 pub mod scaling;
 pub mod shard;

@@ -9,8 +9,11 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::bus::BusCore;
+use tokio::runtime::Handle;
+
 use crate::config::ScalingConfig;
+use crate::signal::Signal;
+use crate::topology::ShardSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -58,14 +61,14 @@ pub fn decide(
   Decision::Hold
 }
 
-/// Starts the monitor when the policy is on. It holds the bus weakly and ends at shutdown.
-pub fn start_monitor(core: &Arc<BusCore>) {
-  let Some(policy) = core.config.scaling.clone().filter(|p| p.auto) else {
-    return;
-  };
-  let weak: Weak<BusCore> = Arc::downgrade(core);
-  let closing = core.closing.clone();
-  core.runtime().spawn(async move {
+/// Starts the policy's monitor. It holds the shard set weakly and ends at shutdown.
+pub fn start_monitor(
+  policy: ScalingConfig,
+  shards: Weak<ShardSet>,
+  closing: Arc<Signal>,
+  rt: &Handle,
+) {
+  rt.spawn(async move {
     let mut streaks = Streaks::default();
     let mut tick = tokio::time::interval(policy.window);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -75,15 +78,15 @@ pub fn start_monitor(core: &Arc<BusCore>) {
         _ = tick.tick() => {}
         _ = closing.wait() => return,
       }
-      let Some(core) = weak.upgrade() else { return };
-      let (active, fill) = core.shards.with_routing(|shards| {
+      let Some(shards) = shards.upgrade() else { return };
+      let (active, fill) = shards.with_routing(|shards| {
         let sum: f64 = shards
           .iter()
-          .map(|s| s.occupancy().0 as f64 / s.capacity().max(1) as f64)
+          .map(|s| s.occupancy().queued as f64 / s.capacity().max(1) as f64)
           .sum();
         (shards.len() as u32, sum / shards.len().max(1) as f64)
       });
-      let since = core.shards.since_last_change();
+      let since = shards.since_last_change();
       let decision = decide(&policy, active, fill, since, &mut streaks);
       let (result, to) = match decision {
         Decision::Hold => continue,
@@ -95,7 +98,7 @@ pub fn start_monitor(core: &Arc<BusCore>) {
             policy.up_windows,
             policy.window.as_millis()
           );
-          (core.shards.scale_up(n).await.map(|_| ()), active + n)
+          (shards.scale_up(n).await.map(|_| ()), active + n)
         }
         Decision::Down(n) => {
           eprintln!(
@@ -105,11 +108,11 @@ pub fn start_monitor(core: &Arc<BusCore>) {
             policy.down_windows,
             policy.window.as_millis()
           );
-          (core.shards.scale_down(n).await.map(|_| ()), active - n)
+          (shards.scale_down(n).await.map(|_| ()), active - n)
         }
       };
       if let Err(e) = result {
-        if !core.closing.is_fired() {
+        if !closing.is_fired() {
           eprintln!("ringbus: scaling to {to} shards failed: {}", e.message);
         }
       }

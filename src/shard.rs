@@ -451,15 +451,28 @@ impl Shard {
   }
 
   /// Queue depth, events in flight and the last adapter error.
-  pub fn occupancy(&self) -> (usize, usize, usize, Option<String>) {
+  pub fn occupancy(&self) -> Occupancy {
     let st = self.state.lock();
-    (
-      st.ring.len(),
-      st.ring_bytes,
-      st.inflight_len,
-      st.last_error.clone(),
-    )
+    Occupancy {
+      queued: st.ring.len(),
+      queued_bytes: st.ring_bytes,
+      in_flight: st.inflight_len,
+      last_error: st.last_error.clone(),
+    }
   }
+}
+
+/// What a shard holds right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Occupancy {
+  /// Events waiting in the ring.
+  pub queued: usize,
+  /// Their payload bytes.
+  pub queued_bytes: usize,
+  /// Events in the adapter write under way.
+  pub in_flight: usize,
+  /// The last adapter error the dispatcher saw.
+  pub last_error: Option<String>,
 }
 
 #[cfg(test)]
@@ -489,7 +502,7 @@ mod tests {
     assert_eq!(err.code, Code::Backpressure);
     let c = s.counters();
     assert_eq!((c.ingested, c.rejected, c.dropped()), (16, 4, 0));
-    assert_eq!(s.occupancy().0, 16);
+    assert_eq!(s.occupancy().queued, 16);
   }
 
   #[test]

@@ -16,6 +16,7 @@
 //! queued at the change. Removed shards get no event after the swap (routing is atomic),
 //! so "drained" is exact: no late push can arrive, and none can keep a shard draining.
 
+#[cfg(feature = "test-hooks")]
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,6 +80,7 @@ pub struct ShardSet {
   rt: Handle,
   closing: Arc<Signal>,
   /// Test hook: the next activations fail as if their dispatcher never started.
+  #[cfg(feature = "test-hooks")]
   fail_activations: AtomicU32,
 }
 
@@ -98,7 +100,8 @@ impl ShardSet {
       config: config.clone(),
       rt,
       closing,
-      fail_activations: AtomicU32::new(0),
+      #[cfg(feature = "test-hooks")]
+      fail_activations: Default::default(),
     };
     let mut slots = set.slots.lock();
     let mut routing = set.routing.write();
@@ -184,9 +187,20 @@ impl ShardSet {
     self.last_change.lock().elapsed()
   }
 
-  #[doc(hidden)]
+  #[cfg(feature = "test-hooks")]
   pub fn inject_activation_failures(&self, n: u32) {
     self.fail_activations.store(n, Ordering::SeqCst);
+  }
+
+  /// Whether an injected failure makes this activation fail (test hook).
+  fn activation_fails(&self) -> bool {
+    #[cfg(feature = "test-hooks")]
+    return self
+      .fail_activations
+      .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+      .is_ok();
+    #[cfg(not(feature = "test-hooks"))]
+    false
   }
 
   fn check_open(&self) -> Result<()> {
@@ -240,10 +254,7 @@ impl ShardSet {
       }
       Ok::<_, ()>(())
     };
-    let fail = self
-      .fail_activations
-      .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
-      .is_ok();
+    let fail = self.activation_fails();
     let ok = !fail
       && matches!(
         tokio::time::timeout(START_LIMIT, all_started).await,

@@ -11,14 +11,15 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use ringbus::adapter::memory::MemoryAdapter;
+use ringbus::adapter::AdapterConfig;
 use ringbus::adapter::{
   Adapter, AdapterError, Outcome, Positions, ReadPage, WriteBatch, WriteResult,
 };
 use ringbus::bus::Bus;
-use ringbus::config::{AdapterConfig, Backpressure, BatchConfig, BusConfig};
+use ringbus::config::{Backpressure, BatchConfig, BusConfig};
 use ringbus::consume::cursor::Cursor;
 use ringbus::consume::filter::Filter;
-use ringbus::consume::poll::{Ordering, PollRequest};
+use ringbus::consume::poll::{PageOrder, PollRequest};
 use ringbus::error::Code;
 use ringbus::event::{Incoming, PayloadKind};
 
@@ -526,7 +527,7 @@ async fn timestamp_ordering_merges_shards() {
       .poll(PollRequest {
         limit: 16,
         cursor,
-        ordering: Ordering::Timestamp,
+        ordering: PageOrder::Timestamp,
         ..Default::default()
       })
       .await
@@ -578,13 +579,13 @@ async fn producer_identity_survives_restarts_without_reusing_ids() {
   for _run in 0..2 {
     let cfg = BusConfig {
       producer_nonce_path: Some(path.clone()),
-      adapter: AdapterConfig::Memory {
-        max_events: 1000,
-        max_bytes: 1 << 20,
-      },
       ..config(1)
     };
-    let bus = Bus::start(cfg, rt()).unwrap();
+    let memory = AdapterConfig::Memory {
+      max_events: 1000,
+      max_bytes: 1 << 20,
+    };
+    let bus = Bus::start(cfg, &memory, rt()).unwrap();
     producers.push(bus.producer());
     // A second live bus on the same path is refused.
     let clash = Bus::start(
@@ -592,6 +593,7 @@ async fn producer_identity_survives_restarts_without_reusing_ids() {
         producer_nonce_path: Some(path.clone()),
         ..config(1)
       },
+      &AdapterConfig::default(),
       rt(),
     );
     assert_eq!(clash.err().unwrap().code, Code::InvalidConfig);
@@ -623,7 +625,7 @@ async fn invalid_events_change_nothing() {
     max_event_bytes: 64,
     ..config(2)
   };
-  let bus = Bus::start(cfg, rt()).unwrap();
+  let bus = Bus::start(cfg, &AdapterConfig::default(), rt()).unwrap();
   let big = Incoming {
     kind: PayloadKind::Bytes,
     key: None,

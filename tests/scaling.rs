@@ -340,7 +340,7 @@ async fn a_failed_activation_leaves_no_trace() {
   for n in 0..1000 {
     ingest_patiently(&bus, &format!("k{}", n % 10), n / 10);
   }
-  bus.core().shards.inject_activation_failures(1);
+  bus.inject_activation_failures(1);
   let err = bus.scale_up(3).await.unwrap_err();
   assert_eq!(err.code, Code::Timeout);
   assert_eq!(bus.num_shards(), 2);

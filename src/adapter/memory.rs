@@ -16,6 +16,11 @@ use super::{
 };
 use crate::event::{PayloadKind, ProducerId, StoredEvent};
 
+/// Events kept across all shards by default.
+pub const DEFAULT_MAX_EVENTS: usize = 1 << 20;
+/// Payload bytes kept across all shards by default.
+pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+
 struct Record {
   seq: u64,
   timestamp_ms: u64,

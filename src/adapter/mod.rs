@@ -6,12 +6,14 @@ pub mod meta;
 pub mod noop;
 pub mod redis;
 pub mod secrets;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::config::{check_range, BusConfig};
 use crate::error::{BusError, Code};
 use crate::event::{Event, ProducerId, StoredEvent};
 
@@ -143,11 +145,62 @@ pub trait Adapter: Send + Sync + 'static {
   }
 }
 
+/// Which backend stores the events, with its own settings. Each backend's folder owns its
+/// configuration; this enum and the two functions below are the only places that list them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterConfig {
+  /// Embedded store with retention bounded by events and payload bytes (all shards together).
+  Memory { max_events: usize, max_bytes: usize },
+  /// Accepts and discards every event.
+  Noop,
+  /// NATS JetStream: one stream, one subject per shard.
+  JetStream(Box<jetstream::JetStreamConfig>),
+  /// Redis Streams: one stream per shard.
+  Redis(Box<redis::RedisConfig>),
+}
+
+impl Default for AdapterConfig {
+  fn default() -> Self {
+    AdapterConfig::Memory {
+      max_events: memory::DEFAULT_MAX_EVENTS,
+      max_bytes: memory::DEFAULT_MAX_BYTES,
+    }
+  }
+}
+
+impl AdapterConfig {
+  /// Whether the adapter connects to a server (and so needs `EventBus.create`).
+  pub fn is_network(&self) -> bool {
+    matches!(self, AdapterConfig::JetStream(_) | AdapterConfig::Redis(_))
+  }
+
+  /// Checks the adapter's settings, and those that depend on how `bus` retries writes.
+  pub fn validate(&self, bus: &BusConfig) -> Result<(), BusError> {
+    match self {
+      AdapterConfig::Memory {
+        max_events,
+        max_bytes,
+      } => {
+        check_range("adapter.maxEvents", *max_events as u64, 1, 1 << 32)?;
+        check_range("adapter.maxBytes", *max_bytes as u64, 1024, 1 << 40)
+      }
+      AdapterConfig::Noop => Ok(()),
+      AdapterConfig::JetStream(js) => js.validate(),
+      AdapterConfig::Redis(r) => {
+        r.validate()?;
+        let span = crate::retry::max_span(bus.adapter_timeout, bus.retries);
+        let stated = format!(
+          "(adapterTimeoutMs + {}) x (retries + 1)",
+          crate::retry::MAX_BACKOFF.as_millis()
+        );
+        r.check_retry_span(span, &stated)
+      }
+    }
+  }
+}
+
 /// Builds an in-process adapter; network adapters must be connected with [`connect`].
-pub fn build_local(
-  config: &crate::config::AdapterConfig,
-) -> Result<std::sync::Arc<dyn Adapter>, BusError> {
-  use crate::config::AdapterConfig;
+pub fn build_local(config: &AdapterConfig) -> Result<std::sync::Arc<dyn Adapter>, BusError> {
   match config {
     AdapterConfig::Memory {
       max_events,
@@ -164,14 +217,12 @@ pub fn build_local(
 }
 
 /// Connects (and prepares) the configured adapter.
-pub async fn connect(
-  config: &crate::config::AdapterConfig,
-) -> Result<std::sync::Arc<dyn Adapter>, BusError> {
+pub async fn connect(config: &AdapterConfig) -> Result<std::sync::Arc<dyn Adapter>, BusError> {
   match config {
-    crate::config::AdapterConfig::JetStream(js) => Ok(std::sync::Arc::new(
+    AdapterConfig::JetStream(js) => Ok(std::sync::Arc::new(
       jetstream::JetStreamAdapter::connect((**js).clone()).await?,
     )),
-    crate::config::AdapterConfig::Redis(r) => Ok(std::sync::Arc::new(
+    AdapterConfig::Redis(r) => Ok(std::sync::Arc::new(
       redis::RedisAdapter::connect((**r).clone()).await?,
     )),
     other => build_local(other),

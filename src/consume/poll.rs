@@ -19,7 +19,7 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Ordering {
+pub enum PageOrder {
   /// Fair share per shard; per-shard (and so per-key) order.
   #[default]
   Shard,
@@ -32,7 +32,7 @@ pub struct PollRequest {
   pub limit: usize,
   pub cursor: Option<Cursor>,
   pub filter: Option<Filter>,
-  pub ordering: Ordering,
+  pub ordering: PageOrder,
   pub shards: Option<Vec<u32>>,
 }
 
@@ -142,7 +142,7 @@ pub async fn poll(
   };
 
   match req.ordering {
-    Ordering::Shard => {
+    PageOrder::Shard => {
       while out.len() < limit && budget > 0 {
         let live = lanes.iter().filter(|l| l.has_more()).count();
         if live == 0 {
@@ -179,7 +179,7 @@ pub async fn poll(
         }
       }
     }
-    Ordering::Timestamp => {
+    PageOrder::Timestamp => {
       let per = limit.div_ceil(lanes.len());
       while out.len() < limit && budget > 0 {
         futures_util::future::try_join_all(lanes.iter_mut().map(|l| l.refill(adapter, fetch(per))))

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bus::BusCore;
+use crate::adapter::Adapter;
 use crate::consume::cursor::Cursor;
 use crate::consume::filter::Filter;
-use crate::consume::poll::{poll, Ordering, PollRequest};
+use crate::consume::poll::{poll, PageOrder, PollRequest};
 use crate::error::Result;
 use crate::event::StoredEvent;
 use crate::signal::Signal;
+use crate::topology::ShardSet;
 
 const PAGE: usize = 512;
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -24,7 +25,11 @@ pub enum StartAt {
 }
 
 pub struct Subscription {
-  core: Arc<BusCore>,
+  adapter: Arc<dyn Adapter>,
+  /// Where the shards to read come from.
+  shards: Arc<ShardSet>,
+  /// The bus's shutdown.
+  closing: Arc<Signal>,
   filter: Option<Filter>,
   /// None until the start position is resolved (for `Latest`, on the first `next`).
   cursor: Option<Cursor>,
@@ -34,9 +39,17 @@ pub struct Subscription {
 }
 
 impl Subscription {
-  pub(crate) fn new(core: Arc<BusCore>, filter: Option<Filter>, start: StartAt) -> Self {
+  pub(crate) fn new(
+    adapter: Arc<dyn Adapter>,
+    shards: Arc<ShardSet>,
+    closing: Arc<Signal>,
+    filter: Option<Filter>,
+    start: StartAt,
+  ) -> Self {
     Subscription {
-      core,
+      adapter,
+      shards,
+      closing,
       filter,
       cursor: None,
       start,
@@ -54,15 +67,15 @@ impl Subscription {
   /// shuts down. Waits without polling while nothing new is stored.
   pub async fn next_batch(&mut self) -> Result<Vec<StoredEvent>> {
     loop {
-      if self.stop.is_fired() || self.core.closing.is_fired() {
+      if self.stop.is_fired() || self.closing.is_fired() {
         return Ok(Vec::new());
       }
-      let shards = self.core.shard_ids();
+      let shards = self.shards.all_ids();
       if self.cursor.is_none() {
         self.cursor = Some(match &self.start {
           StartAt::Earliest => Cursor::default(),
           StartAt::Cursor(c) => c.clone(),
-          StartAt::Latest => match self.core.adapter.end_positions(&shards).await {
+          StartAt::Latest => match self.adapter.end_positions(&shards).await {
             Ok(positions) => Cursor { positions },
             Err(_) => {
               self.pause().await;
@@ -72,13 +85,13 @@ impl Subscription {
         });
       }
       let page = poll(
-        self.core.adapter.as_ref(),
+        self.adapter.as_ref(),
         &shards,
         PollRequest {
           limit: PAGE,
           cursor: self.cursor.clone(),
           filter: self.filter.clone(),
-          ordering: Ordering::Shard,
+          ordering: PageOrder::Shard,
           shards: None,
         },
       )
@@ -98,8 +111,8 @@ impl Subscription {
               .map(|c| c.positions.clone())
               .unwrap_or_default();
             tokio::select! {
-              _ = self.core.adapter.wait_for_data(&shards, &positions, MAX_WAIT) => {}
-              _ = self.core.closing.wait() => {}
+              _ = self.adapter.wait_for_data(&shards, &positions, MAX_WAIT) => {}
+              _ = self.closing.wait() => {}
               _ = self.stop.wait() => {}
             }
           }
@@ -114,10 +127,10 @@ impl Subscription {
 
   async fn pause(&mut self) {
     self.failures += 1;
-    let d = crate::dispatch::backoff(self.failures).min(ERROR_BACKOFF_CAP);
+    let d = crate::retry::backoff(self.failures).min(ERROR_BACKOFF_CAP);
     tokio::select! {
       _ = tokio::time::sleep(d) => {}
-      _ = self.core.closing.wait() => {}
+      _ = self.closing.wait() => {}
       _ = self.stop.wait() => {}
     }
   }

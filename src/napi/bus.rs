@@ -3,11 +3,12 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use crate::adapter::{Adapter, AdapterConfig};
 use crate::bus::Bus;
 use crate::config::BusConfig;
 use crate::consume::cursor::Cursor;
 use crate::consume::filter::Filter;
-use crate::consume::poll::{self, Ordering};
+use crate::consume::poll::{self, PageOrder};
 use crate::consume::subscribe::StartAt;
 use crate::error::{BusError, Code};
 use crate::napi::convert::{self, BusStats, FlushResult, PollResult, ShardStat, Stringify};
@@ -44,9 +45,12 @@ fn options_json(
     .map_err(|reason| BusError::new(code, format!("{what} cannot be read ({reason})")))
 }
 
-fn parse_options(env: &Env, value: Option<Unknown>) -> std::result::Result<BusConfig, BusError> {
+fn parse_options(
+  env: &Env,
+  value: Option<Unknown>,
+) -> std::result::Result<(BusConfig, AdapterConfig), BusError> {
   match options_json(env, value, "options", Code::InvalidConfig)? {
-    None => Ok(BusConfig::default()),
+    None => Ok((BusConfig::default(), AdapterConfig::default())),
     Some(json) => {
       let opts: EventBusOptions = options::parse_json(&json, "options", Code::InvalidConfig)?;
       opts.into_config()
@@ -65,12 +69,9 @@ impl EventBus {
   fn start(
     env: &Env,
     config: BusConfig,
-    adapter: Option<std::sync::Arc<dyn crate::adapter::Adapter>>,
+    adapter: std::sync::Arc<dyn Adapter>,
   ) -> std::result::Result<EventBus, BusError> {
-    let bus = match adapter {
-      Some(adapter) => Bus::start_with_adapter(config, adapter, crate::napi::runtime())?,
-      None => Bus::start(config, crate::napi::runtime())?,
-    };
+    let bus = Bus::start_with_adapter(config, adapter, crate::napi::runtime())?;
     // At process or worker exit, drain what a forgotten bus still holds (bounded).
     crate::napi::teardown::track(env, &bus)
       .map_err(|e| BusError::config(format!("could not register the exit drain: {}", e.reason)))?;
@@ -95,8 +96,9 @@ impl EventBus {
     env: Env,
     #[napi(ts_arg_type = "EventBusOptions")] options: Option<Unknown>,
   ) -> Result<Self, Code> {
-    let config = parse_options(&env, options).map_err(throw)?;
-    Self::start(&env, config, None).map_err(throw)
+    let (config, adapter) = parse_options(&env, options).map_err(throw)?;
+    let adapter = crate::adapter::build_local(&adapter).map_err(throw)?;
+    Self::start(&env, config, adapter).map_err(throw)
   }
 
   /// Validates the options, connects the adapter and starts the workers.
@@ -110,11 +112,11 @@ impl EventBus {
     spawn(
       env,
       async move {
-        let config = config?;
-        let adapter = crate::adapter::connect(&config.adapter).await?;
+        let (config, adapter) = config?;
+        let adapter = crate::adapter::connect(&adapter).await?;
         Ok((config, adapter))
       },
-      |env, (config, adapter)| Self::start(env, config, Some(adapter)),
+      |env, (config, adapter)| Self::start(env, config, adapter),
     )
   }
 
@@ -330,8 +332,8 @@ impl EventBus {
     let req: options::PollRequest =
       options::parse_json(&json, "poll request", Code::InvalidConfig)?;
     let ordering = match req.ordering.as_deref() {
-      None | Some("shard") => Ordering::Shard,
-      Some("timestamp") => Ordering::Timestamp,
+      None | Some("shard") => PageOrder::Shard,
+      Some("timestamp") => PageOrder::Timestamp,
       Some(o) => {
         return Err(BusError::config(format!(
           "poll request.ordering must be 'shard' or 'timestamp', got {o:?}"

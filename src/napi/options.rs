@@ -7,7 +7,11 @@ use napi_derive::napi;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::config::{self, AdapterConfig, BatchConfig, BusConfig};
+use crate::adapter::jetstream::{JetStreamConfig, NatsAuth, NatsCredentials, StorageKind};
+use crate::adapter::redis::{RedisConfig, RedisTarget, Secret};
+use crate::adapter::tls::TlsConfig;
+use crate::adapter::{memory, AdapterConfig};
+use crate::config::{self, BatchConfig, BusConfig};
 use crate::error::{BusError, Code, Result};
 
 /// What `ingest` does when the target shard's ring is full.
@@ -258,7 +262,7 @@ pub struct EventBusOptions {
   pub scaling: Option<ScalingOptions>,
 }
 
-// Declares the typings only: the hot path in `napi/ingest.rs` reads both properties itself.
+// Declares the typings only: the hot path in `napi/ingest/` reads both properties itself.
 /// Options of `ingest` and `ingestBatch`.
 #[napi(object, object_to_js = false, object_from_js = false)]
 #[allow(dead_code)]
@@ -302,7 +306,7 @@ fn whole(key: &str, v: Option<f64>) -> Result<Option<i64>> {
   }
 }
 
-fn jetstream_config(opts: AdapterOptions) -> Result<config::JetStreamConfig> {
+fn jetstream_config(opts: AdapterOptions) -> Result<JetStreamConfig> {
   let AdapterOptions::Jetstream {
     servers,
     stream,
@@ -342,37 +346,21 @@ fn jetstream_config(opts: AdapterOptions) -> Result<config::JetStreamConfig> {
       ))
     }
   };
-  let methods = [
-    password.is_some() || user.is_some(),
-    token.is_some(),
-    creds_file.is_some(),
-    nkey.is_some(),
-  ];
-  if methods.iter().filter(|m| **m).count() > 1 {
-    return Err(BusError::config(
-      "adapter: give one authentication method: user/password, token, credsFile or nkey",
-    ));
-  }
-  let auth = match (user, password, token, creds_file, nkey) {
-    (Some(user), Some(password), ..) => config::NatsAuth::UserPassword { user, password },
-    (Some(_), None, ..) | (None, Some(_), ..) => {
-      return Err(BusError::config(
-        "adapter.user and adapter.password go together",
-      ))
-    }
-    (_, _, Some(t), ..) => config::NatsAuth::Token(t),
-    (_, _, _, Some(f), _) => config::NatsAuth::CredsFile(f.into()),
-    (_, _, _, _, Some(seed)) => config::NatsAuth::NkeySeed(seed),
-    _ => config::NatsAuth::None,
-  };
-  let mut c = config::JetStreamConfig::new(servers, stream);
+  let auth = NatsAuth::from_credentials(NatsCredentials {
+    user,
+    password,
+    token,
+    creds_file: creds_file.map(Into::into),
+    nkey,
+  })?;
+  let mut c = JetStreamConfig::new(servers, stream);
   c.auth = auth;
   c.tls = tls.map(tls_config);
   if let Some(r) = replicas {
     c.replicas = r as usize;
   }
   if let Some(StorageMode::Memory) = storage {
-    c.storage = config::StorageKind::Memory;
+    c.storage = StorageKind::Memory;
   }
   c.max_age = whole("adapter.maxAgeMs", max_age_ms)?.map(|v| Duration::from_millis(v as u64));
   c.max_bytes = whole("adapter.maxBytes", max_bytes)?;
@@ -386,7 +374,7 @@ fn jetstream_config(opts: AdapterOptions) -> Result<config::JetStreamConfig> {
   Ok(c)
 }
 
-fn redis_config(opts: AdapterOptions) -> Result<config::RedisConfig> {
+fn redis_config(opts: AdapterOptions) -> Result<RedisConfig> {
   let AdapterOptions::Redis {
     url,
     nodes,
@@ -404,17 +392,17 @@ fn redis_config(opts: AdapterOptions) -> Result<config::RedisConfig> {
     unreachable!("called for the redis variant only")
   };
   let target = match (url, nodes) {
-    (Some(url), None) => config::RedisTarget::Url(url),
-    (None, Some(nodes)) => config::RedisTarget::Cluster(nodes),
+    (Some(url), None) => RedisTarget::Url(url),
+    (None, Some(nodes)) => RedisTarget::Cluster(nodes),
     _ => {
       return Err(BusError::config(
         "adapter: give either url (one Redis server) or nodes (a Redis Cluster)",
       ))
     }
   };
-  let mut c = config::RedisConfig::new(target);
+  let mut c = RedisConfig::new(target);
   c.username = username;
-  c.password = password.map(config::Secret);
+  c.password = password.map(Secret);
   c.tls = tls.map(tls_config);
   if let Some(p) = key_prefix {
     c.key_prefix = p;
@@ -429,8 +417,8 @@ fn redis_config(opts: AdapterOptions) -> Result<config::RedisConfig> {
   Ok(c)
 }
 
-fn tls_config(t: TlsOptions) -> config::TlsConfig {
-  config::TlsConfig {
+fn tls_config(t: TlsOptions) -> TlsConfig {
+  TlsConfig {
     ca_file: t.ca_file.map(Into::into),
     cert_file: t.cert_file.map(Into::into),
     key_file: t.key_file.map(Into::into),
@@ -443,7 +431,8 @@ fn ms(v: Option<u32>, default: Duration) -> Duration {
 }
 
 impl EventBusOptions {
-  pub fn into_config(self) -> Result<BusConfig> {
+  /// The bus's settings and its adapter's, both validated.
+  pub fn into_config(self) -> Result<(BusConfig, AdapterConfig)> {
     let d = BusConfig::default();
     let batch = match self.batch {
       Some(b) => BatchConfig {
@@ -454,13 +443,13 @@ impl EventBusOptions {
       None => d.batch.clone(),
     };
     let adapter = match self.adapter {
-      None => d.adapter.clone(),
+      None => AdapterConfig::default(),
       Some(AdapterOptions::Memory {
         max_events,
         max_bytes,
       }) => AdapterConfig::Memory {
-        max_events: max_events.map_or(config::DEFAULT_MEMORY_MAX_EVENTS, |v| v as usize),
-        max_bytes: max_bytes.map_or(config::DEFAULT_MEMORY_MAX_BYTES, |v| v as usize),
+        max_events: max_events.map_or(memory::DEFAULT_MAX_EVENTS, |v| v as usize),
+        max_bytes: max_bytes.map_or(memory::DEFAULT_MAX_BYTES, |v| v as usize),
       },
       Some(AdapterOptions::Noop {}) => AdapterConfig::Noop,
       Some(js @ AdapterOptions::Jetstream { .. }) => {
@@ -490,11 +479,11 @@ impl EventBusOptions {
       retries: self.retries.unwrap_or(d.retries),
       producer_nonce_path: self.producer_nonce_path.map(Into::into),
       shutdown_timeout: ms(self.shutdown_timeout_ms, d.shutdown_timeout),
-      adapter,
       scaling,
     };
     cfg.validate()?;
-    Ok(cfg)
+    adapter.validate(&cfg)?;
+    Ok((cfg, adapter))
   }
 }
 

@@ -5,18 +5,18 @@
 //! bus still running gets a bounded best-effort drain, and whatever it could not deliver
 //! is reported on stderr.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use parking_lot::Mutex;
 
-use crate::bus::{Bus, BusCore};
+use crate::bus::{Bus, WeakBus};
 
 /// Longest a forgotten bus may hold up exit to drain.
 const TEARDOWN_BOUND: Duration = Duration::from_secs(3);
 
-type Registry = Arc<Mutex<Vec<Weak<BusCore>>>>;
+type Registry = Arc<Mutex<Vec<WeakBus>>>;
 
 /// `process.once(event, listener)`.
 type ProcessOnce<'env> = Function<'env, FnArgs<(&'env str, Function<'env, (), ()>)>, Unknown<'env>>;
@@ -25,13 +25,13 @@ type ProcessOnce<'env> = Function<'env, FnArgs<(&'env str, Function<'env, (), ()
 struct LiveBuses(Registry);
 
 fn drain_all(registry: &Registry) {
-  let buses: Vec<Arc<BusCore>> = registry
+  let buses: Vec<Bus> = registry
     .lock()
     .drain(..)
     .filter_map(|w| w.upgrade())
     .collect();
-  for core in buses {
-    report(&Bus::from_core(core));
+  for bus in buses {
+    report(&bus);
   }
 }
 
@@ -59,10 +59,10 @@ fn report(bus: &Bus) {
 /// Adds `bus` to its environment's list, installing the exit listener and the cleanup
 /// hook the first time.
 pub fn track(env: &Env, bus: &Bus) -> Result<()> {
-  let weak = Arc::downgrade(bus.core());
+  let weak = bus.downgrade();
   if let Some(live) = env.get_instance_data::<LiveBuses>()? {
     let mut list = live.0.lock();
-    list.retain(|w| w.strong_count() > 0);
+    list.retain(|w| !w.is_dropped());
     list.push(weak);
     return Ok(());
   }

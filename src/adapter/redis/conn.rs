@@ -12,7 +12,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
-use crate::config::{RedisConfig, RedisTarget};
+use super::config::{RedisConfig, RedisTarget};
 use crate::error::BusError;
 
 /// The longest a blocking read may wait; its connection's response limit is above it.

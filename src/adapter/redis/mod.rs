@@ -7,6 +7,7 @@
 //! after the cursor's entry id; subscribers wait with `XREAD BLOCK` on connections of their
 //! own. The braces make each shard's keys one hash tag, so Redis Cluster works unchanged.
 
+mod config;
 mod conn;
 mod decode;
 mod write;
@@ -21,8 +22,8 @@ use redis::{RedisError, Value};
 
 use super::secrets::{redact_url, scrub, url_secrets};
 use super::{Adapter, AdapterError, Outcome, Positions, ReadPage, WriteBatch, WriteResult};
-use crate::config::{RedisConfig, RedisTarget};
 use crate::error::{BusError, Code};
+pub use config::{RedisConfig, RedisTarget, Secret};
 use conn::{Conn, Endpoint, MAX_BLOCK};
 pub use write::{mark_key, stream_key};
 
@@ -56,26 +57,17 @@ fn connect_err(msg: String) -> BusError {
   BusError::new(Code::Connect, msg)
 }
 
-fn targets(config: &RedisConfig) -> Vec<&String> {
-  match &config.target {
-    RedisTarget::Url(u) => vec![u],
-    RedisTarget::Cluster(nodes) => nodes.iter().collect(),
-  }
-}
-
 impl RedisAdapter {
   /// Connects (within `connectTimeoutMs`) and loads the write script.
   pub async fn connect(config: RedisConfig) -> Result<Self, BusError> {
     config.validate()?;
-    let mut secrets: Vec<String> = targets(&config)
-      .iter()
-      .flat_map(|u| url_secrets(u))
-      .collect();
+    let mut secrets: Vec<String> = config.urls().iter().flat_map(|u| url_secrets(u)).collect();
     if let Some(p) = &config.password {
       secrets.push(p.0.clone());
     }
     secrets.retain(|s| !s.is_empty());
-    let shown = targets(&config)
+    let shown = config
+      .urls()
       .iter()
       .map(|u| redact_url(u))
       .collect::<Vec<_>>()

@@ -1,0 +1,150 @@
+//! The stream: one per bus name, one subject per shard (`<stream>.<shard>`), created when
+//! missing and otherwise required to match the options.
+
+use std::time::Duration;
+
+use async_nats::jetstream::context::CreateStreamErrorKind;
+use async_nats::jetstream::stream::{
+  Config as StreamConfig, DiscardPolicy, RetentionPolicy, StorageType,
+};
+use async_nats::jetstream::ErrorCode;
+
+use super::{connect_err, JetStreamAdapter, JetStreamConfig, StorageKind};
+use crate::error::{BusError, Code};
+
+/// The subject of one shard's events.
+pub fn shard_subject(stream: &str, shard: u32) -> String {
+  format!("{stream}.{shard}")
+}
+
+/// The subjects of every shard (the stream's subject filter).
+pub fn all_shards_subject(stream: &str) -> String {
+  format!("{stream}.*")
+}
+
+/// The stream these options ask for.
+fn wanted_stream(c: &JetStreamConfig) -> StreamConfig {
+  StreamConfig {
+    name: c.stream.clone(),
+    subjects: vec![all_shards_subject(&c.stream)],
+    retention: RetentionPolicy::Limits,
+    discard: DiscardPolicy::Old,
+    storage: match c.storage {
+      StorageKind::File => StorageType::File,
+      StorageKind::Memory => StorageType::Memory,
+    },
+    num_replicas: c.replicas,
+    max_age: c.max_age.unwrap_or(Duration::ZERO),
+    max_bytes: c.max_bytes.unwrap_or(-1),
+    max_messages: c.max_messages.unwrap_or(-1),
+    duplicate_window: c.duplicate_window,
+    ..Default::default()
+  }
+}
+
+impl JetStreamAdapter {
+  pub(super) fn subject(&self, shard: u32) -> String {
+    shard_subject(&self.config.stream, shard)
+  }
+
+  pub(super) async fn ensure_stream(&self) -> Result<(), BusError> {
+    let want = wanted_stream(&self.config);
+    let err = match self.js.create_stream(want.clone()).await {
+      // Creating with an identical configuration succeeds on an existing stream.
+      Ok(_) => return Ok(()),
+      Err(e) => e,
+    };
+    match err.kind() {
+      CreateStreamErrorKind::JetStream(js) if js.error_code() == ErrorCode::STREAM_NAME_EXIST => {
+        let stream = self.js.get_stream(&want.name).await.map_err(|e| {
+          BusError::new(Code::Adapter, self.scrub(format!("could not read stream {}: {e}", want.name)))
+        })?;
+        let have = &stream.cached_info().config;
+        let diff = describe_conflict(have, &want);
+        Err(BusError::config(format!(
+          "adapter.stream '{}' already exists with a different configuration ({}); use options that match it, or update or delete the stream with the nats tool",
+          want.name,
+          if diff.is_empty() { "server-side settings differ".into() } else { diff.join("; ") }
+        )))
+      }
+      CreateStreamErrorKind::JetStreamUnavailable => Err(connect_err(
+        "JetStream is not available on this NATS server; start nats-server with JetStream enabled (-js)".into(),
+      )),
+      CreateStreamErrorKind::JetStream(js)
+        if js.error_code() == ErrorCode::JETSTREAM_NOT_ENABLED
+          || js.error_code() == ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT =>
+      {
+        Err(connect_err(format!(
+          "JetStream is not enabled for this account or server ({js}); enable JetStream (-js) or use an account that has it"
+        )))
+      }
+      CreateStreamErrorKind::TimedOut => Err(BusError::new(
+        Code::Timeout,
+        format!(
+          "creating stream {} timed out after requestTimeoutMs ({} ms); check the JetStream cluster",
+          want.name,
+          self.config.request_timeout.as_millis()
+        ),
+      )),
+      _ => Err(BusError::new(
+        Code::Adapter,
+        self.scrub(format!("could not create stream {}: {err}; check the stream options and the account's JetStream limits", want.name)),
+      )),
+    }
+  }
+}
+
+fn describe_conflict(have: &StreamConfig, want: &StreamConfig) -> Vec<String> {
+  let pairs: [(&str, String, String); 9] = [
+    (
+      "subjects",
+      format!("{:?}", have.subjects),
+      format!("{:?}", want.subjects),
+    ),
+    (
+      "storage",
+      format!("{:?}", have.storage),
+      format!("{:?}", want.storage),
+    ),
+    (
+      "replicas",
+      have.num_replicas.to_string(),
+      want.num_replicas.to_string(),
+    ),
+    (
+      "maxAgeMs",
+      have.max_age.as_millis().to_string(),
+      want.max_age.as_millis().to_string(),
+    ),
+    (
+      "maxBytes",
+      have.max_bytes.to_string(),
+      want.max_bytes.to_string(),
+    ),
+    (
+      "maxMessages",
+      have.max_messages.to_string(),
+      want.max_messages.to_string(),
+    ),
+    (
+      "duplicateWindowMs",
+      have.duplicate_window.as_millis().to_string(),
+      want.duplicate_window.as_millis().to_string(),
+    ),
+    (
+      "retention",
+      format!("{:?}", have.retention),
+      format!("{:?}", want.retention),
+    ),
+    (
+      "discard",
+      format!("{:?}", have.discard),
+      format!("{:?}", want.discard),
+    ),
+  ];
+  pairs
+    .into_iter()
+    .filter(|(_, h, w)| h != w)
+    .map(|(what, h, w)| format!("{what}: stream has {h}, options ask for {w}"))
+    .collect()
+}
