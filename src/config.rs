@@ -156,6 +156,25 @@ impl Default for BusConfig {
   }
 }
 
+/// Worker threads of the process-wide runtime when `RINGBUS_THREADS` is not set: the
+/// dispatchers and readers mostly wait on I/O, and more threads would compete with Node's
+/// own thread for the CPU.
+pub const DEFAULT_RUNTIME_THREADS: usize = 2;
+const MAX_RUNTIME_THREADS: usize = 64;
+
+/// The runtime's thread count from the `RINGBUS_THREADS` environment variable's value.
+pub fn runtime_threads(var: Option<&str>) -> Result<usize> {
+  let Some(v) = var else {
+    return Ok(DEFAULT_RUNTIME_THREADS);
+  };
+  match v.trim().parse::<usize>() {
+    Ok(n) if (1..=MAX_RUNTIME_THREADS).contains(&n) => Ok(n),
+    _ => Err(BusError::config(format!(
+      "RINGBUS_THREADS={v:?} is not a thread count; set it to a whole number from 1 to {MAX_RUNTIME_THREADS}, or unset it for the default ({DEFAULT_RUNTIME_THREADS})"
+    ))),
+  }
+}
+
 /// Refuses a duration outside `min..=max` ms, naming `key`.
 pub fn check_ms(key: &str, value: Duration, min: u64, max: u64) -> Result<()> {
   check_range(key, value.as_millis() as u64, min, max)
@@ -227,6 +246,16 @@ mod tests {
   #[test]
   fn defaults_are_valid() {
     BusConfig::default().validate().unwrap();
+  }
+
+  #[test]
+  fn runtime_threads_from_the_environment() {
+    assert_eq!(runtime_threads(None).unwrap(), DEFAULT_RUNTIME_THREADS);
+    assert_eq!(runtime_threads(Some("8")).unwrap(), 8);
+    for bad in ["0", "65", "two", ""] {
+      let e = runtime_threads(Some(bad)).unwrap_err();
+      assert!(e.message.contains("RINGBUS_THREADS"), "{}", e.message);
+    }
   }
 
   #[test]

@@ -1,4 +1,4 @@
-//! Error codes shared by the engine and the JS surface (DESIGN.md §2).
+//! Error codes shared by the engine and the JS surface (the README's error table).
 
 use std::fmt;
 
@@ -14,6 +14,8 @@ pub enum Code {
   Timeout,
   InvalidFilter,
   InvalidCursor,
+  /// A bug or a failed runtime call (a Node-API call, a caught panic), never bad input.
+  Internal,
 }
 
 impl Code {
@@ -28,6 +30,7 @@ impl Code {
       Code::Timeout => "ERR_TIMEOUT",
       Code::InvalidFilter => "ERR_INVALID_FILTER",
       Code::InvalidCursor => "ERR_INVALID_CURSOR",
+      Code::Internal => "ERR_INTERNAL",
     }
   }
 }

@@ -5,6 +5,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::error::{BusError, Result};
+
+/// Longest partition key, in UTF-8 bytes.
+pub const MAX_KEY_BYTES: usize = 4096;
+
 /// How the payload was given to `ingest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadKind {
@@ -33,12 +38,67 @@ impl Event {
   }
 }
 
-/// An event before it is accepted: validated, not yet sequenced.
+/// An event before it is accepted: validated, not yet sequenced. Built only through its
+/// constructors, which enforce the key limit and that `Json` payloads are JSON.
 #[derive(Debug, Clone)]
 pub struct Incoming {
-  pub kind: PayloadKind,
-  pub key: Option<Arc<str>>,
-  pub payload: Bytes,
+  pub(crate) kind: PayloadKind,
+  pub(crate) key: Option<Arc<str>>,
+  pub(crate) payload: Bytes,
+}
+
+impl Incoming {
+  /// JSON text, validated.
+  pub fn json(payload: Bytes, key: Option<Arc<str>>) -> Result<Incoming> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(&payload).map_err(|e| {
+      BusError::invalid_event(format!(
+        "string is not valid JSON ({e}); pass an object, valid JSON text or a Buffer"
+      ))
+    })?;
+    Self::json_trusted(payload, key)
+  }
+
+  /// JSON text that is valid by construction (the output of `JSON.stringify`), so it is
+  /// not parsed again: validation would cost more than the rest of ingest.
+  pub fn json_trusted(payload: Bytes, key: Option<Arc<str>>) -> Result<Incoming> {
+    Self::new(PayloadKind::Json, payload, key)
+  }
+
+  /// Opaque bytes, stored byte-exact.
+  pub fn bytes(payload: Bytes, key: Option<Arc<str>>) -> Result<Incoming> {
+    Self::new(PayloadKind::Bytes, payload, key)
+  }
+
+  fn new(kind: PayloadKind, payload: Bytes, key: Option<Arc<str>>) -> Result<Incoming> {
+    if let Some(k) = &key {
+      check_key_size(k.len(), false)?;
+    }
+    Ok(Incoming { kind, key, payload })
+  }
+
+  pub fn kind(&self) -> PayloadKind {
+    self.kind
+  }
+
+  pub fn key(&self) -> Option<&str> {
+    self.key.as_deref()
+  }
+
+  pub fn payload(&self) -> &Bytes {
+    &self.payload
+  }
+}
+
+/// Refuses a partition key of `len` bytes (of at least `len`, when `at_least`: callers
+/// check before copying a large value) over [`MAX_KEY_BYTES`].
+pub fn check_key_size(len: usize, at_least: bool) -> Result<()> {
+  if len > MAX_KEY_BYTES {
+    let at_least = if at_least { "at least " } else { "" };
+    return Err(BusError::invalid_event(format!(
+      "key is {at_least}{len} bytes, over the {MAX_KEY_BYTES}-byte limit; use a shorter partition key"
+    )));
+  }
+  Ok(())
 }
 
 /// Who wrote an event: a random nonce plus a generation that grows on every start
@@ -105,5 +165,20 @@ mod tests {
       generation: 7,
     };
     assert_eq!(p.message_id(3, 42).to_string(), "0000000000000abc-7-3-42");
+  }
+
+  #[test]
+  fn constructors_enforce_the_rules() {
+    let err = Incoming::json(Bytes::from_static(b"{nope"), None).unwrap_err();
+    assert_eq!(err.code, crate::error::Code::InvalidEvent);
+    assert!(err.message.contains("not valid JSON"), "{}", err.message);
+    let ok = Incoming::json(Bytes::from_static(b"[1,2]"), Some(Arc::from("k"))).unwrap();
+    assert_eq!((ok.kind(), ok.key()), (PayloadKind::Json, Some("k")));
+    let long: Arc<str> = Arc::from("k".repeat(MAX_KEY_BYTES + 1));
+    let err = Incoming::bytes(Bytes::new(), Some(long.clone())).unwrap_err();
+    assert!(err.message.contains("4097 bytes"), "{}", err.message);
+    assert!(Incoming::json_trusted(Bytes::from_static(b"{}"), Some(long)).is_err());
+    let max: Arc<str> = Arc::from("k".repeat(MAX_KEY_BYTES));
+    assert!(Incoming::bytes(Bytes::from_static(b"\xff"), Some(max)).is_ok());
   }
 }

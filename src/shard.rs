@@ -481,11 +481,7 @@ mod tests {
   use bytes::Bytes;
 
   fn inc(i: u32) -> Incoming {
-    Incoming {
-      kind: crate::event::PayloadKind::Json,
-      key: None,
-      payload: Bytes::from(format!("{{\"i\":{i}}}")),
-    }
+    Incoming::json(Bytes::from(format!("{{\"i\":{i}}}")), None).unwrap()
   }
 
   fn fill(shard: &Shard, n: u32) -> Vec<Result<Pushed>> {

@@ -21,7 +21,7 @@ use ringbus::consume::cursor::Cursor;
 use ringbus::consume::filter::Filter;
 use ringbus::consume::poll::{PageOrder, PollRequest};
 use ringbus::error::Code;
-use ringbus::event::{Incoming, PayloadKind};
+use ringbus::event::Incoming;
 
 /// Records every attempted message id and can be told to misbehave.
 #[derive(Default)]
@@ -111,15 +111,15 @@ impl Adapter for ScriptedAdapter {
 }
 
 fn json_event(i: u64, key: Option<&str>) -> Incoming {
-  Incoming {
-    kind: PayloadKind::Json,
-    key: key.map(Arc::from),
-    payload: Bytes::from(format!(
+  Incoming::json(
+    Bytes::from(format!(
       r#"{{"i":{i},"even":{},"k":"{}"}}"#,
       i.is_multiple_of(2),
       key.unwrap_or("")
     )),
-  }
+    key.map(Arc::from),
+  )
+  .unwrap()
 }
 
 fn config(shards: u32) -> BusConfig {
@@ -626,11 +626,7 @@ async fn invalid_events_change_nothing() {
     ..config(2)
   };
   let bus = Bus::start(cfg, &AdapterConfig::default(), rt()).unwrap();
-  let big = Incoming {
-    kind: PayloadKind::Bytes,
-    key: None,
-    payload: Bytes::from(vec![7u8; 65]),
-  };
+  let big = Incoming::bytes(Bytes::from(vec![7u8; 65]), None).unwrap();
   assert_eq!(
     bus.ingest(big.clone()).unwrap_err().code,
     Code::InvalidEvent

@@ -15,7 +15,7 @@ use ringbus::bus::Bus;
 use ringbus::config::{BatchConfig, BusConfig, ScalingConfig};
 use ringbus::consume::poll::PollRequest;
 use ringbus::error::Code;
-use ringbus::event::{Incoming, PayloadKind};
+use ringbus::event::Incoming;
 
 /// The memory store, plus a log of (key, counter) in the order events were stored.
 struct Recording {
@@ -81,11 +81,7 @@ impl Adapter for Recording {
 }
 
 fn event(key: &str, n: u64) -> Incoming {
-  Incoming {
-    kind: PayloadKind::Json,
-    key: Some(Arc::from(key)),
-    payload: Bytes::from(format!(r#"{{"n":{n}}}"#)),
-  }
+  Incoming::json(Bytes::from(format!(r#"{{"n":{n}}}"#)), Some(Arc::from(key))).unwrap()
 }
 
 fn config(shards: u32, scaling: ScalingConfig) -> BusConfig {

@@ -11,23 +11,15 @@ use crate::consume::filter::Filter;
 use crate::consume::poll::{self, PageOrder};
 use crate::consume::subscribe::StartAt;
 use crate::error::{BusError, Code};
-use crate::napi::convert::{self, BusStats, FlushResult, PollResult, ShardStat, Stringify};
+use crate::napi::convert::{self, BusStats, FlushResult, PollResult, ShardStat};
 use crate::napi::errors::{spawn, throw};
 use crate::napi::ingest;
 use crate::napi::options::{self, EventBusOptions};
+use crate::napi::scope::Scope;
 use crate::napi::subscription::Subscription;
 
-fn global_stringify(env: &Env) -> std::result::Result<Stringify<'_>, BusError> {
-  let json: Object = env
-    .get_global()
-    .and_then(|g| g.get_named_property("JSON"))
-    .map_err(|e| BusError::config(format!("JSON is not available: {}", e.reason)))?;
-  json
-    .get_named_property("stringify")
-    .map_err(|e| BusError::config(format!("JSON.stringify is not available: {}", e.reason)))
-}
-
-/// Reads a user's option object as JSON text (undefined/null: None).
+/// Reads a user's option object as JSON text (undefined/null: None). What
+/// `JSON.stringify` cannot serialise (cycles, BigInt, a throwing getter) is `code`.
 fn options_json(
   env: &Env,
   value: Option<Unknown>,
@@ -40,15 +32,32 @@ fn options_json(
     Ok(ValueType::Object) => {}
     _ => return Err(BusError::new(code, format!("{what} must be an object"))),
   }
-  let f = global_stringify(env)?;
-  convert::stringify(env, &f, value)
-    .map_err(|reason| BusError::new(code, format!("{what} cannot be read ({reason})")))
+  let run = |scope: &mut Scope<'_>| {
+    // SAFETY: napi-rs handed `value` to this running call.
+    let value = unsafe { scope.adopt(value.raw()) };
+    let global = scope.global()?;
+    let json = scope.named(global, c"JSON", "JSON")?;
+    let stringify = scope.named(json, c"stringify", "JSON.stringify")?;
+    let text = scope
+      .call(stringify, [value])
+      .map_err(|reason| BusError::new(code, format!("{what} cannot be read ({reason})")))?;
+    if scope.type_of(text) != napi::sys::ValueType::napi_string {
+      return Ok(None);
+    }
+    let bytes = scope.string_bytes(text, what, |_| Ok(()))?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+  };
+  // SAFETY: called from napi-rs methods, on the JS thread, within the call of `env`.
+  unsafe { Scope::with(env.raw(), run) }
 }
 
 fn parse_options(
   env: &Env,
   value: Option<Unknown>,
 ) -> std::result::Result<(BusConfig, AdapterConfig), BusError> {
+  if let Some(e) = crate::napi::threads_error() {
+    return Err(e);
+  }
   match options_json(env, value, "options", Code::InvalidConfig)? {
     None => Ok((BusConfig::default(), AdapterConfig::default())),
     Some(json) => {
@@ -234,9 +243,12 @@ impl EventBus {
       Some(c) => StartAt::Cursor(Cursor::decode(c, &self.bus.cursor_scope()).map_err(throw)?),
     };
     let sub = self.bus.subscribe(filter, start).map_err(throw)?;
-    Subscription::new(sub)
-      .into_iterable(env)
-      .map_err(|e| Error::new(Code::Adapter, e.reason))
+    Subscription::new(sub).into_iterable(env).map_err(|e| {
+      Error::new(
+        Code::Internal,
+        format!("could not set up the subscription's iterator: {}", e.reason),
+      )
+    })
   }
 
   /// Bus-wide counters as plain numbers; `ingested == stored + dropped + pending` holds.
@@ -303,18 +315,19 @@ impl EventBus {
     options: Option<Unknown>,
   ) -> Result<u32, Code> {
     let options = options.map_or(std::ptr::null_mut(), |o| o.raw());
-    // SAFETY: the values belong to this call's scope.
-    unsafe {
-      ingest::first_call(
-        env.raw(),
-        this.raw(),
-        &self.bus,
-        call,
-        events.raw(),
-        options,
-      )
-    }
-    .map_err(throw)
+    let run = |scope: &mut Scope<'_>| {
+      // SAFETY: napi-rs handed these values to this running method call.
+      let (this, events, options) = unsafe {
+        (
+          scope.adopt(this.raw()),
+          scope.adopt(events.raw()),
+          scope.adopt(options),
+        )
+      };
+      ingest::first_call(scope, this, &self.bus, call, events, options)
+    };
+    // SAFETY: napi-rs runs this method on the JS thread within the call `env` belongs to.
+    unsafe { Scope::with(env.raw(), run) }.map_err(throw)
   }
 
   fn poll_request(

@@ -5,7 +5,9 @@ use napi::sys;
 use napi_derive::napi;
 
 use crate::bus::{FlushReport, ShardStats, Stats};
+use crate::error::BusError;
 use crate::event::{PayloadKind, StoredEvent};
+use crate::napi::scope::{JsValue, Scope};
 use crate::shard::CounterSnapshot;
 
 // The objects `poll` and `subscribe` return are built by `EventList`/`EventValue`; this
@@ -42,81 +44,79 @@ const EVENT_KEYS: [&str; 8] = [
   "messageId",
 ];
 
-/// An event's property names as JS strings, made once per conversion: naming properties
-/// with C strings makes V8 look each name up again for every event.
-struct EventKeys([sys::napi_value; 8]);
+/// An event's property names as JS strings, made once per page: naming properties with C
+/// strings makes V8 look each name up again for every event.
+struct EventKeys<'s>([JsValue<'s>; 8]);
 
-impl EventKeys {
-  unsafe fn new(env: sys::napi_env) -> Result<Self> {
-    let mut keys = [std::ptr::null_mut(); 8];
+impl<'s> EventKeys<'s> {
+  fn new(scope: &Scope<'s>) -> std::result::Result<Self, BusError> {
+    let mut keys = [scope.undefined()?; 8];
     for (slot, name) in keys.iter_mut().zip(EVENT_KEYS) {
-      *slot = unsafe { utf8(env, name.as_bytes())? };
+      *slot = scope.string(name.as_bytes())?;
     }
     Ok(EventKeys(keys))
   }
 }
 
-/// A JS string from UTF-8 bytes; V8 replaces invalid sequences, as `raw` documents.
-unsafe fn utf8(env: sys::napi_env, bytes: &[u8]) -> Result<sys::napi_value> {
-  let mut out = std::ptr::null_mut();
-  check_status!(unsafe {
-    sys::napi_create_string_utf8(env, bytes.as_ptr().cast(), bytes.len() as isize, &mut out)
-  })?;
-  Ok(out)
-}
-
-unsafe fn number(env: sys::napi_env, v: f64) -> Result<sys::napi_value> {
-  let mut out = std::ptr::null_mut();
-  check_status!(unsafe { sys::napi_create_double(env, v, &mut out) })?;
-  Ok(out)
-}
-
-/// One event as a plain object, all properties defined in one call.
-unsafe fn event_object(
-  env: sys::napi_env,
-  keys: &EventKeys,
+/// One event as a plain object, all properties defined in one call. Absent `key` and
+/// `bytes` are left out, not set to undefined.
+fn event_object<'s>(
+  scope: &Scope<'s>,
+  keys: &EventKeys<'s>,
   ev: &StoredEvent,
-) -> Result<sys::napi_value> {
-  let mut values: [sys::napi_value; 8] = [std::ptr::null_mut(); 8];
-  unsafe {
-    values[0] = utf8(env, ev.id.as_bytes())?;
-    values[1] = number(env, ev.shard as f64)?;
-    values[2] = number(env, ev.seq as f64)?;
-    values[3] = number(env, ev.timestamp_ms as f64)?;
-    if let Some(k) = &ev.key {
-      values[4] = utf8(env, k.as_bytes())?;
-    }
-    values[5] = utf8(env, &ev.payload)?;
-    if ev.kind == PayloadKind::Bytes {
-      let mut data = std::ptr::null_mut();
-      check_status!(sys::napi_create_buffer_copy(
-        env,
-        ev.payload.len(),
-        ev.payload.as_ptr().cast(),
-        &mut data,
-        &mut values[6],
-      ))?;
-    }
-    values[7] = utf8(env, ev.message_id.as_bytes())?;
-  }
-  let mut props: [sys::napi_property_descriptor; 8] = unsafe { std::mem::zeroed() };
+) -> std::result::Result<JsValue<'s>, BusError> {
+  let [id, shard_id, seq, timestamp, key, raw, bytes, message_id] = keys.0;
+  let mut props = [(id, id); 8];
   let mut n = 0;
-  for (i, value) in values.iter().enumerate() {
-    // Absent key/bytes are left out, not set to undefined.
-    if value.is_null() {
-      continue;
-    }
-    props[n].name = keys.0[i];
-    props[n].value = *value;
-    props[n].attributes = sys::PropertyAttributes::writable
-      | sys::PropertyAttributes::enumerable
-      | sys::PropertyAttributes::configurable;
+  let mut fields = [
+    Some((id, scope.string(ev.id.as_bytes())?)),
+    Some((shard_id, scope.number(ev.shard as f64)?)),
+    Some((seq, scope.number(ev.seq as f64)?)),
+    Some((timestamp, scope.number(ev.timestamp_ms as f64)?)),
+    None,
+    // V8 replaces invalid UTF-8 in `raw`, as its typings say.
+    Some((raw, scope.string(&ev.payload)?)),
+    None,
+    Some((message_id, scope.string(ev.message_id.as_bytes())?)),
+  ];
+  if let Some(k) = &ev.key {
+    fields[4] = Some((key, scope.string(k.as_bytes())?));
+  }
+  if ev.kind == PayloadKind::Bytes {
+    fields[6] = Some((bytes, scope.buffer_copy(&ev.payload)?));
+  }
+  for field in fields.into_iter().flatten() {
+    props[n] = field;
     n += 1;
   }
-  let mut obj = std::ptr::null_mut();
-  check_status!(unsafe { sys::napi_create_object(env, &mut obj) })?;
-  check_status!(unsafe { sys::napi_define_properties(env, obj, n, props.as_ptr()) })?;
-  Ok(obj)
+  scope.object_with::<8>(&props[..n])
+}
+
+/// Runs `f` in the scope of the conversion napi-rs is doing; engine errors become napi's.
+///
+/// # Safety
+/// `env` must be the environment of the running call (as in `ToNapiValue`).
+unsafe fn converting(
+  env: sys::napi_env,
+  f: impl for<'s> FnOnce(&mut Scope<'s>) -> std::result::Result<JsValue<'s>, BusError>,
+) -> Result<sys::napi_value> {
+  // SAFETY: the function's contract.
+  unsafe { Scope::with(env, |scope| f(scope).map(JsValue::raw)) }
+    .map_err(|e| Error::from_reason(e.message))
+}
+
+/// The events as a JS array of plain objects.
+fn page<'s>(
+  scope: &Scope<'s>,
+  events: &[StoredEvent],
+) -> std::result::Result<JsValue<'s>, BusError> {
+  let keys = EventKeys::new(scope)?;
+  let arr = scope.array(events.len())?;
+  for (i, ev) in events.iter().enumerate() {
+    let obj = event_object(scope, &keys, ev)?;
+    scope.set_element(arr, i as u32, obj)?;
+  }
+  Ok(arr)
 }
 
 /// A page of events, converted to an array of plain objects.
@@ -133,14 +133,8 @@ impl TypeName for EventList {
 
 impl ToNapiValue for EventList {
   unsafe fn to_napi_value(env: sys::napi_env, list: Self) -> Result<sys::napi_value> {
-    let keys = unsafe { EventKeys::new(env)? };
-    let mut arr = std::ptr::null_mut();
-    check_status!(unsafe { sys::napi_create_array_with_length(env, list.0.len(), &mut arr) })?;
-    for (i, ev) in list.0.iter().enumerate() {
-      let obj = unsafe { event_object(env, &keys, ev)? };
-      check_status!(unsafe { sys::napi_set_element(env, arr, i as u32, obj) })?;
-    }
-    Ok(arr)
+    // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
+    unsafe { converting(env, |scope| page(scope, &list.0)) }
   }
 }
 
@@ -158,7 +152,12 @@ impl TypeName for EventValue {
 
 impl ToNapiValue for EventValue {
   unsafe fn to_napi_value(env: sys::napi_env, ev: Self) -> Result<sys::napi_value> {
-    unsafe { event_object(env, &EventKeys::new(env)?, &ev.0) }
+    // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
+    unsafe {
+      converting(env, |scope| {
+        event_object(scope, &EventKeys::new(scope)?, &ev.0)
+      })
+    }
   }
 }
 
@@ -307,26 +306,4 @@ pub struct PollResult {
   /// More events were stored when this page was read (a filtered page can be short or
   /// empty and still have more).
   pub has_more: bool,
-}
-
-/// The global `JSON.stringify` as a callable function.
-pub type Stringify<'env> = Function<'env, Unknown<'static>, Unknown<'static>>;
-
-/// Serialises a value with `JSON.stringify`. Ok(None) when it serialises to nothing;
-/// Err with the JS exception's message when it throws (cycles, BigInt).
-pub fn stringify(
-  env: &Env,
-  f: &Stringify<'_>,
-  value: Unknown<'_>,
-) -> std::result::Result<Option<String>, String> {
-  // SAFETY: the value lives in the current handle scope for the whole call.
-  let arg: Unknown<'static> = unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) };
-  let out = f.call(arg).map_err(|e| e.reason.clone())?;
-  match out.get_type() {
-    // SAFETY: the type was just checked.
-    Ok(ValueType::String) => unsafe { String::from_napi_value(env.raw(), out.raw()) }
-      .map(Some)
-      .map_err(|e| e.reason.clone()),
-    _ => Ok(None),
-  }
 }

@@ -1,27 +1,47 @@
 //! The JS surface: converts values and delegates to the engine. No engine logic here.
+//!
+//! Raw Node-API calls go through `scope.rs`; every `unsafe` block says why it is sound.
+#![deny(
+  unsafe_op_in_unsafe_fn,
+  clippy::undocumented_unsafe_blocks,
+  clippy::missing_safety_doc
+)]
 
 mod bus;
 mod convert;
 mod errors;
 mod ingest;
 mod options;
+mod scope;
 mod subscription;
 mod teardown;
 
 use napi_derive::module_init;
 
-/// Worker threads of the process-wide runtime shared by every bus (and napi's async calls).
-const RUNTIME_THREADS: usize = 2;
+/// Why `RINGBUS_THREADS` could not be used, reported by the first `EventBus` constructor
+/// (module init has no caller to throw to).
+static THREADS_ERROR: std::sync::OnceLock<crate::error::BusError> = std::sync::OnceLock::new();
 
 #[module_init]
 fn init() {
+  // One runtime per process, shared by every bus and napi's async calls.
+  let threads = crate::config::runtime_threads(std::env::var("RINGBUS_THREADS").ok().as_deref())
+    .unwrap_or_else(|e| {
+      let _ = THREADS_ERROR.set(e);
+      crate::config::DEFAULT_RUNTIME_THREADS
+    });
   let rt = tokio::runtime::Builder::new_multi_thread()
-    .worker_threads(RUNTIME_THREADS)
+    .worker_threads(threads)
     .thread_name("ringbus")
     .enable_all()
     .build()
     .expect("the ringbus tokio runtime can be built");
   napi::bindgen_prelude::create_custom_tokio_runtime(rt);
+}
+
+/// The `RINGBUS_THREADS` error, if the variable was set to something unusable.
+pub(crate) fn threads_error() -> Option<crate::error::BusError> {
+  THREADS_ERROR.get().cloned()
 }
 
 /// The shared runtime's handle, for spawning engine tasks.

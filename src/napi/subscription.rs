@@ -13,10 +13,11 @@ use napi_derive::napi;
 use parking_lot::Mutex;
 
 use crate::consume::subscribe::Subscription as EngineSubscription;
-use crate::error::BusError;
+use crate::error::{BusError, Code};
 use crate::event::StoredEvent;
 use crate::napi::convert::EventValue;
 use crate::napi::errors::spawn;
+use crate::napi::scope::Scope;
 use crate::signal::Signal;
 
 /// One step of the iteration, as `for await` expects it.
@@ -65,27 +66,19 @@ impl Subscription {
   pub fn into_iterable(self, env: &Env) -> Result<Object<'_>> {
     let instance = self.into_instance(env)?;
     let object = instance.as_object(env);
-    let global = env.get_global()?;
-    // `Symbol` is a function, so read `Symbol.asyncIterator` through the raw API.
-    let symbol: Unknown = global.get_named_property("Symbol")?;
-    let mut key = std::ptr::null_mut();
-    // SAFETY: `symbol` belongs to the current handle scope; the name is NUL-terminated.
-    let status = unsafe {
-      sys::napi_get_named_property(env.raw(), symbol.raw(), c"asyncIterator".as_ptr(), &mut key)
+    let run = |scope: &mut Scope<'_>| {
+      // SAFETY: `object` was created in this running call.
+      let target = unsafe { scope.adopt(object.raw()) };
+      let global = scope.global()?;
+      let symbol = scope.named(global, c"Symbol", "Symbol")?;
+      let key = scope.named(symbol, c"asyncIterator", "Symbol.asyncIterator")?;
+      let returns_this = scope
+        .run_script("(function () { return this })")
+        .map_err(|reason| BusError::new(Code::Internal, reason))?;
+      scope.set_property(target, key, returns_this)
     };
-    if status != sys::Status::napi_ok {
-      return Err(Error::from_reason("Symbol.asyncIterator is not available"));
-    }
-    let make: Function<&str, Function<(), Unknown>> = global.get_named_property("Function")?;
-    let returns_this = make.call("return this")?;
-    // SAFETY: all three values belong to the current handle scope.
-    let status =
-      unsafe { sys::napi_set_property(env.raw(), object.raw(), key, returns_this.raw()) };
-    if status != sys::Status::napi_ok {
-      return Err(Error::from_reason(
-        "could not make the subscription iterable",
-      ));
-    }
+    // SAFETY: napi-rs runs the calling method on the JS thread within the call of `env`.
+    unsafe { Scope::with(env.raw(), run) }.map_err(|e| Error::from_reason(e.message))?;
     Ok(object)
   }
 }

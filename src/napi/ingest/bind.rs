@@ -1,156 +1,155 @@
 //! The plain Node-API functions bound to a bus, and the JS `ingest` around them.
 
-use std::ffi::c_void;
+use std::ffi::{c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use napi::sys;
 
-use super::values::{check, clear_exception};
 use super::{Call, Ingestor};
 use crate::bus::Bus;
-use crate::error::BusError;
+use crate::error::{BusError, Code};
+use crate::napi::scope::{internal, JsValue, Scope};
 
-/// Throws `e` as a JS error with `code` set; always returns null (the callback's result).
-unsafe fn throw(env: sys::napi_env, e: &BusError) -> sys::napi_value {
-  let mut code = ptr::null_mut();
-  let mut msg = ptr::null_mut();
-  let mut err = ptr::null_mut();
-  let code_str = e.code.as_str();
-  if sys::napi_create_string_utf8(
-    env,
-    code_str.as_ptr().cast(),
-    code_str.len() as isize,
-    &mut code,
-  ) == sys::Status::napi_ok
-    && sys::napi_create_string_utf8(
-      env,
-      e.message.as_ptr().cast(),
-      e.message.len() as isize,
-      &mut msg,
-    ) == sys::Status::napi_ok
-    && sys::napi_create_error(env, code, msg, &mut err) == sys::Status::napi_ok
-  {
-    sys::napi_throw(env, err);
-  }
-  ptr::null_mut()
-}
+/// A Node-API callback.
+type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
 /// Runs one call with two arguments against the function's bus; never unwinds into Node.
+///
+/// # Safety
+/// `env` and `info` must be those of a running call of a function made by [`bound`].
 unsafe fn dispatch(
   env: sys::napi_env,
   info: sys::napi_callback_info,
   call: Call,
   name: &str,
 ) -> sys::napi_value {
-  let outcome = std::panic::catch_unwind(|| {
-    let mut argc = 2usize;
-    let mut argv = [ptr::null_mut(); 2];
-    let mut data: *mut c_void = ptr::null_mut();
-    check(
-      sys::napi_get_cb_info(
-        env,
-        info,
-        &mut argc,
-        argv.as_mut_ptr(),
-        ptr::null_mut(),
-        &mut data,
-      ),
-      "arguments",
-    )?;
-    // Missing arguments read as undefined, like in JS.
-    for a in argv.iter_mut().skip(argc) {
-      check(sys::napi_get_undefined(env, a), "arguments")?;
+  let run = |scope: &mut Scope<'_>| {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+      let mut argc = 2usize;
+      let mut argv = [ptr::null_mut(); 2];
+      let mut data: *mut c_void = ptr::null_mut();
+      // SAFETY: `info` belongs to this call (the function's contract); the out-pointers
+      // are valid and `argv` has room for `argc` values (Node fills missing ones with
+      // undefined).
+      let status = unsafe {
+        sys::napi_get_cb_info(
+          scope.env(),
+          info,
+          &mut argc,
+          argv.as_mut_ptr(),
+          ptr::null_mut(),
+          &mut data,
+        )
+      };
+      scope.check(status, "arguments")?;
+      // SAFETY: `data` is the Box<Ingestor> this function was created with; only the
+      // function's finalizer frees it, and that cannot run while the function is called.
+      let ing = unsafe { &*(data as *const Ingestor) };
+      // SAFETY: both are arguments of this call.
+      let (a, b) = unsafe { (scope.adopt(argv[0]), scope.adopt(argv[1])) };
+      call(ing, scope, a, b)
+    }));
+    let result = outcome.unwrap_or_else(|_| {
+      Err(BusError::new(
+        Code::Internal,
+        format!("internal error in {name}; the event was not accepted. Please report this as a ringbus bug"),
+      ))
+    });
+    match result.and_then(|n| scope.uint32(n)) {
+      Ok(v) => v.raw(),
+      Err(e) => scope.throw(&e),
     }
-    // SAFETY: `data` is the Box<Ingestor> this function was created with; it is freed only
-    // by the function's finalizer, which cannot run while the function is being called.
-    let ing = &*(data as *const Ingestor);
-    call(ing, env, argv[0], argv[1])
-  });
-  let result = match outcome {
-    Ok(r) => r,
-    Err(_) => Err(BusError::invalid_event(format!(
-      "internal error in {name}; the event was not accepted. Please report this as a ringbus bug"
-    ))),
   };
-  match result {
-    Ok(n) => {
-      let mut out = ptr::null_mut();
-      if sys::napi_create_uint32(env, n, &mut out) != sys::Status::napi_ok {
-        return ptr::null_mut();
-      }
-      out
-    }
-    Err(e) => throw(env, &e),
-  }
+  // SAFETY: `env` is this running call's (the function's contract).
+  unsafe { Scope::with(env, run) }
 }
 
 unsafe extern "C" fn ingest_cb(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  dispatch(env, info, Ingestor::ingest, "ingest")
+  // SAFETY: Node calls this for a call of the function `bound` made with it.
+  unsafe { dispatch(env, info, Ingestor::ingest, "ingest") }
 }
 
 unsafe extern "C" fn ingest_stringified_cb(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  dispatch(env, info, Ingestor::ingest_stringified, "ingest")
+  // SAFETY: Node calls this for a call of the function `bound` made with it.
+  unsafe { dispatch(env, info, Ingestor::ingest_stringified, "ingest") }
 }
 
 unsafe extern "C" fn ingest_batch_cb(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  dispatch(env, info, Ingestor::ingest_batch, "ingestBatch")
+  // SAFETY: Node calls this for a call of the function `bound` made with it.
+  unsafe { dispatch(env, info, Ingestor::ingest_batch, "ingestBatch") }
 }
 
+/// Frees a function's Ingestor when the function is collected.
+///
+/// # Safety
+/// `data` must be a `Box<Ingestor>` leaked by [`bound`] in `env`, finalized once.
 unsafe extern "C" fn finalize(env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-  // SAFETY: `data` is the Box<Ingestor> leaked in `bound`, finalized once.
-  let ing = Box::from_raw(data as *mut Ingestor);
-  sys::napi_delete_reference(env, ing.stringify);
+  // SAFETY: the function's contract.
+  let ing = unsafe { Box::from_raw(data as *mut Ingestor) };
+  // SAFETY: the reference was created in `env` by `Ingestor::new` and is deleted once, here.
+  unsafe { sys::napi_delete_reference(env, ing.stringify) };
 }
 
 /// A plain function named `name` bound to its own Ingestor for `bus`.
-unsafe fn bound(
-  env: sys::napi_env,
+fn bound<'s>(
+  scope: &mut Scope<'s>,
   bus: &Bus,
-  name: &std::ffi::CStr,
-  cb: unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value,
-) -> Result<(sys::napi_value, *const Ingestor), BusError> {
-  let ing = Box::into_raw(Ingestor::new(env, bus.clone())?);
+  name: &'static CStr,
+  cb: Callback,
+) -> Result<(JsValue<'s>, *const Ingestor), BusError> {
+  let ing = Box::into_raw(Ingestor::new(scope, bus.clone())?);
   let mut f = ptr::null_mut();
-  let created = sys::napi_create_function(
-    env,
-    name.as_ptr(),
-    name.to_bytes().len() as isize,
-    Some(cb),
-    ing.cast(),
-    &mut f,
-  );
-  if created != sys::Status::napi_ok
-    || sys::napi_add_finalizer(
-      env,
-      f,
+  // SAFETY: live env; a NUL-terminated name with its length; `ing` stays valid until the
+  // finalizer registered below frees it.
+  let created = unsafe {
+    sys::napi_create_function(
+      scope.env(),
+      name.as_ptr(),
+      name.to_bytes().len() as isize,
+      Some(cb),
       ing.cast(),
-      Some(finalize),
-      ptr::null_mut(),
-      ptr::null_mut(),
-    ) != sys::Status::napi_ok
-  {
-    finalize(env, ing.cast(), ptr::null_mut());
-    return Err(BusError::invalid_event(format!(
-      "could not create {}",
-      name.to_string_lossy()
-    )));
+      &mut f,
+    )
+  };
+  // SAFETY: live env; `f` was just created (checked first); `finalize` frees `ing` once.
+  let finalized = created == sys::Status::napi_ok
+    && unsafe {
+      sys::napi_add_finalizer(
+        scope.env(),
+        f,
+        ing.cast(),
+        Some(finalize),
+        ptr::null_mut(),
+        ptr::null_mut(),
+      )
+    } == sys::Status::napi_ok;
+  if !finalized {
+    // SAFETY: `ing` was leaked above and no finalizer owns it.
+    unsafe { finalize(scope.env(), ing.cast(), ptr::null_mut()) };
+    return Err(internal(
+      &format!("creating {}", name.to_string_lossy()),
+      created,
+    ));
   }
-  Ok((f, ing))
+  // SAFETY: `f` was created in this call's handle scope.
+  Ok((unsafe { scope.adopt(f) }, ing))
 }
 
 /// `ingest` itself is this JS function, closed over two bound native ones. Objects are
-/// serialised here, in JS: calling `JSON.stringify` from native code costs about 150 ns
-/// more per event than the serialisation itself. Everything else, and every object
-/// `JSON.stringify` refuses, goes to the native `ingest`, which reports it with a code.
+/// serialised here, in JS: calling `JSON.stringify` from native code costs more per event
+/// than the serialisation itself (BENCHMARKS.md, "ingest(object)" and the class-method
+/// rows). Everything else, and every object `JSON.stringify` refuses, goes to the native
+/// `ingest`, which reports it with a code.
 const INGEST_JS: &str = r#"(function (stringified, native) {
   const stringify = JSON.stringify
   const isView = ArrayBuffer.isView
@@ -169,32 +168,13 @@ const INGEST_JS: &str = r#"(function (stringified, native) {
 })"#;
 
 /// Compiles [`INGEST_JS`] and calls it with the two native functions.
-unsafe fn ingest_js(
-  env: sys::napi_env,
-  stringified: sys::napi_value,
-  native: sys::napi_value,
-) -> Result<sys::napi_value, BusError> {
-  let fail = |what: &str| BusError::invalid_event(format!("could not set up ingest: {what}"));
-  let mut source = ptr::null_mut();
-  let mut factory = ptr::null_mut();
-  let mut recv = ptr::null_mut();
-  let mut f = ptr::null_mut();
-  if sys::napi_create_string_utf8(
-    env,
-    INGEST_JS.as_ptr().cast(),
-    INGEST_JS.len() as isize,
-    &mut source,
-  ) != sys::Status::napi_ok
-    || sys::napi_run_script(env, source, &mut factory) != sys::Status::napi_ok
-    || sys::napi_get_undefined(env, &mut recv) != sys::Status::napi_ok
-  {
-    return Err(fail("compiling the wrapper"));
-  }
-  let args = [stringified, native];
-  if sys::napi_call_function(env, recv, factory, 2, args.as_ptr(), &mut f) != sys::Status::napi_ok {
-    return Err(fail("creating the wrapper"));
-  }
-  Ok(f)
+fn ingest_js<'s>(
+  scope: &mut Scope<'s>,
+  stringified: JsValue<'s>,
+  native: JsValue<'s>,
+) -> Result<JsValue<'s>, String> {
+  let factory = scope.run_script(INGEST_JS)?;
+  scope.call(factory, [stringified, native])
 }
 
 /// Defines `ingest` and `ingestBatch` on `this`, bound to `bus`, and returns the Ingestor
@@ -202,37 +182,18 @@ unsafe fn ingest_js(
 /// scope, so its finalizer cannot run before the call ends. When the properties cannot be
 /// defined (a frozen object, say), later calls stay on the napi-rs methods, which work the
 /// same way, only slower.
-pub unsafe fn install(
-  env: sys::napi_env,
-  this: sys::napi_value,
+pub fn install<'s>(
+  scope: &mut Scope<'s>,
+  this: JsValue<'s>,
   bus: &Bus,
 ) -> Result<*const Ingestor, BusError> {
-  let (native, ing) = bound(env, bus, c"ingest", ingest_cb)?;
-  let (stringified, _) = bound(env, bus, c"ingestStringified", ingest_stringified_cb)?;
-  let (batch, _) = bound(env, bus, c"ingestBatch", ingest_batch_cb)?;
-  let ingest = match ingest_js(env, stringified, native) {
-    Ok(f) => f,
-    Err(_) => {
-      clear_exception(env);
-      native
-    }
-  };
-  let prop = |name: &'static std::ffi::CStr, value| sys::napi_property_descriptor {
-    utf8name: name.as_ptr(),
-    name: ptr::null_mut(),
-    method: None,
-    getter: None,
-    setter: None,
-    value,
-    // Writable and configurable like a class method; not enumerable, so the object still
-    // looks the same to inspection and spreading.
-    attributes: sys::PropertyAttributes::writable | sys::PropertyAttributes::configurable,
-    data: ptr::null_mut(),
-  };
-  let props = [prop(c"ingest", ingest), prop(c"ingestBatch", batch)];
-  if sys::napi_define_properties(env, this, props.len(), props.as_ptr()) != sys::Status::napi_ok {
-    // The call goes on without them, so an exception from the definition must not stay.
-    clear_exception(env);
-  }
+  let (native, ing) = bound(scope, bus, c"ingest", ingest_cb)?;
+  let (stringified, _) = bound(scope, bus, c"ingestStringified", ingest_stringified_cb)?;
+  let (batch, _) = bound(scope, bus, c"ingestBatch", ingest_batch_cb)?;
+  // Without the wrapper (it cannot fail in a working engine), `ingest` is the native one.
+  let ingest = ingest_js(scope, stringified, native).unwrap_or(native);
+  // Not enumerable, so the object still looks the same to inspection and spreading. When
+  // this fails the call goes on through the class methods.
+  scope.define_hidden(this, &[(c"ingest", ingest), (c"ingestBatch", batch)]);
   Ok(ing)
 }

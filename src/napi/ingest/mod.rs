@@ -12,7 +12,6 @@
 mod bind;
 mod values;
 
-use std::ptr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,163 +19,126 @@ use napi::sys;
 
 use crate::bus::Bus;
 use crate::error::BusError;
-use crate::event::{Incoming, PayloadKind};
+use crate::event::Incoming;
+use crate::napi::scope::{JsValue, Scope};
 use bind::install;
-use values::{
-  array_len, check, key_prop, keys_prop, object_or_none, options_key, string_bytes, take_exception,
-  type_name, type_of, uint8_slice,
-};
+use values::{key_prop, keys_prop, object_or_none, options_key, type_name};
 
 /// What a bound `ingest`/`ingestBatch` function holds: the bus and `JSON.stringify`.
 pub struct Ingestor {
   bus: Bus,
+  /// A reference to `JSON.stringify`, created in the function's environment and deleted by
+  /// its finalizer.
   stringify: sys::napi_ref,
 }
 
 impl Ingestor {
   /// Keeps a reference to `JSON.stringify` for this bus's object events.
-  unsafe fn new(env: sys::napi_env, bus: Bus) -> Result<Box<Ingestor>, BusError> {
-    let mut global = ptr::null_mut();
-    let mut json = ptr::null_mut();
-    let mut stringify = ptr::null_mut();
-    let mut reference = ptr::null_mut();
-    check(sys::napi_get_global(env, &mut global), "globalThis")?;
-    check(
-      sys::napi_get_named_property(env, global, c"JSON".as_ptr(), &mut json),
-      "JSON",
-    )?;
-    check(
-      sys::napi_get_named_property(env, json, c"stringify".as_ptr(), &mut stringify),
-      "JSON.stringify",
-    )?;
-    check(
-      sys::napi_create_reference(env, stringify, 1, &mut reference),
-      "JSON.stringify",
-    )?;
+  fn new(scope: &mut Scope<'_>, bus: Bus) -> Result<Box<Ingestor>, BusError> {
+    let global = scope.global()?;
+    let json = scope.named(global, c"JSON", "JSON")?;
+    let stringify = scope.named(json, c"stringify", "JSON.stringify")?;
     Ok(Box::new(Ingestor {
       bus,
-      stringify: reference,
+      stringify: scope.create_reference(stringify)?,
     }))
   }
 
   /// Serialises an object with `JSON.stringify`.
-  unsafe fn stringify(
-    &self,
-    env: sys::napi_env,
-    value: sys::napi_value,
-  ) -> Result<Bytes, BusError> {
-    let mut f = ptr::null_mut();
-    let mut recv = ptr::null_mut();
-    let mut out = ptr::null_mut();
-    check(
-      sys::napi_get_reference_value(env, self.stringify, &mut f),
-      "JSON.stringify",
-    )?;
-    check(sys::napi_get_undefined(env, &mut recv), "undefined")?;
-    if sys::napi_call_function(env, recv, f, 1, &value, &mut out) != sys::Status::napi_ok {
-      let reason = take_exception(env);
-      return Err(BusError::invalid_event(format!(
+  fn stringify<'s>(&self, scope: &mut Scope<'s>, value: JsValue<'s>) -> Result<Bytes, BusError> {
+    // SAFETY: `self.stringify` was created in this environment by `new` and is deleted
+    // only by the finalizer, which cannot run while a call holds this Ingestor.
+    let f = unsafe { scope.reference_value(self.stringify)? };
+    let out = scope.call(f, [value]).map_err(|reason| {
+      BusError::invalid_event(format!(
         "event cannot be serialised as JSON ({reason}); remove cycles and BigInt values, or pass a Buffer"
-      )));
-    }
-    if type_of(env, out) != sys::ValueType::napi_string {
+      ))
+    })?;
+    if scope.type_of(out) != sys::ValueType::napi_string {
       return Err(BusError::invalid_event(
         "event serialises to nothing (its toJSON returned undefined); pass an object, JSON text or a Buffer",
       ));
     }
-    string_bytes(env, out, "JSON.stringify result", |n| {
+    scope.string_bytes(out, "JSON.stringify result", |n| {
       self.bus.check_event_size(n, true)
     })
   }
 
   /// Converts one JS event to an engine event.
-  unsafe fn incoming(
+  fn incoming<'s>(
     &self,
-    env: sys::napi_env,
-    value: sys::napi_value,
+    scope: &mut Scope<'s>,
+    value: JsValue<'s>,
     key: Option<Arc<str>>,
   ) -> Result<Incoming, BusError> {
-    let (kind, payload) = match type_of(env, value) {
+    match scope.type_of(value) {
       sys::ValueType::napi_string => {
-        let text = string_bytes(env, value, "event", |n| self.bus.check_event_size(n, true))?;
-        serde_json::from_slice::<serde::de::IgnoredAny>(&text).map_err(|e| {
-          BusError::invalid_event(format!(
-            "string is not valid JSON ({e}); pass an object, valid JSON text or a Buffer"
-          ))
-        })?;
-        (PayloadKind::Json, text)
+        let text = scope.string_bytes(value, "event", |n| self.bus.check_event_size(n, true))?;
+        Incoming::json(text, key)
       }
-      sys::ValueType::napi_object => match uint8_slice(env, value) {
-        Some(bytes) => {
+      sys::ValueType::napi_object => {
+        if let Some(bytes) = scope.uint8_slice(value) {
           self.bus.check_event_size(bytes.len(), false)?;
-          (PayloadKind::Bytes, Bytes::copy_from_slice(bytes))
+          return Incoming::bytes(Bytes::copy_from_slice(bytes), key);
         }
-        None => (PayloadKind::Json, self.stringify(env, value)?),
-      },
-      other => {
-        return Err(BusError::invalid_event(format!(
-          "event must be an object, a JSON string or a Buffer/Uint8Array, got {}",
-          type_name(other)
-        )))
+        Incoming::json_trusted(self.stringify(scope, value)?, key)
       }
-    };
-    Ok(Incoming { kind, key, payload })
+      other => Err(BusError::invalid_event(format!(
+        "event must be an object, a JSON string or a Buffer/Uint8Array, got {}",
+        type_name(other)
+      ))),
+    }
   }
 
   /// `ingest(event, options?)`: the shard id.
-  pub unsafe fn ingest(
+  pub fn ingest<'s>(
     &self,
-    env: sys::napi_env,
-    event: sys::napi_value,
-    options: sys::napi_value,
+    scope: &mut Scope<'s>,
+    event: JsValue<'s>,
+    options: JsValue<'s>,
   ) -> Result<u32, BusError> {
-    let key = options_key(env, options)?;
-    let inc = self.incoming(env, event, key)?;
+    let key = options_key(scope, options)?;
+    let inc = self.incoming(scope, event, key)?;
     self.bus.ingest(inc)
   }
 
   /// An object event already serialised by `JSON.stringify` in the JS wrapper: valid JSON
   /// by construction, so not validated again.
-  unsafe fn ingest_stringified(
+  fn ingest_stringified<'s>(
     &self,
-    env: sys::napi_env,
-    json: sys::napi_value,
-    options: sys::napi_value,
+    scope: &mut Scope<'s>,
+    json: JsValue<'s>,
+    options: JsValue<'s>,
   ) -> Result<u32, BusError> {
-    let key = options_key(env, options)?;
-    let payload = string_bytes(env, json, "event", |n| self.bus.check_event_size(n, true))?;
-    self.bus.ingest(Incoming {
-      kind: PayloadKind::Json,
-      key,
-      payload,
-    })
+    let key = options_key(scope, options)?;
+    let payload = scope.string_bytes(json, "event", |n| self.bus.check_event_size(n, true))?;
+    self.bus.ingest(Incoming::json_trusted(payload, key)?)
   }
 
   /// `ingestBatch(events, options?)`: how many were accepted.
-  pub unsafe fn ingest_batch(
+  pub fn ingest_batch<'s>(
     &self,
-    env: sys::napi_env,
-    events: sys::napi_value,
-    options: sys::napi_value,
+    scope: &mut Scope<'s>,
+    events: JsValue<'s>,
+    options: JsValue<'s>,
   ) -> Result<u32, BusError> {
-    let n = array_len(env, events, "events")?;
-    let (shared, keys) = match object_or_none(env, options, "options")? {
+    let n = scope.array_len(events, "events")?;
+    let (shared, keys) = match object_or_none(scope, options, "options")? {
       Some(o) => (
-        key_prop(env, o, c"key", "options.key")?,
-        keys_prop(env, o, n)?,
+        key_prop(scope, o, c"key", "options.key")?,
+        keys_prop(scope, o, n)?,
       ),
       None => (None, None),
     };
     let mut batch = Vec::with_capacity(n as usize);
     for i in 0..n {
-      let mut ev = ptr::null_mut();
-      check(sys::napi_get_element(env, events, i, &mut ev), "events")?;
+      let ev = scope.element(events, i, "events")?;
       let key = match &keys {
         Some(keys) => keys[i as usize].clone(),
         None => shared.clone(),
       };
       let inc = self
-        .incoming(env, ev, key)
+        .incoming(scope, ev, key)
         .map_err(|e| BusError::new(e.code, format!("events[{i}]: {}", e.message)))?;
       batch.push(inc);
     }
@@ -186,19 +148,23 @@ impl Ingestor {
 
 /// One of the ingest entry points, on its Ingestor with its two arguments.
 pub type Call =
-  unsafe fn(&Ingestor, sys::napi_env, sys::napi_value, sys::napi_value) -> Result<u32, BusError>;
+  for<'s> fn(&Ingestor, &mut Scope<'s>, JsValue<'s>, JsValue<'s>) -> Result<u32, BusError>;
 
 /// One call through the napi-rs method: installs the bound functions and runs `call`.
-pub unsafe fn first_call(
-  env: sys::napi_env,
-  this: sys::napi_value,
+pub fn first_call<'s>(
+  scope: &mut Scope<'s>,
+  this: JsValue<'s>,
   bus: &Bus,
   call: Call,
-  a: sys::napi_value,
-  b: sys::napi_value,
+  a: JsValue<'s>,
+  b: JsValue<'s>,
 ) -> Result<u32, BusError> {
-  let ing = install(env, this, bus)?;
-  call(&*ing, env, a, b)
+  let ing = install(scope, this, bus)?;
+  // SAFETY: `install` returned the Ingestor of the native `ingest` function it just
+  // created; this call's handle scope holds that function, so its finalizer (which frees
+  // the Ingestor) cannot run before the call ends.
+  let ing = unsafe { &*ing };
+  call(ing, scope, a, b)
 }
 
 /// The two calls, for the napi-rs methods.
