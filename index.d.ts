@@ -224,6 +224,12 @@ export interface BusStats {
   retried: number
 }
 
+/**
+ * The `code` of every error ringbus throws or rejects with: compare `err.code` with these
+ * (errors from the addon are not `instanceof Error` inside Jest's sandbox).
+ */
+export type ErrorCode = 'ERR_INVALID_CONFIG' | 'ERR_INVALID_EVENT' | 'ERR_BACKPRESSURE' | 'ERR_SHUT_DOWN' | 'ERR_CONNECT' | 'ERR_ADAPTER' | 'ERR_TIMEOUT' | 'ERR_INVALID_FILTER' | 'ERR_INVALID_CURSOR' | 'ERR_INTERNAL'
+
 /** Options of `new EventBus()` and `EventBus.create()`. Unknown keys are rejected. */
 export interface EventBusOptions {
   /** Number of shards, each with its own ring and dispatcher (1–1024). Default: 4. */

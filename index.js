@@ -838,4 +838,5 @@ module.exports = nativeBinding
 module.exports.EventBus = nativeBinding.EventBus
 module.exports.Subscription = nativeBinding.Subscription
 module.exports.BackpressureMode = nativeBinding.BackpressureMode
+module.exports.ErrorCode = nativeBinding.ErrorCode
 module.exports.StorageMode = nativeBinding.StorageMode

@@ -113,6 +113,17 @@ const scenarios = [
       return timeBus((bus) => ingestAll(bus, () => str))
     },
   },
+  {
+    key: 'classMethod',
+    name: 'ingest(prebuilt Buffer) through the napi-rs class method (frozen bus, so no bound functions)',
+    ringbus: () => {
+      const buf = Buffer.from(JSON.stringify(makeEvent(1)))
+      return timeBus((bus) => {
+        Object.freeze(bus)
+        return ingestAll(bus, () => buf)
+      })
+    },
+  },
   batchScenario('batch', `ingestBatch(${BATCH} prebuilt JSON strings), validated`, (i) => JSON.stringify(makeEvent(i))),
   batchScenario('batchBuffer', `ingestBatch(${BATCH} prebuilt Buffers)`, (i) => Buffer.from(JSON.stringify(makeEvent(i)))),
 ]

@@ -3,8 +3,45 @@
 use std::future::Future;
 
 use napi::bindgen_prelude::*;
+use napi_derive::napi;
 
 use crate::error::{BusError, Code};
+
+/// The `code` of every error ringbus throws or rejects with: compare `err.code` with these
+/// (errors from the addon are not `instanceof Error` inside Jest's sandbox).
+#[napi(string_enum)]
+pub enum ErrorCode {
+  /// A bad option (named in the message), a bad poll request, a nonce file in use.
+  #[napi(value = "ERR_INVALID_CONFIG")]
+  InvalidConfig,
+  /// Not an object, JSON string or Uint8Array; invalid JSON; not serialisable; too large.
+  #[napi(value = "ERR_INVALID_EVENT")]
+  InvalidEvent,
+  /// The shard's ring is full under `backpressure: 'reject'`.
+  #[napi(value = "ERR_BACKPRESSURE")]
+  Backpressure,
+  /// The bus was shut down.
+  #[napi(value = "ERR_SHUT_DOWN")]
+  ShutDown,
+  /// The server is unreachable, refuses the credentials or lacks a needed feature.
+  #[napi(value = "ERR_CONNECT")]
+  Connect,
+  /// A backend request failed; retry.
+  #[napi(value = "ERR_ADAPTER")]
+  Adapter,
+  /// A backend request ran past its time limit.
+  #[napi(value = "ERR_TIMEOUT")]
+  Timeout,
+  /// An unknown filter operator, a wrong operand type, a filter nested too deep.
+  #[napi(value = "ERR_INVALID_FILTER")]
+  InvalidFilter,
+  /// A malformed cursor, or one from another backend.
+  #[napi(value = "ERR_INVALID_CURSOR")]
+  InvalidCursor,
+  /// A bug in ringbus or a failed Node-API call, never bad input: please report it.
+  #[napi(value = "ERR_INTERNAL")]
+  Internal,
+}
 
 /// For sync methods: thrown with `err.code` set.
 pub fn throw(e: BusError) -> Error<Code> {

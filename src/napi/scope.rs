@@ -146,9 +146,14 @@ impl<'s> Scope<'s> {
     Ok(self.value(out))
   }
 
-  /// A property read's status: a thrown exception is the input's fault, anything else ours.
+  /// A property access's status: a thrown exception (a getter, a Proxy trap) is the
+  /// input's fault, anything else ours. Node reports a throw as a generic failure with the
+  /// exception pending.
   fn read_status(&mut self, status: sys::napi_status, what: &str) -> Result<(), BusError> {
-    if status == sys::Status::napi_pending_exception {
+    if status == sys::Status::napi_ok {
+      return Ok(());
+    }
+    if self.exception_pending() {
       let reason = self.take_exception();
       return Err(BusError::invalid_event(format!(
         "{what} could not be read: it threw ({reason})"
@@ -392,12 +397,16 @@ impl<'s> Scope<'s> {
       .unwrap_or_else(|_| "unknown error".into())
   }
 
-  /// Clears a pending exception, if any.
-  pub fn clear_exception(&mut self) {
+  fn exception_pending(&self) -> bool {
     let mut pending = false;
     // SAFETY: live env, a valid out-pointer.
     let status = unsafe { sys::napi_is_exception_pending(self.env, &mut pending) };
-    if status == sys::Status::napi_ok && pending {
+    status == sys::Status::napi_ok && pending
+  }
+
+  /// Clears a pending exception, if any.
+  pub fn clear_exception(&mut self) {
+    if self.exception_pending() {
       let _ = self.take_exception();
     }
   }

@@ -1,8 +1,8 @@
 //! The ingest hot path as plain Node-API functions.
 //!
-//! A napi-rs `&self` method costs about 270 ns per call on the bench machine (borrow
-//! tracking, type-tag check, unwrap), while a plain Node-API function that finds its bus in
-//! its callback data costs about 20 ns. So the first `ingest`/`ingestBatch` call on a bus
+//! A napi-rs `&self` method call does borrow tracking, a type-tag check and an unwrap; a
+//! plain Node-API function that finds its bus in its callback data does none of that
+//! (BENCHMARKS.md compares the two: "through the napi-rs class method"). So the first `ingest`/`ingestBatch` call on a bus
 //! goes through the napi-rs methods (which also give the typings) and defines `ingest` and
 //! `ingestBatch` as own, non-enumerable properties of that JS object: `ingestBatch` a plain
 //! function bound to the bus, `ingest` a small JS function (`bind::INGEST_JS`) that
