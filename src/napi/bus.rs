@@ -72,6 +72,9 @@ fn parse_options(
 #[napi]
 pub struct EventBus {
   bus: Bus,
+  /// The bound `ingest` functions could not be defined on this object (it is frozen):
+  /// calls stay on the class methods and must not try again each time.
+  unbound: std::sync::atomic::AtomicBool,
 }
 
 impl EventBus {
@@ -84,7 +87,10 @@ impl EventBus {
     // At process or worker exit, drain what a forgotten bus still holds (bounded).
     crate::napi::teardown::track(env, &bus)
       .map_err(|e| BusError::config(format!("could not register the exit drain: {}", e.reason)))?;
-    Ok(EventBus { bus })
+    Ok(EventBus {
+      bus,
+      unbound: Default::default(),
+    })
   }
 }
 
@@ -324,7 +330,16 @@ impl EventBus {
           scope.adopt(options),
         )
       };
-      ingest::first_call(scope, this, &self.bus, call, events, options)
+      if self.unbound.load(std::sync::atomic::Ordering::Relaxed) {
+        return ingest::unbound_call(scope, &self.bus, call, events, options);
+      }
+      let (result, bound) = ingest::first_call(scope, this, &self.bus, call, events, options);
+      if !bound {
+        self
+          .unbound
+          .store(true, std::sync::atomic::Ordering::Relaxed);
+      }
+      result
     };
     // SAFETY: napi-rs runs this method on the JS thread within the call `env` belongs to.
     unsafe { Scope::with(env.raw(), run) }.map_err(throw)

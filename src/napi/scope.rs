@@ -61,8 +61,8 @@ impl<'s> Scope<'s> {
   /// Runs `f` with the scope of the current native call.
   ///
   /// # Safety
-  /// `env` must be the environment of a native call from JS that is running on this
-  /// thread, and `f` must run within that call.
+  /// `env` must be the environment of a callback from Node (a native call from JS, or a
+  /// finalizer) running on this thread, and `f` must run within that callback.
   pub unsafe fn with<R>(env: sys::napi_env, f: impl for<'a> FnOnce(&mut Scope<'a>) -> R) -> R {
     f(&mut Scope {
       env,
@@ -324,6 +324,16 @@ impl<'s> Scope<'s> {
     let status = unsafe { sys::napi_get_reference_value(self.env, r, &mut out) };
     self.check(status, "reference")?;
     Ok(self.value(out))
+  }
+
+  /// Releases a reference.
+  ///
+  /// # Safety
+  /// `r` must come from [`Scope::create_reference`] in this environment, and is not used
+  /// again.
+  pub unsafe fn delete_reference(&self, r: sys::napi_ref) {
+    // SAFETY: live env; a live reference of this env (the caller's contract).
+    unsafe { sys::napi_delete_reference(self.env, r) };
   }
 
   /// Defines `props` on `object` as own, writable, configurable and not enumerable data

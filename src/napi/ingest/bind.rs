@@ -96,8 +96,12 @@ unsafe extern "C" fn ingest_batch_cb(
 unsafe extern "C" fn finalize(env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
   // SAFETY: the function's contract.
   let ing = unsafe { Box::from_raw(data as *mut Ingestor) };
-  // SAFETY: the reference was created in `env` by `Ingestor::new` and is deleted once, here.
-  unsafe { sys::napi_delete_reference(env, ing.stringify) };
+  let delete = |scope: &mut Scope<'_>| {
+    // SAFETY: the reference was created in `env` by `Ingestor::new`; deleted once, here.
+    unsafe { scope.delete_reference(ing.stringify) }
+  };
+  // SAFETY: Node runs finalizers on the JS thread with the function's environment.
+  unsafe { Scope::with(env, delete) };
 }
 
 /// A plain function named `name` bound to its own Ingestor for `bus`.
@@ -178,15 +182,15 @@ fn ingest_js<'s>(
 }
 
 /// Defines `ingest` and `ingestBatch` on `this`, bound to `bus`, and returns the Ingestor
-/// of the native `ingest` for the current call: the function is held by the call's handle
-/// scope, so its finalizer cannot run before the call ends. When the properties cannot be
-/// defined (a frozen object, say), later calls stay on the napi-rs methods, which work the
-/// same way, only slower.
+/// of the native `ingest` for the current call (the function is held by the call's handle
+/// scope, so its finalizer cannot run before the call ends) and whether the properties
+/// were defined. When they cannot be (a frozen object, say), later calls stay on the
+/// napi-rs methods, which work the same way, only slower.
 pub fn install<'s>(
   scope: &mut Scope<'s>,
   this: JsValue<'s>,
   bus: &Bus,
-) -> Result<*const Ingestor, BusError> {
+) -> Result<(*const Ingestor, bool), BusError> {
   let (native, ing) = bound(scope, bus, c"ingest", ingest_cb)?;
   let (stringified, _) = bound(scope, bus, c"ingestStringified", ingest_stringified_cb)?;
   let (batch, _) = bound(scope, bus, c"ingestBatch", ingest_batch_cb)?;
@@ -194,6 +198,6 @@ pub fn install<'s>(
   let ingest = ingest_js(scope, stringified, native).unwrap_or(native);
   // Not enumerable, so the object still looks the same to inspection and spreading. When
   // this fails the call goes on through the class methods.
-  scope.define_hidden(this, &[(c"ingest", ingest), (c"ingestBatch", batch)]);
-  Ok(ing)
+  let bound = scope.define_hidden(this, &[(c"ingest", ingest), (c"ingestBatch", batch)]);
+  Ok((ing, bound))
 }

@@ -151,6 +151,7 @@ pub type Call =
   for<'s> fn(&Ingestor, &mut Scope<'s>, JsValue<'s>, JsValue<'s>) -> Result<u32, BusError>;
 
 /// One call through the napi-rs method: installs the bound functions and runs `call`.
+/// Also says whether the functions could be defined on `this`.
 pub fn first_call<'s>(
   scope: &mut Scope<'s>,
   this: JsValue<'s>,
@@ -158,13 +159,33 @@ pub fn first_call<'s>(
   call: Call,
   a: JsValue<'s>,
   b: JsValue<'s>,
-) -> Result<u32, BusError> {
-  let ing = install(scope, this, bus)?;
+) -> (Result<u32, BusError>, bool) {
+  let (ing, bound) = match install(scope, this, bus) {
+    Ok(installed) => installed,
+    Err(e) => return (Err(e), false),
+  };
   // SAFETY: `install` returned the Ingestor of the native `ingest` function it just
   // created; this call's handle scope holds that function, so its finalizer (which frees
   // the Ingestor) cannot run before the call ends.
   let ing = unsafe { &*ing };
-  call(ing, scope, a, b)
+  (call(ing, scope, a, b), bound)
+}
+
+/// One call on a bus whose object cannot hold the bound functions: an Ingestor for this
+/// call only, instead of binding functions (and compiling the wrapper) again every call.
+pub fn unbound_call<'s>(
+  scope: &mut Scope<'s>,
+  bus: &Bus,
+  call: Call,
+  a: JsValue<'s>,
+  b: JsValue<'s>,
+) -> Result<u32, BusError> {
+  let ing = Ingestor::new(scope, bus.clone())?;
+  let result = call(&ing, scope, a, b);
+  // SAFETY: the reference was created in this environment by `Ingestor::new` and nothing
+  // else holds it.
+  unsafe { scope.delete_reference(ing.stringify) };
+  result
 }
 
 /// The two calls, for the napi-rs methods.
