@@ -127,6 +127,30 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
     await bus.shutdown()
   })
 
+  it('a live subscriber gets each new event on every shard without opening a consumer per event', async () => {
+    const stream = newStream('tail')
+    const bus = await create(jsOptions(stream))
+    const sub = bus.subscribe({ from: 'latest' })
+    const first = sub.next()
+    await sleep(200)
+    const got: number[] = []
+    // One event at a time, each awaited before the next, on keys spread over the 4 shards:
+    // every event is a wake-up of the subscriber.
+    for (let i = 0; i < 40; i++) {
+      bus.ingest({ i }, { key: `key-${i}` })
+      const step = i === 0 ? await first : await sub.next()
+      got.push(JSON.parse((step.value as BusEvent).raw).i)
+    }
+    await sub.return?.()
+    expect(got).toEqual(Array.from({ length: 40 }, (_, i) => i))
+    // A reader per shard, plus one where a read overlapped a pull; giving up pending pulls
+    // used to cost three new consumers per event here.
+    const consumers = (await (await jetstreamManager(nc)).streams.info(stream)).state.consumer_count
+    expect(consumers).toBeGreaterThanOrEqual(4)
+    expect(consumers).toBeLessThanOrEqual(12)
+    await bus.shutdown()
+  })
+
   it('a stream deleted under a running bus: events are retried, then dropped and counted, with the reason', async () => {
     const stream = newStream('deleted')
     const bus = await create({ ...jsOptions(stream), retries: 1, adapterTimeoutMs: 1000 } as EventBusOptions)

@@ -27,10 +27,24 @@ const GOALS = {
   loopDelay: { max: 5, text: '< 5 ms' },
   idleCpu: { max: 0.01, text: '< 0.01 s' },
   rss: { max: 8, text: '≤ 8 MiB' },
+  // Latency rows: their own judge, on the medians of p50 and p99 over the rounds (ms).
+  latMemory5000: { judge: (r) => r.stats.p50 <= 0.2 && r.stats.p99 <= 1, text: 'p50 ≤ 0.2 ms, p99 ≤ 1 ms' },
+  latJetStream5000: {
+    judge: (r) => r.stats.p50 <= r.peerStats.p50 + 0.3 && r.stats.p99 <= r.peerStats.p99,
+    text: "p50 ≤ peer's + 0.3 ms, p99 ≤ peer's",
+  },
+  latRedis5000: {
+    judge: (r) => r.stats.p50 <= r.peerStats.p50 + 0.3 && r.stats.p99 <= r.peerStats.p99 + 1,
+    text: "p50 ≤ peer's + 0.3 ms, p99 ≤ peer's + 1 ms",
+  },
+  latMemory50000: { text: 'none (reported)' },
+  latJetStream50000: { text: 'none (reported)' },
+  latRedis50000: { text: 'none (reported)' },
 }
 
 function verdict(row) {
   const g = GOALS[row.key]
+  if (g.judge) return g.judge(row) ? 'met' : 'missed'
   if (g.min === undefined && g.max === undefined) return '—'
   const m = median(row.rb)
   let met = (g.min === undefined || m >= g.min) && (g.max === undefined || m < g.max || (row.key === 'rss' && m <= g.max))
@@ -40,13 +54,14 @@ function verdict(row) {
 
 async function main() {
   const sizes = smoke
-    ? { ingest: { events: 20_000, rounds: 1 }, net: { events: 5_000, rounds: 1 }, system: { events: 20_000, rounds: 1, idleMs: 500 } }
-    : { ingest: { events: 1_000_000, rounds: 5 }, net: { events: 200_000, rounds: 3 }, system: { events: 1_000_000, rounds: 3, idleMs: 5000 } }
+    ? { ingest: { events: 20_000, rounds: 1 }, net: { events: 5_000, rounds: 1 }, system: { events: 20_000, rounds: 1, idleMs: 500 }, latency: { seconds: 0.2, rounds: 1 } }
+    : { ingest: { events: 1_000_000, rounds: 5 }, net: { events: 200_000, rounds: 3 }, system: { events: 1_000_000, rounds: 3, idleMs: 5000 }, latency: { seconds: 3, rounds: 3 } }
   const parts = [
     await require('./ingest').run(sizes.ingest),
     await require('./jetstream').run(sizes.net),
     await require('./redis').run(sizes.net),
     await require('./system').run(sizes.system),
+    await require('./latency').run(sizes.latency),
   ]
   const rows = parts.flatMap((p) => p.rows)
   const versions = Object.assign({}, ...parts.map((p) => p.versions ?? {}))
@@ -58,8 +73,8 @@ async function main() {
   ]
   const table = rows.map((r) => ({
     scenario: r.scenario,
-    'ringbus median (min–max)': `${summary(r.rb)} ${r.unit}`,
-    peer: r.peerRates ? `${r.peer}: ${summary(r.peerRates)} ${r.unit}` : '—',
+    'ringbus median (min–max)': r.text ?? `${summary(r.rb)} ${r.unit}`,
+    peer: r.peerRates ? `${r.peer}: ${r.peerText ?? `${summary(r.peerRates)} ${r.unit}`}` : '—',
     'ratio per round': r.peerRates ? ratios(r.rb, r.peerRates) : '—',
     goal: GOALS[r.key].text,
     '': smoke ? '(smoke)' : verdict(r),
@@ -84,7 +99,7 @@ async function main() {
       `|${cols.map(() => '---').join('|')}|`,
       ...table.map((r) => `| ${cols.map((c) => String(r[c]).replace(/\|/g, '\\|')).join(' | ')} |`),
       '',
-      'Goals are for the 2-core reference machine; a missed goal is reported, not hidden. Throughputs are events per second from the first `ingest` to the `flush()` that confirmed the last one (writes), or over all `poll` pages (reads).',
+      'Goals are for the 2-core reference machine; a missed goal is reported, not hidden. Throughputs are events per second from the first `ingest` to the `flush()` that confirmed the last one (writes), or over all `poll` pages (reads). Latency rows time each event from just before `ingest` (or the peer\'s publish) to its arrival at a reader in the same process (`subscribe({ from: \'latest\' })`; the peers\' consumers), 100 keys, sent in 1 ms timer ticks at the stated rate after 200 warm-up events; the columns give the medians over rounds of each run\'s p50, p99 and maximum, and the ratios compare p50s (lower is better).',
       '',
     ].join('\n')
     fs.writeFileSync(path.join(__dirname, '..', 'BENCHMARKS.md'), md)

@@ -23,7 +23,8 @@ pub enum Backpressure {
 pub struct BatchConfig {
   pub max_events: usize,
   pub max_bytes: usize,
-  pub max_delay: Duration,
+  /// Longest a partial batch waits for more events; None: adaptive (`dispatch.rs`).
+  pub max_delay: Option<Duration>,
 }
 
 impl Default for BatchConfig {
@@ -31,7 +32,7 @@ impl Default for BatchConfig {
     BatchConfig {
       max_events: 1024,
       max_bytes: 1 << 20,
-      max_delay: Duration::from_millis(2),
+      max_delay: None,
     }
   }
 }
@@ -224,7 +225,9 @@ impl BusConfig {
       1024,
       MAX_EVENT_BYTES_LIMIT as u64 * 4,
     )?;
-    check_ms("batch.maxDelayMs", self.batch.max_delay, 0, 60_000)?;
+    if let Some(d) = self.batch.max_delay {
+      check_ms("batch.maxDelayMs", d, 0, 60_000)?;
+    }
     check_ms("adapterTimeoutMs", self.adapter_timeout, 1, 600_000)?;
     check_range("retries", self.retries as u64, 0, 100)?;
     check_ms("shutdownTimeoutMs", self.shutdown_timeout, 1, 600_000)?;

@@ -22,6 +22,63 @@ pub struct DispatchContext {
   pub abort: Arc<Signal>,
 }
 
+/// Adaptive batching, the default (no `maxDelayMs`): a shard writes its first event at
+/// once, and what arrives while a write is in flight forms the next batch. Only while
+/// events arrive faster than [`ADAPTIVE_RATE`] does it wait [`ADAPTIVE_LINGER`] for more:
+/// at that rate the wait gathers a real batch, and it spares the producer the wake-up of
+/// this task for nearly every event, which costs more than ingesting the event.
+pub const ADAPTIVE_RATE: f64 = 20_000.0;
+/// The wait at high rates: one tick of tokio's timer.
+pub const ADAPTIVE_LINGER: Duration = Duration::from_millis(1);
+
+/// Rates are measured over windows at least this long, so a burst of a few events at
+/// once does not read as a high rate.
+const PACE_WINDOW: Duration = Duration::from_millis(2);
+
+/// The shard's recent event rate, from the batches it takes.
+struct Pace {
+  window_start: Instant,
+  /// Events taken since `window_start`.
+  count: u64,
+  /// Events per second in the last complete window.
+  rate: f64,
+}
+
+impl Pace {
+  fn new() -> Self {
+    Pace {
+      window_start: Instant::now(),
+      count: 0,
+      rate: 0.0,
+    }
+  }
+
+  fn taken(&mut self, events: usize) {
+    self.count += events as u64;
+    let elapsed = self.window_start.elapsed();
+    if elapsed >= PACE_WINDOW {
+      self.rate = self.count as f64 / elapsed.as_secs_f64();
+      self.count = 0;
+      self.window_start = Instant::now();
+    }
+  }
+
+  fn linger(&self) -> Duration {
+    // A window that has run long without filling up says the load has dropped.
+    let elapsed = self.window_start.elapsed();
+    let current = if elapsed >= PACE_WINDOW {
+      self.count as f64 / elapsed.as_secs_f64()
+    } else {
+      f64::INFINITY
+    };
+    if self.rate.min(current) >= ADAPTIVE_RATE {
+      ADAPTIVE_LINGER
+    } else {
+      Duration::ZERO
+    }
+  }
+}
+
 /// Runs until the shard is closed and empty, or the abort signal fires. `started` is told
 /// once the task runs (a new shard becomes routable only then).
 pub async fn run(
@@ -34,6 +91,7 @@ pub async fn run(
   }
   let mut batch: Vec<Event> = Vec::with_capacity(ctx.batch.max_events.min(4096));
   let mut backlog = false;
+  let mut pace = Pace::new();
   loop {
     if ctx.abort.is_fired() {
       shard.abandon_queued();
@@ -56,11 +114,15 @@ pub async fn run(
         }
       }
       let full = p.len >= ctx.batch.max_events || p.bytes >= ctx.batch.max_bytes;
-      if full || backlog || p.urgent || p.closing || ctx.batch.max_delay.is_zero() {
+      let linger = match ctx.batch.max_delay {
+        Some(d) => d,
+        None => pace.linger(),
+      };
+      if full || backlog || p.urgent || p.closing || linger.is_zero() {
         break;
       }
-      // Linger for more events, but no longer than maxDelayMs after the first one.
-      let deadline = p.nonempty_since.unwrap_or_else(Instant::now) + ctx.batch.max_delay;
+      // Linger for more events, but no longer than that after the first one.
+      let deadline = p.nonempty_since.unwrap_or_else(Instant::now) + linger;
       if deadline <= Instant::now() {
         break;
       }
@@ -78,6 +140,7 @@ pub async fn run(
     if batch.is_empty() {
       continue;
     }
+    pace.taken(batch.len());
     // A full batch means events arrive faster than we write: skip the linger next time.
     backlog = batch.len() >= ctx.batch.max_events;
     deliver(&shard, &ctx, &mut batch).await;
@@ -188,4 +251,48 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
   };
   shard.finish_batch(stored, &dropped, reason, error);
   *batch = todo;
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn adaptive_pace_lingers_only_at_high_rates() {
+    let mut p = Pace::new();
+    assert_eq!(p.linger(), Duration::ZERO);
+    // A burst of a few events at once is not a rate.
+    p.taken(5);
+    assert_eq!(p.linger(), Duration::ZERO);
+    // 1,000 events in one window: far over the threshold.
+    p.taken(1000);
+    std::thread::sleep(PACE_WINDOW);
+    p.taken(1000);
+    assert_eq!(p.linger(), ADAPTIVE_LINGER);
+    // Then silence: the window running on without events ends the lingering.
+    std::thread::sleep(PACE_WINDOW * 3);
+    assert_eq!(p.linger(), Duration::ZERO);
+    // A moderate rate (one event per 2 ms window) never lingers.
+    for _ in 0..3 {
+      std::thread::sleep(PACE_WINDOW);
+      p.taken(1);
+      assert_eq!(p.linger(), Duration::ZERO);
+    }
+  }
+
+  /// The option docs state the adaptive policy's numbers; they must be these.
+  #[test]
+  fn typings_state_the_adaptive_policy() {
+    let dts = include_str!("../index.d.ts");
+    let rate = format!(
+      "faster than {},{:03}/s",
+      ADAPTIVE_RATE as u64 / 1000,
+      ADAPTIVE_RATE as u64 % 1000
+    );
+    let linger = format!("waits {} ms for more", ADAPTIVE_LINGER.as_millis());
+    assert!(
+      dts.contains(&rate) && dts.contains(&linger),
+      "index.d.ts must say {rate:?} and {linger:?}"
+    );
+  }
 }

@@ -129,7 +129,7 @@ fn config(shards: u32) -> BusConfig {
     batch: BatchConfig {
       max_events: 256,
       max_bytes: 1 << 20,
-      max_delay: Duration::from_millis(1),
+      max_delay: Some(Duration::from_millis(1)),
     },
     ..BusConfig::default()
   }
@@ -645,7 +645,7 @@ async fn batch_ingest_stops_at_the_first_full_shard() {
     shards: 1,
     ring_capacity: 16,
     batch: BatchConfig {
-      max_delay: Duration::from_secs(10),
+      max_delay: Some(Duration::from_secs(10)),
       max_events: 1000,
       max_bytes: 1 << 20,
     },
@@ -668,4 +668,65 @@ async fn batch_ingest_stops_at_the_first_full_shard() {
   assert_eq!(err.code, Code::Backpressure);
   let c = bus.stats().counters;
   assert_eq!((c.ingested, c.rejected), (16, 2));
+}
+
+/// Waits (up to 10 s) until `done` holds; the bound only keeps a broken build from hanging.
+async fn eventually(mut done: impl FnMut() -> bool) {
+  for _ in 0..2000 {
+    if done() {
+      return;
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+  }
+  panic!("condition not reached within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_batches_write_the_first_event_at_once_and_gather_during_a_write() {
+  let adapter = Arc::new(ScriptedAdapter {
+    delay: Duration::from_millis(300),
+    ..Default::default()
+  });
+  let cfg = BusConfig {
+    batch: BatchConfig {
+      max_delay: None,
+      ..BatchConfig::default()
+    },
+    ..config(1)
+  };
+  let bus = Bus::start_with_adapter(cfg, adapter.clone(), rt()).unwrap();
+  bus.ingest(json_event(0, None)).unwrap();
+  // No flush: an idle shard writes its lone event at once.
+  eventually(|| adapter.attempts.lock().len() == 1).await;
+  // These arrive while that write is in flight and go out together after it.
+  for i in 1..=50 {
+    bus.ingest(json_event(i, None)).unwrap();
+  }
+  bus.flush().await.unwrap();
+  let sizes: Vec<usize> = adapter.attempts.lock().iter().map(Vec::len).collect();
+  assert_eq!(sizes, vec![1, 50]);
+  assert_eq!(bus.stats().counters.stored, 51);
+  bus.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_linger_holds_a_partial_batch_until_flush() {
+  let adapter = Arc::new(ScriptedAdapter::default());
+  let cfg = BusConfig {
+    batch: BatchConfig {
+      max_delay: Some(Duration::from_secs(60)),
+      ..BatchConfig::default()
+    },
+    ..config(1)
+  };
+  let bus = Bus::start_with_adapter(cfg, adapter.clone(), rt()).unwrap();
+  for i in 0..3 {
+    bus.ingest(json_event(i, None)).unwrap();
+  }
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  assert!(adapter.attempts.lock().is_empty(), "written before the linger or a flush");
+  bus.flush().await.unwrap();
+  let sizes: Vec<usize> = adapter.attempts.lock().iter().map(Vec::len).collect();
+  assert_eq!(sizes, vec![3]);
+  bus.shutdown().await;
 }

@@ -91,7 +91,7 @@ fn config(shards: u32, scaling: ScalingConfig) -> BusConfig {
     batch: BatchConfig {
       max_events: 256,
       max_bytes: 1 << 20,
-      max_delay: Duration::from_millis(1),
+      max_delay: Some(Duration::from_millis(1)),
     },
     scaling: Some(scaling),
     ..BusConfig::default()

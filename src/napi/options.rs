@@ -41,8 +41,11 @@ pub struct BatchOptions {
   pub max_events: Option<u32>,
   /// Most payload bytes in one adapter write (at least 1024). Default: 1048576 (1 MiB).
   pub max_bytes: Option<u32>,
-  /// Longest a partial batch waits for more events, in ms (0–60000). A full batch, a
-  /// backlog or `flush()` sends at once. Default: 2.
+  /// Longest a partial batch waits for more events, in ms (0–60000); a full batch, a
+  /// backlog or `flush()` sends at once. Set it to trade latency for fewer, larger writes
+  /// at moderate rates. Default: none, adaptive: a shard writes its first event at once and
+  /// batches what arrives while a write is in flight, and waits 1 ms for more only while
+  /// events arrive faster than 20,000/s on that shard.
   pub max_delay_ms: Option<u32>,
 }
 
@@ -438,7 +441,7 @@ impl EventBusOptions {
       Some(b) => BatchConfig {
         max_events: b.max_events.map_or(d.batch.max_events, |v| v as usize),
         max_bytes: b.max_bytes.map_or(d.batch.max_bytes, |v| v as usize),
-        max_delay: ms(b.max_delay_ms, d.batch.max_delay),
+        max_delay: b.max_delay_ms.map(|v| Duration::from_millis(v as u64)),
       },
       None => d.batch.clone(),
     };

@@ -5,7 +5,7 @@
 //! the record format. Event metadata travels in headers and the payload is the event
 //! itself, so the stream reads naturally with the `nats` tools.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ mod write;
 
 use acks::AckRouter;
 pub use config::{JetStreamConfig, NatsAuth, NatsCredentials, StorageKind};
-use read::Idle;
+use read::Pool;
 pub use stream::{all_shards_subject, shard_subject};
 
 use super::secrets::{redact_url, scrub};
@@ -36,7 +36,7 @@ pub struct JetStreamAdapter {
   client: async_nats::Client,
   js: Context,
   acks: AckRouter,
-  readers: Mutex<HashMap<u32, Vec<Idle>>>,
+  pool: std::sync::Arc<Pool>,
   corrupt: AtomicU64,
   logged: Mutex<HashSet<u64>>,
   secrets: Vec<String>,
@@ -124,7 +124,7 @@ impl JetStreamAdapter {
       client,
       js,
       acks,
-      readers: Mutex::new(HashMap::new()),
+      pool: Default::default(),
       corrupt: AtomicU64::new(0),
       logged: Mutex::new(HashSet::new()),
       secrets,
@@ -192,7 +192,7 @@ impl Adapter for JetStreamAdapter {
   }
 
   async fn close(&self) -> Result<(), AdapterError> {
-    self.readers.lock().clear();
+    self.pool.clear();
     match tokio::time::timeout(self.config.request_timeout, self.client.drain()).await {
       Ok(Ok(())) => Ok(()),
       Ok(Err(e)) => {

@@ -5,12 +5,15 @@
 //! cluster settling), reads go message by message through the stream leader for a while.
 //! Subscribers wait with a pull request that expires on the server, never a polling loop.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy};
 use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::sync::watch;
 
 use super::JetStreamAdapter;
 use crate::adapter::{parse_numeric_position, AdapterError, Positions, ReadPage};
@@ -23,6 +26,8 @@ const FALLBACK_PERIOD: Duration = Duration::from_secs(30);
 const FALLBACK_PAGE: usize = 256;
 /// Idle readers kept per shard.
 const MAX_IDLE_READERS: usize = 4;
+/// How long a tailing reader's pull waits on the server before it is renewed.
+const TAIL_WAIT: Duration = Duration::from_secs(30);
 /// Messages fetched per round trip when a read asks for fewer.
 const PREFETCH: usize = 512;
 
@@ -36,25 +41,49 @@ pub(super) struct Reader {
   buffer: VecDeque<jetstream::Message>,
   /// Messages the server still holds for this consumer after the last one pulled.
   server_pending: u64,
+  /// It follows the tail of its shard for a subscriber: once read dry it waits on the
+  /// server again at once, so the next message needs no round trip to be noticed.
+  tailing: bool,
 }
 
-/// A reader between reads: ready, or fetching the next messages in the background.
+/// A reader between reads: ready, fetching the next messages, or waiting for new ones.
 pub(super) enum Idle {
   Ready(Box<Reader>),
   /// Started when a read returned and the server holds more: the next page's fetch runs
   /// while JS converts this one. Resolves to the reader, with whatever it fetched.
   Fetching {
     position: u64,
-    task: FetchTask,
+    task: Background<Reader>,
+  },
+  /// A pull request waits on the server for the shard's next message (a subscriber's
+  /// wait). While it is pending the shard has nothing after `position`. The task puts the
+  /// reader back as `Ready` when the pull ends, and rings [`Pool::arrived`].
+  Waiting {
+    position: u64,
+    id: u64,
+    task: Background<()>,
   },
 }
 
-/// The background fetch of an idle reader, stopped when it is dropped unused.
-pub(super) struct FetchTask(tokio::task::JoinHandle<Reader>);
+/// A task that is stopped when its handle is dropped unused.
+pub(super) struct Background<T>(Option<tokio::task::JoinHandle<T>>);
 
-impl Drop for FetchTask {
+impl<T> Background<T> {
+  fn new(handle: tokio::task::JoinHandle<T>) -> Self {
+    Background(Some(handle))
+  }
+
+  /// Lets the task run to its end without its handle (it is ending anyway).
+  fn release(mut self) {
+    self.0.take();
+  }
+}
+
+impl<T> Drop for Background<T> {
   fn drop(&mut self) {
-    self.0.abort();
+    if let Some(h) = &self.0 {
+      h.abort();
+    }
   }
 }
 
@@ -62,9 +91,70 @@ impl Idle {
   fn position(&self) -> u64 {
     match self {
       Idle::Ready(r) => r.position,
-      Idle::Fetching { position, .. } => *position,
+      Idle::Fetching { position, .. } | Idle::Waiting { position, .. } => *position,
     }
   }
+}
+
+/// The idle readers of every shard, shared with the tasks that wait for new messages.
+#[derive(Default)]
+pub(super) struct Pool {
+  readers: Mutex<HashMap<u32, Vec<Idle>>>,
+  /// Rung whenever a waiting pull ends (a message arrived, or it expired).
+  arrived: watch::Sender<u64>,
+  next_wait: AtomicU64,
+}
+
+impl Pool {
+  /// Adds a reader to a shard's list; the least recently used one goes when it is full: a
+  /// few per shard (one per concurrent consumer of this bus) is plenty, and keeping old
+  /// ones instead would make a reader in use start a new consumer on every page.
+  fn put(&self, shard: u32, idle: Idle) {
+    push_idle(self.readers.lock().entry(shard).or_default(), idle);
+  }
+
+  /// Replaces the finished wait `id` with its reader (or drops it: it failed).
+  fn settle(&self, shard: u32, id: u64, reader: Option<Reader>) {
+    {
+      let mut readers = self.readers.lock();
+      if let Some(list) = readers.get_mut(&shard) {
+        let found = list
+          .iter()
+          .position(|r| matches!(r, Idle::Waiting { id: w, .. } if *w == id));
+        if let Some(i) = found {
+          if let Idle::Waiting { task, .. } = list.remove(i) {
+            task.release();
+          }
+          if let Some(r) = reader {
+            list.push(Idle::Ready(Box::new(r)));
+          }
+        }
+      }
+    }
+    self.arrived.send_modify(|n| *n = n.wrapping_add(1));
+  }
+
+  pub(super) fn clear(&self) {
+    self.readers.lock().clear();
+  }
+}
+
+/// See [`Pool::put`].
+fn push_idle(list: &mut Vec<Idle>, idle: Idle) {
+  if list.len() >= MAX_IDLE_READERS {
+    list.remove(0);
+  }
+  list.push(idle);
+}
+
+/// What a shard's idle list says about `position`.
+enum Found {
+  /// A reader there, with messages at hand or on their way.
+  Data,
+  /// A pull waits there: nothing after `position` yet.
+  Waiting,
+  /// An idle reader with nothing known, or none.
+  Unknown,
 }
 
 impl Reader {
@@ -106,6 +196,10 @@ impl JetStreamAdapter {
     if self.fallback_active() {
       return self.read_by_request(shard, position, limit).await;
     }
+    if matches!(self.look(shard, position), Found::Waiting) {
+      // A pending pull proves the shard has nothing after `position`; no round trip.
+      return Ok(ReadPage::default());
+    }
     let mut reader = match self.lease(shard, position).await {
       Ok(r) => r,
       Err(e) => {
@@ -118,7 +212,10 @@ impl JetStreamAdapter {
           .map_err(|_| e);
       }
     };
-    if reader.buffer.len() < limit {
+    // With messages at hand and none left on the server (a wait's pull just brought one),
+    // the page goes out without another round trip.
+    let more_on_server = reader.server_pending > 0;
+    if reader.buffer.is_empty() || (reader.buffer.len() < limit && more_on_server) {
       // Fetch ahead: the rest waits in the reader for the next page of this shard.
       let want = (limit - reader.buffer.len()).max(PREFETCH);
       reader.fill(want).await.map_err(|e| {
@@ -148,8 +245,12 @@ impl JetStreamAdapter {
       }
     }
     page.has_more = !reader.buffer.is_empty() || reader.server_pending > 0;
-    // The next page of this shard likely asks for as many.
-    self.give_back(shard, reader, limit);
+    if reader.tailing && reader.buffer.is_empty() && reader.server_pending == 0 {
+      self.start_wait(shard, reader, TAIL_WAIT);
+    } else {
+      // The next page of this shard likely asks for as many.
+      self.give_back(shard, reader, limit);
+    }
     Ok(page)
   }
 
@@ -174,22 +275,50 @@ impl JetStreamAdapter {
     after: &Positions,
     max_wait: Duration,
   ) {
-    // One pull with expiry per shard; the first shard with data ends the wait. The pulled
-    // message stays in the reader's buffer for the next read.
-    let waits = shards.iter().map(|&shard| {
+    // One pull per shard waits on the server, in a task that outlives this call: a pull
+    // given up while pending would lose the message it later receives. Any pull that ends
+    // rings `arrived`; the caller then reads, and shards whose pull still waits answer
+    // "nothing" without a round trip.
+    let mut arrived = self.pool.arrived.subscribe();
+    arrived.borrow_and_update();
+    for &shard in shards {
       let position = after
         .get(&shard)
         .and_then(|p| p.parse::<u64>().ok())
         .unwrap_or(0);
-      Box::pin(async move {
-        let Ok(mut reader) = self.lease(shard, position).await else {
-          tokio::time::sleep(max_wait.min(Duration::from_secs(1))).await;
-          return;
-        };
-        if !reader.buffer.is_empty() {
-          self.give_back(shard, reader, PREFETCH);
-          return;
-        }
+      match self.look(shard, position) {
+        Found::Data => return,
+        Found::Waiting => continue,
+        Found::Unknown => {}
+      }
+      let Ok(reader) = self.lease(shard, position).await else {
+        // No reader can be placed now: come back later rather than spin.
+        tokio::time::sleep(max_wait.min(Duration::from_secs(1))).await;
+        return;
+      };
+      if !reader.buffer.is_empty() || reader.server_pending > 0 {
+        self.give_back(shard, reader, PREFETCH);
+        return;
+      }
+      self.start_wait(shard, reader, max_wait);
+    }
+    if shards.is_empty() {
+      tokio::time::sleep(max_wait).await;
+      return;
+    }
+    let _ = tokio::time::timeout(max_wait, arrived.changed()).await;
+  }
+
+  /// Leaves `reader` waiting on the server for its shard's next message.
+  fn start_wait(&self, shard: u32, mut reader: Reader, max_wait: Duration) {
+    let pool = self.pool.clone();
+    let id = pool.next_wait.fetch_add(1, Ordering::Relaxed);
+    let position = reader.position;
+    // The entry goes in before the task can settle it.
+    let mut readers = pool.readers.lock();
+    let task = tokio::spawn({
+      let pool = pool.clone();
+      async move {
         let pulled = reader
           .consumer
           .batch()
@@ -197,29 +326,46 @@ impl JetStreamAdapter {
           .expires(max_wait)
           .messages()
           .await;
-        if let Ok(batch) = pulled {
-          // An error ends the wait like an expiry: the next read asks again.
-          let _ = reader.take(batch).await;
-        } else {
-          tokio::time::sleep(max_wait.min(Duration::from_secs(1))).await;
-        }
-        self.give_back(shard, reader, PREFETCH);
-      })
+        let ok = match pulled {
+          Ok(batch) => reader.take(batch).await.is_ok(),
+          Err(_) => false,
+        };
+        reader.tailing = true;
+        // A failed pull leaves the consumer in doubt: the next read opens a new one.
+        pool.settle(shard, id, ok.then_some(reader));
+      }
     });
-    let waits: Vec<_> = waits.collect();
-    if waits.is_empty() {
-      tokio::time::sleep(max_wait).await;
-      return;
+    let waiting = Idle::Waiting {
+      position,
+      id,
+      task: Background::new(task),
+    };
+    push_idle(readers.entry(shard).or_default(), waiting);
+  }
+
+  /// What the idle list holds for `shard` at `position`, without taking it.
+  fn look(&self, shard: u32, position: u64) -> Found {
+    let readers = self.pool.readers.lock();
+    let Some(list) = readers.get(&shard) else {
+      return Found::Unknown;
+    };
+    match list.iter().find(|r| r.position() == position) {
+      Some(Idle::Ready(r)) if !r.buffer.is_empty() || r.server_pending > 0 => Found::Data,
+      Some(Idle::Fetching { .. }) => Found::Data,
+      Some(Idle::Waiting { .. }) => Found::Waiting,
+      _ => Found::Unknown,
     }
-    futures_util::future::select_all(waits).await;
   }
 
   /// An idle reader at `position`, or a new consumer starting after it.
   async fn lease(&self, shard: u32, position: u64) -> Result<Reader, AdapterError> {
     let idle = {
-      let mut readers = self.readers.lock();
+      let mut readers = self.pool.readers.lock();
       readers.get_mut(&shard).and_then(|list| {
-        let i = list.iter().position(|r| r.position() == position)?;
+        // A waiting reader stays with its pull; this read gets a consumer of its own.
+        let i = list
+          .iter()
+          .position(|r| r.position() == position && !matches!(r, Idle::Waiting { .. }))?;
         Some(list.remove(i))
       })
     };
@@ -227,11 +373,14 @@ impl JetStreamAdapter {
       Some(Idle::Ready(r)) => return Ok(*r),
       Some(Idle::Fetching { mut task, .. }) => {
         // A fetch ahead that failed left what it got; the read fetches the rest itself.
-        if let Ok(reader) = (&mut task.0).await {
-          return Ok(reader);
+        if let Some(handle) = task.0.as_mut() {
+          if let Ok(reader) = handle.await {
+            task.release();
+            return Ok(reader);
+          }
         }
       }
-      None => {}
+      Some(Idle::Waiting { .. }) | None => {}
     }
     let config = pull::Config {
       deliver_policy: DeliverPolicy::ByStartSequence {
@@ -260,6 +409,7 @@ impl JetStreamAdapter {
       consumer_seq: 0,
       buffer: VecDeque::new(),
       server_pending: 0,
+      tailing: false,
     })
   }
 
@@ -276,20 +426,12 @@ impl JetStreamAdapter {
       });
       Idle::Fetching {
         position,
-        task: FetchTask(task),
+        task: Background::new(task),
       }
     } else {
       Idle::Ready(Box::new(reader))
     };
-    let mut readers = self.readers.lock();
-    let list = readers.entry(shard).or_default();
-    // A few idle readers per shard (one per concurrent consumer of this bus) is plenty.
-    // The least recently used one goes: keeping old ones instead would make a reader that
-    // is in use start a new consumer on every page.
-    if list.len() >= MAX_IDLE_READERS {
-      list.remove(0);
-    }
-    list.push(idle);
+    self.pool.put(shard, idle);
   }
 
   /// Accepts a delivered message into `reader`, or reports a lost delivery.
