@@ -724,7 +724,10 @@ async fn an_explicit_linger_holds_a_partial_batch_until_flush() {
     bus.ingest(json_event(i, None)).unwrap();
   }
   tokio::time::sleep(Duration::from_millis(300)).await;
-  assert!(adapter.attempts.lock().is_empty(), "written before the linger or a flush");
+  assert!(
+    adapter.attempts.lock().is_empty(),
+    "written before the linger or a flush"
+  );
   bus.flush().await.unwrap();
   let sizes: Vec<usize> = adapter.attempts.lock().iter().map(Vec::len).collect();
   assert_eq!(sizes, vec![3]);
