@@ -165,7 +165,7 @@ export interface BatchOptions {
    * Longest a partial batch waits for more events, in ms (0–60000); a full batch, a
    * backlog or `flush()` sends at once. Set it to trade latency for fewer, larger writes
    * at moderate rates. Default: none, adaptive: a shard writes its first event at once and
-   * batches what arrives while a write is in flight, and waits 1 ms for more only while
+   * batches what arrives while a write is in flight, and waits 2 ms for more only while
    * events arrive faster than 20,000/s on that shard.
    */
   maxDelayMs?: number

@@ -9,6 +9,11 @@ const arg = (name, dflt) => {
 // The ~100-byte event of every scenario, built inside the timed loops.
 const makeEvent = (i) => ({ id: i, type: 'order.created', customer: `c-${i % 1000}`, amount: i % 997, ok: true, tag: 'bench' })
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+// RINGBUS_BENCH_MAX_DELAY_MS=2 runs the ingest, JetStream, Redis and latency scenarios with that fixed linger instead of
+// the default adaptive batching (to compare the two on the same machine).
+const fixedDelay = process.env.RINGBUS_BENCH_MAX_DELAY_MS
+/** Options of every bus the benchmarks create. */
+const busOptions = (options) => (fixedDelay === undefined ? options : { ...options, batch: { maxDelayMs: Number(fixedDelay) } })
 const now = () => Number(process.hrtime.bigint()) / 1e9
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 const fmt = (n) => Math.round(n).toLocaleString('en-US')
@@ -88,4 +93,4 @@ function standalone(run, defaults) {
     })
 }
 
-module.exports = { arg, makeEvent, sleep, now, median, fmt, summary, ratios, ringbusIngest, ringbusRead, tableRows, report, alternate, standalone }
+module.exports = { arg, makeEvent, sleep, busOptions, now, median, fmt, summary, ratios, ringbusIngest, ringbusRead, tableRows, report, alternate, standalone }

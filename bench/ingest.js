@@ -5,7 +5,7 @@
 
 const { EventBus } = require('..')
 
-const { makeEvent, fmt, alternate, standalone } = require('./common')
+const { makeEvent, fmt, alternate, standalone, busOptions } = require('./common')
 
 let N = 1_000_000
 const BATCH = 1000
@@ -25,7 +25,7 @@ class JsRing {
 }
 
 function newBus() {
-  return new EventBus({ adapter: { type: 'noop' }, ringCapacity: 1 << 16 })
+  return new EventBus(busOptions({ adapter: { type: 'noop' }, ringCapacity: 1 << 16 }))
 }
 
 /** Runs `body(bus)` for N events; returns events/s, checking every event was accepted. */

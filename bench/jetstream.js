@@ -7,7 +7,7 @@ const { connect } = require('@nats-io/transport-node')
 const { jetstream, jetstreamManager } = require('@nats-io/jetstream')
 const { EventBus } = require('..')
 
-const { makeEvent, now, fmt, ringbusIngest, ringbusRead, alternate, standalone } = require('./common')
+const { makeEvent, now, fmt, ringbusIngest, ringbusRead, alternate, standalone, busOptions } = require('./common')
 
 let N = 200_000
 const URL = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
@@ -26,7 +26,7 @@ async function withManager(fn) {
 
 async function ringbusWrite() {
   const stream = streamName('rb')
-  const bus = await EventBus.create({ adapter: { type: 'jetstream', servers: URL, stream } })
+  const bus = await EventBus.create(busOptions({ adapter: { type: 'jetstream', servers: URL, stream } }))
   return { rate: await ringbusIngest(bus, N), stream, bus }
 }
 

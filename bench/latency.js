@@ -9,7 +9,7 @@ const { jetstream, jetstreamManager } = require('@nats-io/jetstream')
 const { Redis } = require('ioredis')
 const { EventBus } = require('..')
 
-const { arg, sleep, median, fmt, alternate } = require('./common')
+const { arg, sleep, median, fmt, alternate, busOptions } = require('./common')
 
 const NATS_URL = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
 const REDIS_URL = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -74,7 +74,7 @@ function collector(total) {
 }
 
 async function ringbusSide(adapter, total, cleanup) {
-  const bus = await EventBus.create({ adapter })
+  const bus = await EventBus.create(busOptions({ adapter }))
   const c = collector(total)
   const sub = bus.subscribe({ from: 'latest' })
   // The first next() fixes where 'latest' is; wait for it before anything is sent.

@@ -6,7 +6,7 @@
 const { Redis } = require('ioredis')
 const { EventBus } = require('..')
 
-const { makeEvent, now, fmt, ringbusIngest, ringbusRead, alternate, standalone } = require('./common')
+const { makeEvent, now, fmt, ringbusIngest, ringbusRead, alternate, standalone, busOptions } = require('./common')
 
 let N = 200_000
 const URL = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -18,7 +18,7 @@ const prefixName = (who) => `bench_${who}_${process.pid}_${prefixNo++}`
 
 async function ringbusWrite() {
   const keyPrefix = prefixName('rb')
-  const bus = await EventBus.create({ adapter: { type: 'redis', url: URL, keyPrefix, maxLen: MAXLEN } })
+  const bus = await EventBus.create(busOptions({ adapter: { type: 'redis', url: URL, keyPrefix, maxLen: MAXLEN } }))
   return { rate: await ringbusIngest(bus, N), keyPrefix, bus }
 }
 

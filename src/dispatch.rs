@@ -28,50 +28,44 @@ pub struct DispatchContext {
 /// at that rate the wait gathers a real batch, and it spares the producer the wake-up of
 /// this task for nearly every event, which costs more than ingesting the event.
 pub const ADAPTIVE_RATE: f64 = 20_000.0;
-/// The wait at high rates: one tick of tokio's timer.
-pub const ADAPTIVE_LINGER: Duration = Duration::from_millis(1);
+/// The wait at high rates: the fixed linger of earlier versions, so throughput under load
+/// is theirs.
+pub const ADAPTIVE_LINGER: Duration = Duration::from_millis(2);
 
-/// Rates are measured over windows at least this long, so a burst of a few events at
-/// once does not read as a high rate.
-const PACE_WINDOW: Duration = Duration::from_millis(2);
+/// Batches taken closer together than this count as this far apart, so a burst of a few
+/// events at once does not read as a high rate.
+const PACE_FLOOR: Duration = Duration::from_millis(1);
 
 /// The shard's recent event rate, from the batches it takes.
 struct Pace {
-  window_start: Instant,
-  /// Events taken since `window_start`.
-  count: u64,
-  /// Events per second in the last complete window.
+  last_take: Instant,
+  /// Events per second, smoothed over the last few batches.
   rate: f64,
 }
 
 impl Pace {
   fn new() -> Self {
     Pace {
-      window_start: Instant::now(),
-      count: 0,
+      last_take: Instant::now(),
       rate: 0.0,
     }
   }
 
   fn taken(&mut self, events: usize) {
-    self.count += events as u64;
-    let elapsed = self.window_start.elapsed();
-    if elapsed >= PACE_WINDOW {
-      self.rate = self.count as f64 / elapsed.as_secs_f64();
-      self.count = 0;
-      self.window_start = Instant::now();
-    }
+    let now = Instant::now();
+    let secs = now
+      .duration_since(self.last_take)
+      .max(PACE_FLOOR)
+      .as_secs_f64();
+    // Halving the old estimate forgets a burst within a few batches.
+    self.rate = 0.5 * self.rate + 0.5 * (events as f64 / secs);
+    self.last_take = now;
   }
 
   fn linger(&self) -> Duration {
-    // A window that has run long without filling up says the load has dropped.
-    let elapsed = self.window_start.elapsed();
-    let current = if elapsed >= PACE_WINDOW {
-      self.count as f64 / elapsed.as_secs_f64()
-    } else {
-      f64::INFINITY
-    };
-    if self.rate.min(current) >= ADAPTIVE_RATE {
+    // A long silence since the last batch says the load has dropped.
+    let quiet = self.last_take.elapsed() > PACE_FLOOR * 4;
+    if self.rate >= ADAPTIVE_RATE && !quiet {
       ADAPTIVE_LINGER
     } else {
       Duration::ZERO
@@ -262,22 +256,24 @@ mod tests {
     let mut p = Pace::new();
     assert_eq!(p.linger(), Duration::ZERO);
     // A burst of a few events at once is not a rate.
-    p.taken(5);
+    p.taken(3);
+    p.taken(2);
     assert_eq!(p.linger(), Duration::ZERO);
-    // 1,000 events in one window: far over the threshold.
-    p.taken(1000);
-    std::thread::sleep(PACE_WINDOW);
-    p.taken(1000);
-    assert_eq!(p.linger(), ADAPTIVE_LINGER);
-    // Then silence: the window running on without events ends the lingering.
-    std::thread::sleep(PACE_WINDOW * 3);
-    assert_eq!(p.linger(), Duration::ZERO);
-    // A moderate rate (one event per 2 ms window) never lingers.
+    // 1,000 events per batch, batches a millisecond apart: far over the threshold.
     for _ in 0..3 {
-      std::thread::sleep(PACE_WINDOW);
-      p.taken(1);
-      assert_eq!(p.linger(), Duration::ZERO);
+      std::thread::sleep(PACE_FLOOR);
+      p.taken(1000);
     }
+    assert_eq!(p.linger(), ADAPTIVE_LINGER);
+    // Then silence: no lingering for the next event.
+    std::thread::sleep(PACE_FLOOR * 5);
+    assert_eq!(p.linger(), Duration::ZERO);
+    // A moderate rate (one event every 2 ms) brings the estimate down within a few batches.
+    for _ in 0..8 {
+      std::thread::sleep(PACE_FLOOR * 2);
+      p.taken(1);
+    }
+    assert_eq!(p.linger(), Duration::ZERO);
   }
 
   /// The option docs state the adaptive policy's numbers; they must be these.
