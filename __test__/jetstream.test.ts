@@ -4,7 +4,7 @@ import { connect } from '@nats-io/transport-node'
 import type { NatsConnection } from '@nats-io/nats-core'
 import { jetstreamManager } from '@nats-io/jetstream'
 import { EventBus, type BusEvent, type EventBusOptions } from '../index'
-import { expectPerKeyOrder, ingestN, readAll, sleep, trackBuses } from './support/adapter'
+import { expectPerKeyOrder, ingestN, readAll, sleep, trackBuses, until } from './support/adapter'
 import { makeTlsFiles, natsCluster, privateNats, tempDir, uniqueName, type PrivateServer } from './support/servers'
 
 // Required in CI: the server on 127.0.0.1:4222 (.ci/run starts it). Tests fail, never skip, without it.
@@ -357,7 +357,9 @@ describe('JetStream adapter against private servers', () => {
     for (let i = 0; i < 100; i++) bus.ingest({ i })
     await bus.flush()
     await server.kill()
-    // With the server gone: flush cannot confirm the connection, reads fail.
+    // Once the client has seen the connection drop (a flush just before that still finds
+    // an open socket): flush cannot confirm the connection, reads fail.
+    await until(async () => !(await bus.isHealthy()))
     await expect(bus.flush()).rejects.toMatchObject({ code: 'ERR_TIMEOUT' })
     await expect(bus.poll()).rejects.toMatchObject({ code: 'ERR_ADAPTER' })
     await expect(bus.isHealthy()).resolves.toBe(false)

@@ -87,3 +87,48 @@ impl fmt::Display for BusError {
 impl std::error::Error for BusError {}
 
 pub type Result<T> = std::result::Result<T, BusError>;
+
+/// serde's "invalid type: string \"…\", expected …" quotes the value it got; a password
+/// or token given in the wrong place would be echoed, so the value goes and its kind stays.
+pub fn without_echoed_value(msg: &str) -> String {
+  let Some(rest) = msg
+    .strip_prefix("invalid type: ")
+    .or_else(|| msg.strip_prefix("invalid value: "))
+  else {
+    return msg.to_string();
+  };
+  let Some(expected) = rest.find(", expected") else {
+    return msg.to_string();
+  };
+  let got = &rest[..expected];
+  let kind = got.find(['`', '"']).map_or(got, |i| got[..i].trim_end());
+  format!(
+    "{}{kind}{}",
+    &msg[..msg.len() - rest.len()],
+    &rest[expected..]
+  )
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn echoed_values_are_removed() {
+    assert_eq!(
+      without_echoed_value("invalid type: integer `12345678`, expected a string"),
+      "invalid type: integer, expected a string"
+    );
+    assert_eq!(
+      without_echoed_value("invalid type: string \"hunter2\", expected u32"),
+      "invalid type: string, expected u32"
+    );
+    assert_eq!(
+      without_echoed_value("invalid value: integer `-1`, expected u32"),
+      "invalid value: integer, expected u32"
+    );
+    // Key names are not values: they stay.
+    let unknown = "unknown field `capacity`, expected one of `type`, `maxEvents`";
+    assert_eq!(without_echoed_value(unknown), unknown);
+  }
+}

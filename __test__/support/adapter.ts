@@ -79,3 +79,12 @@ export async function subscribeN(bus: EventBus, n: number): Promise<BusEvent[]> 
   }
   return out
 }
+
+/** Waits until `done()` holds, checking every 20 ms; fails after `ms`. */
+export async function until(done: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!(await done())) {
+    if (Date.now() > end) throw new Error(`condition not reached within ${ms} ms`)
+    await sleep(20)
+  }
+}

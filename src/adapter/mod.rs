@@ -93,15 +93,21 @@ pub fn parse_numeric_position(
   pos: Option<&str>,
   what: &str,
 ) -> Result<u64, AdapterError> {
+  // No store numbers its records past 2^63; a larger position would overflow the "next
+  // record" arithmetic and wrap around to the start.
+  const MAX_POSITION: u64 = 1 << 63;
   match pos {
     None => Ok(0),
-    Some(p) => p.parse::<u64>().map_err(|_| AdapterError {
-      code: Code::InvalidCursor,
-      retryable: false,
-      message: format!(
-        "cursor position {p:?} for shard {shard} is not a {what}; use a cursor returned by this bus"
-      ),
-    }),
+    Some(p) => match p.parse::<u64>() {
+      Ok(n) if n < MAX_POSITION => Ok(n),
+      _ => Err(AdapterError {
+        code: Code::InvalidCursor,
+        retryable: false,
+        message: format!(
+          "cursor position {p:?} for shard {shard} is not a {what}; use a cursor returned by this bus"
+        ),
+      }),
+    },
   }
 }
 
@@ -226,5 +232,21 @@ pub async fn connect(config: &AdapterConfig) -> Result<std::sync::Arc<dyn Adapte
       redis::RedisAdapter::connect((**r).clone()).await?,
     )),
     other => build_local(other),
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn numeric_positions_stop_short_of_overflow() {
+    assert_eq!(parse_numeric_position(0, None, "offset"), Ok(0));
+    assert_eq!(parse_numeric_position(0, Some("42"), "offset"), Ok(42));
+    for bad in ["18446744073709551615", "9223372036854775808", "-1", "x"] {
+      let e = parse_numeric_position(3, Some(bad), "offset").unwrap_err();
+      assert_eq!(e.code, Code::InvalidCursor, "{bad}");
+      assert!(e.message.contains("shard 3"), "{}", e.message);
+    }
   }
 }

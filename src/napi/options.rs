@@ -12,7 +12,7 @@ use crate::adapter::redis::{RedisConfig, RedisTarget, Secret};
 use crate::adapter::tls::TlsConfig;
 use crate::adapter::{memory, AdapterConfig};
 use crate::config::{self, BatchConfig, BusConfig};
-use crate::error::{BusError, Code, Result};
+use crate::error::{without_echoed_value, BusError, Code, Result};
 
 /// What `ingest` does when the target shard's ring is full.
 #[napi(string_enum)]
@@ -283,11 +283,7 @@ pub fn parse_json<T: DeserializeOwned>(json: &str, what: &str, code: Code) -> Re
   serde_path_to_error::deserialize(de).map_err(|e| {
     let path = e.path().to_string();
     let inner = e.into_inner().to_string();
-    let inner = inner
-      .split(" at line ")
-      .next()
-      .unwrap_or(&inner)
-      .to_string();
+    let inner = without_echoed_value(inner.split(" at line ").next().unwrap_or(&inner));
     let at = if path == "." {
       what.to_string()
     } else {

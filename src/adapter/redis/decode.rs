@@ -9,15 +9,12 @@ use crate::event::StoredEvent;
 
 /// Whether `p` is a stream entry id (`<ms>-<seq>`), as cursor positions must be.
 pub fn is_entry_id(p: &str) -> bool {
+  // Both parts must fit Redis's 64-bit fields: a longer number would pass a syntax check
+  // and then fail every read on the server.
+  let part =
+    |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok();
   match p.split_once('-') {
-    Some((ms, seq)) => {
-      !ms.is_empty()
-        && !seq.is_empty()
-        && ms.len() <= 20
-        && seq.len() <= 20
-        && ms.bytes().all(|b| b.is_ascii_digit())
-        && seq.bytes().all(|b| b.is_ascii_digit())
-    }
+    Some((ms, seq)) => part(ms) && part(seq),
     None => false,
   }
 }
@@ -106,6 +103,9 @@ mod tests {
     assert!(!is_entry_id("17-"));
     assert!(!is_entry_id("abc"));
     assert!(!is_entry_id("1-2-3"));
+    assert!(is_entry_id("18446744073709551615-18446744073709551615"));
+    assert!(!is_entry_id("99999999999999999999-0"));
+    assert!(!is_entry_id("0-18446744073709551616"));
   }
 
   #[test]
