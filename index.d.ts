@@ -132,7 +132,7 @@ export type AdapterOptions =
     username?: string; /** Password. Default: the one in the URL, else none. */
     password?: string; /** Certificate files for `rediss://` URLs. Default: the system's roots. */
     tls?: TlsOptions; /**
-     * First part of every key: 1-128 characters without braces or spaces.
+     * First part of every key: 1-128 bytes without braces, spaces or control characters.
      * Default: `'ringbus'`.
      */
     keyPrefix?: string; /**
@@ -239,6 +239,12 @@ export interface EventBusOptions {
   shards?: number
   /** Events each shard's ring holds before backpressure applies (16–16777216). Default: 65536. */
   ringCapacity?: number
+  /**
+   * Payload and key bytes each shard's ring holds before backpressure applies
+   * (1024–4294967295); a lone event always fits. With `batch.maxBytes` for the write in
+   * flight, it bounds the events a shard holds in memory. Default: 67108864 (64 MiB).
+   */
+  ringMaxBytes?: number
   /** What `ingest` does when a ring is full. Default: `'reject'`. */
   backpressure?: BackpressureMode
   /** Largest accepted event payload in bytes (16–67108864). Default: 1048576 (1 MiB). */

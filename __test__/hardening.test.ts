@@ -77,3 +77,117 @@ describe('hardening', () => {
     await nc.close()
   })
 })
+
+describe('hardening: filters and options that JSON would silently change', () => {
+  let bus: EventBus
+  beforeAll(async () => {
+    bus = new EventBus({ shards: 2 })
+    bus.ingest({ tenant: 'a', n: 1 })
+    bus.ingest({ tenant: 'b', n: 2 })
+    await bus.flush()
+  })
+  afterAll(() => bus.shutdown())
+
+  it.each([
+    [{ tenant: undefined }, 'filter.tenant is undefined'],
+    [{ tenant: () => 'a' }, 'filter.tenant is a function'],
+    [{ tenant: { toJSON: () => undefined } }, 'filter.tenant has a toJSON method'],
+    [{ n: { $gt: NaN } }, 'filter.n.$gt is NaN'],
+    [{ n: { $in: [1, Infinity] } }, 'filter.n.$in[1] is Infinity'],
+    [{ $or: [{ tenant: 'a' }, { tenant: Symbol('b') }] }, 'filter.$or[1].tenant is a symbol'],
+  ])('poll and subscribe refuse %p with ERR_INVALID_FILTER', async (filter, message) => {
+    const err = await bus.poll({ filter: filter as never }).catch((e) => e)
+    expect(err.code).toBe('ERR_INVALID_FILTER')
+    expect(err.message).toContain(message)
+    let thrown: { code?: string; message: string } | undefined
+    try {
+      bus.subscribe({ filter: filter as never })
+    } catch (e) {
+      thrown = e as { code?: string; message: string }
+    }
+    expect(thrown?.code).toBe('ERR_INVALID_FILTER')
+  })
+
+  it('a Date operand still works (it is JSON text), and a plain filter still matches', async () => {
+    expect((await bus.poll({ filter: { tenant: 'a' } })).events.map((e) => JSON.parse(e.raw).n)).toEqual([1])
+    expect((await bus.poll({ filter: { at: { $lt: new Date() } } as never })).events).toEqual([])
+  })
+
+  it('NaN options are refused instead of falling back to defaults', async () => {
+    await expect(bus.poll({ limit: NaN })).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG', message: expect.stringContaining('poll request.limit is NaN') })
+    expect(() => new EventBus({ shards: NaN })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONFIG' }))
+  })
+
+  it('a filter nested past any sane depth is ERR_INVALID_FILTER, like a shallower one', async () => {
+    let deep: Record<string, unknown> = { n: 1 }
+    for (let i = 0; i < 100; i++) deep = { $not: deep }
+    await expect(bus.poll({ filter: deep })).rejects.toMatchObject({ code: 'ERR_INVALID_FILTER' })
+    let over: Record<string, unknown> = { n: 1 }
+    for (let i = 0; i < 40; i++) over = { $not: over }
+    await expect(bus.poll({ filter: over })).rejects.toMatchObject({ code: 'ERR_INVALID_FILTER' })
+  })
+})
+
+describe('hardening: every accepted event is readable by filters', () => {
+  it('refuses JSON a reader could not parse: numbers out of range, nesting past 128', async () => {
+    const bus = new EventBus({ shards: 1 })
+    for (const bad of ['{"a":1e309}', '[-1e400]', `${'['.repeat(129)}1${']'.repeat(129)}`]) {
+      expect(() => bus.ingest(bad)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_EVENT' }))
+    }
+    bus.ingest('{"a":1e308}')
+    bus.ingest(`${'['.repeat(100)}1${']'.repeat(100)}`)
+    await bus.flush()
+    expect((await bus.poll({ filter: {} })).events).toHaveLength(2)
+    expect(bus.stats().ingested).toBe(2)
+    await bus.shutdown()
+  })
+})
+
+describe('hardening: rings are bounded in bytes', () => {
+  it('ringMaxBytes applies backpressure before ringCapacity, and everything accepted is stored', async () => {
+    // A long linger keeps the events in the ring, as a stalled backend would.
+    const bus = new EventBus({ shards: 1, ringMaxBytes: 4096, batch: { maxDelayMs: 60_000 } })
+    const big = Buffer.alloc(1000, 7)
+    for (let i = 0; i < 4; i++) bus.ingest(big)
+    const err = (() => {
+      try {
+        bus.ingest(big)
+      } catch (e) {
+        return e as { code: string; message: string }
+      }
+    })()
+    expect(err?.code).toBe('ERR_BACKPRESSURE')
+    expect(err?.message).toContain('ringMaxBytes 4096')
+    expect(bus.shardStats()[0].queuedBytes).toBe(4000)
+    expect(await bus.flush()).toMatchObject({ pending: 4, stored: 4, dropped: 0 })
+    expect(bus.stats()).toMatchObject({ ingested: 4, stored: 4, rejected: 1 })
+    await bus.shutdown()
+    expect(() => new EventBus({ ringMaxBytes: 10 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONFIG' }))
+  })
+})
+
+describe('hardening: one filter cannot stall the process', () => {
+  it('a 70,000-operand $in against a 70,000-element array answers, other buses keep writing, shutdown ends polls', async () => {
+    const a = new EventBus({ shards: 2 })
+    const b = new EventBus({ shards: 2 })
+    a.ingest({ tags: Array.from({ length: 70_000 }, (_, i) => -(i + 1)) })
+    a.ingest({ tags: [5] })
+    await a.flush()
+    const list = Array.from({ length: 70_000 }, (_, i) => i + 1)
+    const polls = [0, 1, 2, 3].map(() => a.poll({ filter: { tags: { $in: list } } }))
+    const nin = a.poll({ filter: { tags: { $nin: list } } })
+    for (let i = 0; i < 1000; i++) b.ingest({ i })
+    await b.flush()
+    expect(b.stats()).toMatchObject({ ingested: 1000, stored: 1000 })
+    for (const p of await Promise.all(polls)) expect(p.events.map((e) => JSON.parse(e.raw).tags)).toEqual([[5]])
+    expect((await nin).events).toHaveLength(1)
+    // A poll in flight when shutdown starts settles (with its page or ERR_SHUT_DOWN).
+    const late = a.poll({ filter: { tags: { $in: list } } }).then(
+      (page) => page.events.length,
+      (e) => e.code,
+    )
+    await a.shutdown()
+    expect([1, 'ERR_SHUT_DOWN']).toContain(await late)
+    await b.shutdown()
+  }, 30_000)
+})

@@ -384,7 +384,12 @@ impl Bus {
     if !self.is_running() {
       return Err(BusError::shut_down());
     }
-    poll(self.core.adapter.as_ref(), &self.core.shard_ids(), req).await
+    // Shutdown ends a poll in flight (a slow filter, a backend that stopped answering).
+    let shards = self.core.shard_ids();
+    tokio::select! {
+      page = poll(self.core.adapter.as_ref(), &shards, req) => page,
+      _ = self.core.closing.wait() => Err(BusError::shut_down()),
+    }
   }
 
   pub fn subscribe(&self, filter: Option<Filter>, start: StartAt) -> Result<Subscription> {

@@ -126,6 +126,8 @@ impl ScalingConfig {
 pub struct BusConfig {
   pub shards: u32,
   pub ring_capacity: usize,
+  /// Payload and key bytes each shard's ring holds at most.
+  pub ring_max_bytes: usize,
   pub backpressure: Backpressure,
   pub max_event_bytes: usize,
   pub batch: BatchConfig,
@@ -145,6 +147,7 @@ impl Default for BusConfig {
     BusConfig {
       shards: 4,
       ring_capacity: 65_536,
+      ring_max_bytes: 64 << 20,
       backpressure: Backpressure::Reject,
       max_event_bytes: 1 << 20,
       batch: BatchConfig::default(),
@@ -211,6 +214,12 @@ impl BusConfig {
       self.ring_capacity as u64,
       16,
       MAX_RING_CAPACITY as u64,
+    )?;
+    check_range(
+      "ringMaxBytes",
+      self.ring_max_bytes as u64,
+      1024,
+      u32::MAX as u64,
     )?;
     check_range(
       "maxEventBytes",

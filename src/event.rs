@@ -47,10 +47,69 @@ pub struct Incoming {
   pub(crate) payload: Bytes,
 }
 
+/// Checks JSON text the way readers parse it (numbers in range, at most 128 levels deep),
+/// without building it: an event that passes can be matched by every filter.
+pub fn check_json(text: &[u8]) -> std::result::Result<(), serde_json::Error> {
+  serde_json::from_slice::<JsonCheck>(text).map(|_| ())
+}
+
+/// Accepts any JSON value. Deserialised through `deserialize_any`, so serde_json applies
+/// the same number and depth limits as when it builds a `Value`, but nothing is allocated.
+struct JsonCheck;
+
+impl<'de> serde::Deserialize<'de> for JsonCheck {
+  fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+    d.deserialize_any(JsonCheck)
+  }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonCheck {
+  type Value = JsonCheck;
+
+  fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.write_str("any JSON value")
+  }
+  fn visit_bool<E>(self, _: bool) -> std::result::Result<Self, E> {
+    Ok(JsonCheck)
+  }
+  fn visit_i64<E>(self, _: i64) -> std::result::Result<Self, E> {
+    Ok(JsonCheck)
+  }
+  fn visit_u64<E>(self, _: u64) -> std::result::Result<Self, E> {
+    Ok(JsonCheck)
+  }
+  fn visit_f64<E>(self, _: f64) -> std::result::Result<Self, E> {
+    Ok(JsonCheck)
+  }
+  fn visit_str<E>(self, _: &str) -> std::result::Result<Self, E> {
+    Ok(JsonCheck)
+  }
+  fn visit_unit<E>(self) -> std::result::Result<Self, E> {
+    Ok(JsonCheck)
+  }
+  fn visit_seq<A: serde::de::SeqAccess<'de>>(
+    self,
+    mut seq: A,
+  ) -> std::result::Result<Self, A::Error> {
+    while seq.next_element::<JsonCheck>()?.is_some() {}
+    Ok(JsonCheck)
+  }
+  fn visit_map<A: serde::de::MapAccess<'de>>(
+    self,
+    mut map: A,
+  ) -> std::result::Result<Self, A::Error> {
+    while map
+      .next_entry::<serde::de::IgnoredAny, JsonCheck>()?
+      .is_some()
+    {}
+    Ok(JsonCheck)
+  }
+}
+
 impl Incoming {
   /// JSON text, validated.
   pub fn json(payload: Bytes, key: Option<Arc<str>>) -> Result<Incoming> {
-    serde_json::from_slice::<serde::de::IgnoredAny>(&payload).map_err(|e| {
+    check_json(&payload).map_err(|e| {
       BusError::invalid_event(format!(
         "string is not valid JSON ({e}); pass an object, valid JSON text or a Buffer"
       ))
@@ -169,6 +228,15 @@ mod tests {
 
   #[test]
   fn constructors_enforce_the_rules() {
+    // What a reader could not parse is refused at ingest: out-of-range numbers, too deep.
+    for bad in [&b"{nope"[..], b"{\"a\":1e309}", b"[-1e400]"] {
+      assert!(Incoming::json(Bytes::from_static(bad), None).is_err());
+    }
+    let deep = format!("{}1{}", "[".repeat(129), "]".repeat(129));
+    assert!(Incoming::json(Bytes::from(deep), None).is_err());
+    let ok_deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+    assert!(Incoming::json(Bytes::from(ok_deep.clone()), None).is_ok());
+    assert!(serde_json::from_str::<serde_json::Value>(&ok_deep).is_ok());
     let err = Incoming::json(Bytes::from_static(b"{nope"), None).unwrap_err();
     assert_eq!(err.code, crate::error::Code::InvalidEvent);
     assert!(err.message.contains("not valid JSON"), "{}", err.message);

@@ -175,6 +175,8 @@ pub struct FlushTicket {
 pub struct Shard {
   pub id: u32,
   capacity: usize,
+  /// Payload and key bytes the ring holds at most (a lone event always fits).
+  max_bytes: usize,
   mode: Backpressure,
   batch_events: usize,
   batch_bytes: usize,
@@ -192,6 +194,7 @@ pub enum Pushed {
 }
 
 impl Shard {
+  /// A shard whose ring is bounded by `capacity` events only.
   pub fn new(
     id: u32,
     capacity: usize,
@@ -199,9 +202,22 @@ impl Shard {
     batch_events: usize,
     batch_bytes: usize,
   ) -> Arc<Self> {
+    Self::with_limits(id, capacity, usize::MAX, mode, batch_events, batch_bytes)
+  }
+
+  /// A shard whose ring holds at most `capacity` events and `max_bytes` bytes.
+  pub fn with_limits(
+    id: u32,
+    capacity: usize,
+    max_bytes: usize,
+    mode: Backpressure,
+    batch_events: usize,
+    batch_bytes: usize,
+  ) -> Arc<Self> {
     Arc::new(Shard {
       id,
       capacity,
+      max_bytes,
       mode,
       batch_events,
       batch_bytes,
@@ -232,17 +248,23 @@ impl Shard {
   /// Appends an event read at wall-clock `now_ms` (kept monotonic per shard).
   pub fn push(&self, inc: Incoming, now_ms: u64) -> Result<Pushed> {
     let mut wake = false;
+    let size = inc.payload.len() + inc.key.as_ref().map_or(0, |k| k.len());
+    // Full in events, or in bytes; an empty ring takes any one event.
+    let full = |st: &State| {
+      st.ring.len() >= self.capacity
+        || (!st.ring.is_empty() && st.ring_bytes.saturating_add(size) > self.max_bytes)
+    };
     {
       let mut st = self.state.lock();
-      if st.ring.len() >= self.capacity {
+      if full(&st) {
         match self.mode {
           Backpressure::Reject => {
             self.counters.rejected.fetch_add(1, Ordering::AcqRel);
             return Err(BusError::new(
               Code::Backpressure,
               format!(
-                "shard {} is full ({} events queued); slow down, call flush(), raise ringCapacity, or choose backpressure 'dropOldest'/'dropNewest'",
-                self.id, self.capacity
+                "shard {} is full ({} events, {} bytes queued; ringCapacity {}, ringMaxBytes {}); slow down, call flush(), raise those limits, or choose backpressure 'dropOldest'/'dropNewest'",
+                self.id, st.ring.len(), st.ring_bytes, self.capacity, self.max_bytes
               ),
             ));
           }
@@ -252,13 +274,17 @@ impl Shard {
             return Ok(Pushed::DroppedNewest);
           }
           Backpressure::DropOldest => {
-            if let Some(old) = st.ring.pop_front() {
+            // A large event may need several small ones to make room.
+            while full(&st) {
+              let Some(old) = st.ring.pop_front() else {
+                break;
+              };
               st.ring_bytes -= old.size();
               st.note_drop(old.seq);
               self.counters.dropped_oldest.fetch_add(1, Ordering::AcqRel);
-              // An eviction is the only way a push can complete a flush barrier.
-              st.complete_waiters();
             }
+            // An eviction is the only way a push can complete a flush barrier.
+            st.complete_waiters();
           }
         }
       }
@@ -499,6 +525,36 @@ mod tests {
     let c = s.counters();
     assert_eq!((c.ingested, c.rejected, c.dropped()), (16, 4, 0));
     assert_eq!(s.occupancy().queued, 16);
+  }
+
+  fn sized(n: usize) -> Incoming {
+    Incoming::bytes(Bytes::from(vec![7u8; n]), None).unwrap()
+  }
+
+  #[test]
+  fn rings_are_bounded_in_bytes_too() {
+    let clock = crate::clock::Clock::new();
+    let s = Shard::with_limits(0, 1000, 1000, Backpressure::Reject, 1000, 1 << 20);
+    for _ in 0..4 {
+      s.push(sized(250), clock.now_ms()).unwrap();
+    }
+    let err = s.push(sized(1), clock.now_ms()).unwrap_err();
+    assert_eq!(err.code, Code::Backpressure);
+    assert!(err.message.contains("ringMaxBytes 1000"), "{}", err.message);
+    assert_eq!(s.occupancy().queued_bytes, 1000);
+    // dropOldest evicts as many as it takes to fit a large event.
+    let d = Shard::with_limits(0, 1000, 1000, Backpressure::DropOldest, 1000, 1 << 20);
+    for _ in 0..4 {
+      d.push(sized(250), clock.now_ms()).unwrap();
+    }
+    d.push(sized(600), clock.now_ms()).unwrap();
+    let o = d.occupancy();
+    assert_eq!((o.queued, o.queued_bytes), (2, 850));
+    assert_eq!(d.counters().dropped_oldest, 3);
+    // An empty ring takes one event larger than the bound.
+    let e = Shard::with_limits(0, 10, 100, Backpressure::Reject, 10, 1 << 20);
+    e.push(sized(500), clock.now_ms()).unwrap();
+    assert!(e.push(sized(1), clock.now_ms()).is_err());
   }
 
   #[test]

@@ -123,9 +123,10 @@ impl ShardSet {
   }
 
   fn new_shard(&self, id: u32) -> Arc<Shard> {
-    Shard::new(
+    Shard::with_limits(
       id,
       self.config.ring_capacity,
+      self.config.ring_max_bytes,
       self.config.backpressure,
       self.config.batch.max_events,
       self.config.batch.max_bytes,

@@ -29,7 +29,7 @@ pub fn parse(text: &str) -> Option<(u64, u64, PayloadKind, std::str::Split<'_, c
 
 /// A payload marked JSON must still be JSON when read back.
 pub fn payload_is_valid(kind: PayloadKind, payload: &[u8]) -> bool {
-  kind != PayloadKind::Json || serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok()
+  kind != PayloadKind::Json || crate::event::check_json(payload).is_ok()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! JSON (ingested as bytes) never match a filter.
 
 use std::cmp::Ordering;
+use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
@@ -33,8 +34,8 @@ pub enum Cond {
   Gte(Value),
   Lt(Value),
   Lte(Value),
-  In(Vec<Value>),
-  Nin(Vec<Value>),
+  In(ValueSet),
+  Nin(ValueSet),
   Exists(bool),
   Not(Box<Cond>),
   All(Vec<Cond>),
@@ -197,8 +198,8 @@ fn parse_ops(map: &Map<String, Value>, path: &str, depth: usize) -> Result<Cond>
       "$gte" => Cond::Gte(scalar(v)?),
       "$lt" => Cond::Lt(scalar(v)?),
       "$lte" => Cond::Lte(scalar(v)?),
-      "$in" => Cond::In(list(v)?),
-      "$nin" => Cond::Nin(list(v)?),
+      "$in" => Cond::In(ValueSet::new(list(v)?)),
+      "$nin" => Cond::Nin(ValueSet::new(list(v)?)),
       "$exists" => match v {
         Value::Bool(b) => Cond::Exists(*b),
         other => {
@@ -274,6 +275,73 @@ fn num_cmp(a: &serde_json::Number, b: &serde_json::Number) -> Option<Ordering> {
   a.as_f64()?.partial_cmp(&b.as_f64()?)
 }
 
+/// The operands of `$in`/`$nin`, hashed: a lookup costs the same for 5 operands or
+/// 70,000, so a long list against a long array field stays linear.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueSet {
+  scalars: HashSet<Scalar>,
+  /// Arrays and objects, compared one by one (equality is structural and numeric).
+  nested: Vec<Value>,
+}
+
+/// A scalar by the equality filters use: numbers by value (1 == 1.0).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Scalar {
+  Null,
+  Bool(bool),
+  Int(i128),
+  Float(u64),
+  Str(String),
+}
+
+fn scalar_of(v: &Value) -> Option<Scalar> {
+  Some(match v {
+    Value::Null => Scalar::Null,
+    Value::Bool(b) => Scalar::Bool(*b),
+    Value::String(s) => Scalar::Str(s.clone()),
+    Value::Number(n) => {
+      if let Some(i) = n.as_i64() {
+        Scalar::Int(i as i128)
+      } else if let Some(u) = n.as_u64() {
+        Scalar::Int(u as i128)
+      } else {
+        let f = n.as_f64()?;
+        if f.fract() == 0.0 && f.abs() < 9.2e18 {
+          Scalar::Int(f as i128)
+        } else {
+          Scalar::Float(f.to_bits())
+        }
+      }
+    }
+    Value::Array(_) | Value::Object(_) => return None,
+  })
+}
+
+impl ValueSet {
+  fn new(values: Vec<Value>) -> Self {
+    let mut set = ValueSet {
+      scalars: HashSet::with_capacity(values.len()),
+      nested: Vec::new(),
+    };
+    for v in values {
+      match scalar_of(&v) {
+        Some(k) => {
+          set.scalars.insert(k);
+        }
+        None => set.nested.push(v),
+      }
+    }
+    set
+  }
+
+  fn contains(&self, v: &Value) -> bool {
+    match scalar_of(v) {
+      Some(k) => self.scalars.contains(&k),
+      None => self.nested.iter().any(|x| equal(v, x)),
+    }
+  }
+}
+
 fn equal(a: &Value, b: &Value) -> bool {
   match (a, b) {
     (Value::Number(x), Value::Number(y)) => num_cmp(x, y) == Some(Ordering::Equal),
@@ -305,7 +373,7 @@ impl Cond {
     match self {
       Cond::Exists(want) => v.is_some() == *want,
       Cond::Eq(x) => v.is_some_and(|v| any_elem(v, &|e| equal(e, x))),
-      Cond::Ne(x) => !Cond::Eq(x.clone()).eval(v),
+      Cond::Ne(x) => !v.is_some_and(|v| any_elem(v, &|e| equal(e, x))),
       Cond::Gt(x) => v.is_some_and(|v| any_elem(v, &|e| compare(e, x) == Some(Ordering::Greater))),
       Cond::Gte(x) => v.is_some_and(|v| {
         any_elem(v, &|e| {
@@ -318,8 +386,8 @@ impl Cond {
           matches!(compare(e, x), Some(Ordering::Less | Ordering::Equal))
         })
       }),
-      Cond::In(xs) => v.is_some_and(|v| xs.iter().any(|x| any_elem(v, &|e| equal(e, x)))),
-      Cond::Nin(xs) => !Cond::In(xs.clone()).eval(v),
+      Cond::In(set) => v.is_some_and(|v| any_elem(v, &|e| set.contains(e))),
+      Cond::Nin(set) => !v.is_some_and(|v| any_elem(v, &|e| set.contains(e))),
       Cond::Not(c) => !c.eval(v),
       Cond::All(cs) => cs.iter().all(|c| c.eval(v)),
     }
@@ -429,5 +497,26 @@ mod tests {
     let f = Filter::parse(&json!({ "$not": { "a": 1 } })).unwrap();
     assert!(!f.matches_json(b"\x00\x01binary"));
     assert!(f.matches_json(b"{\"a\":2}"));
+  }
+
+  #[test]
+  fn long_in_lists_against_long_arrays_stay_linear() {
+    let tags: Vec<i64> = (1..=70_000).map(|i| -i).collect();
+    let doc = json!({ "tags": tags, "n": 3 });
+    let list: Vec<i64> = (1..=70_000).collect();
+    let f = Filter::parse(&json!({ "tags": { "$in": list } })).unwrap();
+    // 70,000 x 70,000 comparisons took seconds; hashed it is 70,000 lookups.
+    assert!(!f.matches(&doc));
+    let nin = Filter::parse(&json!({ "tags": { "$nin": list } })).unwrap();
+    assert!(nin.matches(&doc));
+    let hit = Filter::parse(&json!({ "tags": { "$in": [5, -69_999] } })).unwrap();
+    assert!(hit.matches(&doc));
+    // Numbers by value, nested values structurally.
+    let f = Filter::parse(&json!({ "n": { "$in": [3.0, "x", [1, 2]] } })).unwrap();
+    assert!(f.matches(&doc));
+    let f = Filter::parse(&json!({ "v": { "$in": [[1, 2.0]] } })).unwrap();
+    assert!(f.matches(&json!({ "v": [[1, 2]] })));
+    assert!(f.matches(&json!({ "v": [1.0, 2] })));
+    assert!(!f.matches(&json!({ "v": [2, 1] })));
   }
 }

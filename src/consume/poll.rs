@@ -167,6 +167,7 @@ pub async fn poll(
             };
             budget -= 1;
             progressed = true;
+            pace_filter(filter, budget).await;
             lane.position = Some(ev.position.clone());
             if matches(filter, &ev) {
               out.push(ev);
@@ -197,6 +198,7 @@ pub async fn poll(
         let Some((_, i)) = next else { break };
         let ev = lanes[i].buffer.pop_front().expect("head exists");
         budget -= 1;
+        pace_filter(filter, budget).await;
         lanes[i].position = Some(ev.position.clone());
         if matches(filter, &ev) {
           out.push(ev);
@@ -216,6 +218,16 @@ pub async fn poll(
     cursor,
     has_more,
   })
+}
+
+/// Filter evaluation runs on the shared runtime; a long filtered poll gives the other
+/// tasks (other buses' dispatchers too) a turn every this many records.
+const FILTER_SLICE: usize = 256;
+
+async fn pace_filter(filter: Option<&Filter>, budget: usize) {
+  if filter.is_some() && budget.is_multiple_of(FILTER_SLICE) {
+    tokio::task::yield_now().await;
+  }
 }
 
 /// Validates and clamps a requested page size.

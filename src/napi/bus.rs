@@ -15,7 +15,7 @@ use crate::napi::convert::{self, BusStats, FlushResult, PollResult, ShardStat};
 use crate::napi::errors::{spawn, throw};
 use crate::napi::ingest;
 use crate::napi::options::{self, EventBusOptions};
-use crate::napi::scope::Scope;
+use crate::napi::scope::{self as napi_scope, Scope};
 use crate::napi::subscription::Subscription;
 
 /// Reads a user's option object as JSON text (undefined/null: None). What
@@ -35,6 +35,7 @@ fn options_json(
   let run = |scope: &mut Scope<'_>| {
     // SAFETY: napi-rs handed `value` to this running call.
     let value = unsafe { scope.adopt(value.raw()) };
+    check_values(scope, value, what, code)?;
     let global = scope.global()?;
     let json = scope.named(global, c"JSON", "JSON")?;
     let stringify = scope.named(json, c"stringify", "JSON.stringify")?;
@@ -49,6 +50,64 @@ fn options_json(
   };
   // SAFETY: called from napi-rs methods, on the JS thread, within the call of `env`.
   unsafe { Scope::with(env.raw(), run) }
+}
+
+/// Finds what `JSON.stringify` would silently change: non-finite numbers (they become
+/// null, so an option falls back to its default), and inside `filter` undefined values,
+/// functions, symbols and `toJSON` objects other than Dates (dropped, so a filter would
+/// match every event). Dates are told by their tag: Jest's sandbox has its own `Date`.
+/// Returns `[path, problem, inFilter]` or null. Option objects are small; the walk is cheap.
+const CHECK_JS: &str = r#"(function (root, what) {
+  const seen = new Set()
+  function walk(v, path, inFilter, depth) {
+    if (typeof v === 'number' && !Number.isFinite(v)) return [path, `is ${v}; give a finite number`, inFilter]
+    if (inFilter && v === undefined) return [path, 'is undefined; remove the key or give a value (an undefined operand would match every event)', true]
+    if (inFilter && (typeof v === 'function' || typeof v === 'symbol' || typeof v === 'bigint')) return [path, `is a ${typeof v}; a filter holds JSON values only`, true]
+    if (v === null || typeof v !== 'object') return null
+    if (depth > 64 || seen.has(v)) return [path, 'nests too deep or contains a cycle', inFilter]
+    if (inFilter && typeof v.toJSON === 'function' && Object.prototype.toString.call(v) !== '[object Date]') return [path, 'has a toJSON method; a filter holds plain JSON values only', true]
+    seen.add(v)
+    for (const k of Object.keys(v)) {
+      const sub = Array.isArray(v) ? `${path}[${k}]` : `${path}.${k}`
+      const r = walk(v[k], sub, inFilter || (depth === 0 && k === 'filter'), depth + 1)
+      if (r) return r
+    }
+    seen.delete(v)
+    return null
+  }
+  return walk(root, what, false, 0)
+})"#;
+
+/// Refuses what [`CHECK_JS`] finds: `ERR_INVALID_FILTER` inside a filter, else `code`.
+fn check_values<'s>(
+  scope: &mut Scope<'s>,
+  value: napi_scope::JsValue<'s>,
+  what: &str,
+  code: Code,
+) -> std::result::Result<(), BusError> {
+  let internal =
+    |reason: String| BusError::new(Code::Internal, format!("checking {what}: {reason}"));
+  let check = scope.run_script(CHECK_JS).map_err(internal)?;
+  let name = scope.string(what.as_bytes())?;
+  let found = scope
+    .call(check, [value, name])
+    .map_err(|reason| BusError::new(code, format!("{what} cannot be read ({reason})")))?;
+  if scope.type_of(found) != napi::sys::ValueType::napi_object {
+    return Ok(());
+  }
+  let mut text = |i: u32| -> std::result::Result<String, BusError> {
+    let v = scope.element(found, i, what)?;
+    let b = scope.string_bytes(v, what, |_| Ok(()))?;
+    Ok(String::from_utf8_lossy(&b).into_owned())
+  };
+  let (path, problem) = (text(0)?, text(1)?);
+  let in_filter = scope.element(found, 2, what)?;
+  let code = if scope.boolean(in_filter) == Some(true) {
+    Code::InvalidFilter
+  } else {
+    code
+  };
+  Err(BusError::new(code, format!("{path} {problem}")))
 }
 
 fn parse_options(

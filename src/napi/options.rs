@@ -125,7 +125,7 @@ pub enum AdapterOptions {
     password: Option<String>,
     /// Certificate files for `rediss://` URLs. Default: the system's roots.
     tls: Option<TlsOptions>,
-    /// First part of every key: 1-128 characters without braces or spaces.
+    /// First part of every key: 1-128 bytes without braces, spaces or control characters.
     /// Default: `'ringbus'`.
     key_prefix: Option<String>,
     /// Each shard's stream is trimmed to about this many entries (`MAXLEN ~`).
@@ -240,6 +240,10 @@ pub struct EventBusOptions {
   pub shards: Option<u32>,
   /// Events each shard's ring holds before backpressure applies (16–16777216). Default: 65536.
   pub ring_capacity: Option<u32>,
+  /// Payload and key bytes each shard's ring holds before backpressure applies
+  /// (1024–4294967295); a lone event always fits. With `batch.maxBytes` for the write in
+  /// flight, it bounds the events a shard holds in memory. Default: 67108864 (64 MiB).
+  pub ring_max_bytes: Option<u32>,
   /// What `ingest` does when a ring is full. Default: `'reject'`.
   pub backpressure: Option<BackpressureMode>,
   /// Largest accepted event payload in bytes (16–67108864). Default: 1048576 (1 MiB).
@@ -464,6 +468,7 @@ impl EventBusOptions {
     let cfg = BusConfig {
       shards,
       ring_capacity: self.ring_capacity.map_or(d.ring_capacity, |v| v as usize),
+      ring_max_bytes: self.ring_max_bytes.map_or(d.ring_max_bytes, |v| v as usize),
       backpressure: match self.backpressure {
         None => d.backpressure,
         Some(BackpressureMode::Reject) => config::Backpressure::Reject,

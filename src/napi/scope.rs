@@ -421,6 +421,17 @@ impl<'s> Scope<'s> {
     }
   }
 
+  /// The value of a JS boolean; None for anything else.
+  pub fn boolean(&self, v: JsValue<'s>) -> Option<bool> {
+    if self.type_of(v) != sys::ValueType::napi_boolean {
+      return None;
+    }
+    let mut out = false;
+    // SAFETY: live env, a boolean of this scope, a valid out-pointer.
+    let status = unsafe { sys::napi_get_value_bool(self.env, v.raw, &mut out) };
+    (status == sys::Status::napi_ok).then_some(out)
+  }
+
   /// A JS string from UTF-8 bytes; V8 replaces invalid sequences.
   pub fn string(&self, bytes: &[u8]) -> Result<JsValue<'s>, BusError> {
     let mut out = ptr::null_mut();

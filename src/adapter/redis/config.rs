@@ -95,7 +95,7 @@ impl RedisConfig {
         .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control());
     if !valid_prefix {
       return Err(BusError::config(format!(
-        "adapter.keyPrefix {:?} is not usable: give 1-128 characters without braces or spaces",
+        "adapter.keyPrefix {:?} is not usable: give 1-128 bytes without braces, spaces or control characters",
         self.key_prefix
       )));
     }
