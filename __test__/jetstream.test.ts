@@ -151,6 +151,23 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
     await bus.shutdown()
   })
 
+  it('shutdown deletes every consumer the bus created on the server (seen by nats.js)', async () => {
+    const stream = newStream('cleanup')
+    const bus = await create(jsOptions(stream))
+    await ingestN(bus, 5_000)
+    await bus.flush()
+    // Readers for pages, and waiting pulls for two subscribers.
+    expect((await readAll(bus)).length).toBe(5_000)
+    const subs = [bus.subscribe({ from: 'latest' }), bus.subscribe({ from: 'latest' })]
+    const pending = subs.map((s) => s.next())
+    await sleep(300)
+    const jsm = await jetstreamManager(nc)
+    expect((await jsm.streams.info(stream)).state.consumer_count).toBeGreaterThanOrEqual(4)
+    await bus.shutdown()
+    for (const p of pending) expect((await p).done).toBe(true)
+    expect((await jsm.streams.info(stream)).state.consumer_count).toBe(0)
+  })
+
   it('a stream deleted under a running bus: events are retried, then dropped and counted, with the reason', async () => {
     const stream = newStream('deleted')
     const bus = await create({ ...jsOptions(stream), retries: 1, adapterTimeoutMs: 1000 } as EventBusOptions)

@@ -192,7 +192,17 @@ impl Adapter for JetStreamAdapter {
   }
 
   async fn close(&self) -> Result<(), AdapterError> {
-    self.pool.clear();
+    // The readers' consumers go with the bus, not READER_IDLE later.
+    let deletes = self.pool.close().into_iter().map(|name| {
+      let js = self.js.clone();
+      let stream = self.config.stream.clone();
+      async move { js.delete_consumer_from_stream(name, stream).await }
+    });
+    let _ = tokio::time::timeout(
+      self.config.request_timeout,
+      futures_util::future::join_all(deletes),
+    )
+    .await;
     match tokio::time::timeout(self.config.request_timeout, self.client.drain()).await {
       Ok(Ok(())) => Ok(()),
       Ok(Err(e)) => {

@@ -5,12 +5,13 @@
 //! cluster settling), reads go message by message through the stream leader for a while.
 //! Subscribers wait with a pull request that expires on the server, never a polling loop.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Weak;
 use std::time::Duration;
 
-use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy};
+use async_nats::jetstream::{self, Context};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -44,6 +45,38 @@ pub(super) struct Reader {
   /// It follows the tail of its shard for a subscriber: once read dry it waits on the
   /// server again at once, so the next message needs no round trip to be noticed.
   tailing: bool,
+  _owned: Owned,
+}
+
+/// A reader's consumer on the server. When the reader goes, the consumer is deleted
+/// instead of lingering `READER_IDLE`; at close the adapter deletes every live one itself,
+/// before the connection drains.
+struct Owned {
+  js: Context,
+  stream: String,
+  name: String,
+  pool: Weak<Pool>,
+}
+
+impl Drop for Owned {
+  fn drop(&mut self) {
+    if let Some(pool) = self.pool.upgrade() {
+      pool.live.lock().remove(&self.name);
+      if pool.closing.load(Ordering::Acquire) {
+        return;
+      }
+    }
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+      let (js, stream, name) = (
+        self.js.clone(),
+        self.stream.clone(),
+        std::mem::take(&mut self.name),
+      );
+      rt.spawn(async move {
+        let _ = js.delete_consumer_from_stream(name, stream).await;
+      });
+    }
+  }
 }
 
 /// A reader between reads: ready, fetching the next messages, or waiting for new ones.
@@ -103,6 +136,9 @@ pub(super) struct Pool {
   /// Rung whenever a waiting pull ends (a message arrived, or it expired).
   arrived: watch::Sender<u64>,
   next_wait: AtomicU64,
+  /// Consumers of readers that exist, by name.
+  live: Mutex<HashSet<String>>,
+  closing: AtomicBool,
 }
 
 impl Pool {
@@ -134,8 +170,12 @@ impl Pool {
     self.arrived.send_modify(|n| *n = n.wrapping_add(1));
   }
 
-  pub(super) fn clear(&self) {
+  /// Drops every reader and returns the names of the consumers still on the server.
+  pub(super) fn close(&self) -> Vec<String> {
+    self.closing.store(true, Ordering::Release);
+    let names: Vec<String> = self.live.lock().iter().cloned().collect();
     self.readers.lock().clear();
+    names
   }
 }
 
@@ -403,7 +443,15 @@ impl JetStreamAdapter {
           format!("could not open a JetStream reader on shard {shard}: {e}"),
         )
       })?;
+    let name = consumer.cached_info().name.clone();
+    self.pool.live.lock().insert(name.clone());
     Ok(Reader {
+      _owned: Owned {
+        js: self.js.clone(),
+        stream: self.config.stream.clone(),
+        name,
+        pool: std::sync::Arc::downgrade(&self.pool),
+      },
       consumer,
       position,
       consumer_seq: 0,
