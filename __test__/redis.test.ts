@@ -206,6 +206,29 @@ describe('Redis adapter against private servers', () => {
     server = undefined
   })
 
+  it('200 waiting subscribers share a bounded set of blocking connections, and all get the next event', async () => {
+    server = await privateRedis()
+    const url = `redis://127.0.0.1:${server.port}`
+    const admin = new Redis(url)
+    const clients = async () => Number(/connected_clients:(\d+)/.exec(await admin.info('clients'))![1])
+    try {
+      const base = await clients()
+      const bus = await create({ ...redisOptions(uniqueName('waiters'), {}, url), shards: 2 })
+      const subs = Array.from({ length: 200 }, () => bus.subscribe({ from: 'latest' }))
+      const next = subs.map((s) => s.next())
+      await sleep(500)
+      // Two data connections and at most 16 blocking ones (MAX_BLOCKING_WAITS), not 200.
+      const during = (await clients()) - base
+      expect(during).toBeLessThanOrEqual(2 + 16)
+      bus.ingest({ hello: 1 })
+      const steps = await Promise.all(next)
+      expect(steps.map((s) => JSON.parse(s.value!.raw).hello)).toEqual(Array(200).fill(1))
+      await bus.shutdown()
+    } finally {
+      admin.disconnect()
+    }
+  })
+
   it('stores a write that timed out and was applied later exactly once', async () => {
     server = await privateRedis()
     const url = `redis://127.0.0.1:${server.port}`

@@ -29,8 +29,12 @@ pub use write::{mark_key, stream_key};
 
 /// Corrupt entries logged individually before going quiet (the count keeps growing).
 const MAX_LOGGED_CORRUPT: usize = 1024;
+/// Waits (subscribers waiting for new entries) that hold a blocking connection at once; the
+/// others queue for a turn. Each holds one connection (one per shard on a cluster), so a
+/// bus never opens more than this many of them, however many subscribers wait.
+pub const MAX_BLOCKING_WAITS: usize = 16;
 /// Idle blocking connections kept for the next wait.
-const MAX_IDLE_BLOCKERS: usize = 8;
+const MAX_IDLE_BLOCKERS: usize = MAX_BLOCKING_WAITS;
 
 /// The next page of a shard, requested while the caller was still busy with the last one.
 struct ReadAhead {
@@ -45,6 +49,8 @@ pub struct RedisAdapter {
   /// Writes and reads; `None` once closed.
   conns: Mutex<Option<(Conn, Conn)>>,
   idle_blockers: Mutex<Vec<Conn>>,
+  /// Turns for waits; see [`MAX_BLOCKING_WAITS`].
+  waits: tokio::sync::Semaphore,
   /// At most one page per shard; entries are immutable, so a page read ahead stays valid.
   ahead: Mutex<HashMap<u32, ReadAhead>>,
   script: redis::Script,
@@ -108,6 +114,7 @@ impl RedisAdapter {
       endpoint,
       conns: Mutex::new(Some((writer, reader))),
       idle_blockers: Mutex::new(Vec::new()),
+      waits: tokio::sync::Semaphore::new(MAX_BLOCKING_WAITS),
       ahead: Mutex::new(HashMap::new()),
       script,
       corrupt: AtomicU64::new(0),
@@ -458,9 +465,19 @@ impl Adapter for RedisAdapter {
   }
 
   async fn wait_for_data(&self, shards: &[u32], after: &Positions, max_wait: Duration) {
+    let started = tokio::time::Instant::now();
     let block = max_wait.min(MAX_BLOCK);
     if shards.is_empty() {
       tokio::time::sleep(block).await;
+      return;
+    }
+    // A wait that gets no turn within its time ends like one that saw nothing; when an
+    // entry arrives the waits in turn return at once, and the queued ones follow.
+    let Ok(Ok(_turn)) = tokio::time::timeout(block, self.waits.acquire()).await else {
+      return;
+    };
+    let block = block.saturating_sub(started.elapsed());
+    if block.is_zero() {
       return;
     }
     if !self.endpoint.is_cluster() {
