@@ -1,7 +1,24 @@
 import { spawnSync } from 'node:child_process'
 import path from 'node:path'
+import { Redis } from 'ioredis'
+import { uniqueName } from './support/servers'
 
 const root = path.resolve(__dirname, '..')
+const REDIS = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
+
+/** Entries stored under `prefix` on its first `shards` shards (then removed), read with ioredis. */
+async function storedCount(prefix: string, shards: number): Promise<number> {
+  const redis = new Redis(REDIS)
+  try {
+    let n = 0
+    for (let s = 0; s < shards; s++) n += await redis.xlen(`{${prefix}:${s}}`)
+    const keys = await redis.keys(`{${prefix}:*`)
+    if (keys.length) await redis.del(...keys)
+    return n
+  } finally {
+    redis.disconnect()
+  }
+}
 
 function runNode(script: string, timeoutMs = 20_000) {
   const started = Date.now()
@@ -10,34 +27,41 @@ function runNode(script: string, timeoutMs = 20_000) {
 }
 
 describe('process and worker lifecycle', () => {
-  it('a process whose bus is never shut down exits on its own', () => {
+  it('a process whose bus is never shut down exits on its own, and the exit drain delivers everything', async () => {
+    // Redis outlives the process, so what the exit drain delivered can be counted.
+    const prefix = uniqueName('exitdrain')
     const r = runNode(`
       const { EventBus } = require('./index.js')
-      const bus = new EventBus({ shards: 4 })
-      for (let i = 0; i < 100000; i++) bus.ingest({ i })
-      bus.poll().then((p) => console.log('polled', p.events.length))
-      const sub = bus.subscribe({ from: 'latest' })
-      console.log('done ingesting')
+      EventBus.create({ shards: 4, adapter: { type: 'redis', url: ${JSON.stringify(REDIS)}, keyPrefix: '${prefix}' } }).then((bus) => {
+        for (let i = 0; i < 100000; i++) bus.ingest({ i })
+        bus.poll().then((p) => console.log('polled', p.events.length))
+        const sub = bus.subscribe({ from: 'latest' })
+        console.log('done ingesting')
+      })
     `)
     expect(r.error).toBeUndefined()
     expect(r.status).toBe(0)
     expect(r.stdout).toContain('done ingesting')
     expect(r.elapsed).toBeLessThan(10_000)
-    // Everything reached the memory store during the exit drain: nothing to report.
+    // Everything reached Redis during the exit drain: nothing to report, all of it stored.
     expect(r.stderr).toBe('')
+    expect(await storedCount(prefix, 4)).toBe(100_000)
   })
 
-  it('process.exit() with events still queued drains them before exit', () => {
+  it('process.exit() with events still queued drains them before exit', async () => {
+    const prefix = uniqueName('exitnow')
     const r = runNode(`
       const { EventBus } = require('./index.js')
-      const bus = new EventBus({ shards: 2, batch: { maxDelayMs: 60000, maxEvents: 100000 } })
-      for (let i = 0; i < 5000; i++) bus.ingest({ i })
-      console.log('pending', bus.stats().pending)
-      process.exit(0)
+      EventBus.create({ shards: 2, batch: { maxDelayMs: 60000, maxEvents: 100000 }, adapter: { type: 'redis', url: ${JSON.stringify(REDIS)}, keyPrefix: '${prefix}' } }).then((bus) => {
+        for (let i = 0; i < 5000; i++) bus.ingest({ i })
+        console.log('pending', bus.stats().pending)
+        process.exit(0)
+      })
     `)
     expect(r.status).toBe(0)
     expect(r.stdout).toContain('pending 5000')
     expect(r.stderr).toBe('')
+    expect(await storedCount(prefix, 2)).toBe(5000)
   })
 
   it('a bus inside a worker_threads Worker works and the worker exits cleanly', () => {

@@ -155,7 +155,8 @@ describe('Redis adapter (server on 127.0.0.1:6379)', () => {
     }
     await it.return?.()
     expect(got.sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, k) => k + 1))
-    expect(bus.stats().corruptSkipped).toBeGreaterThanOrEqual(1)
+    // The one garbage entry, skipped once.
+    expect(bus.stats().corruptSkipped).toBe(1)
     await bus.shutdown()
   })
 

@@ -47,6 +47,7 @@ describe('scaleUp / scaleDown', () => {
     expect(bus.stats()).toMatchObject({ ingested: 2000, stored: 2000, dropped: 0 })
     const events = (await pollAll(bus)).map((e) => JSON.parse(e.raw) as { key: string; n: number })
     expect(events).toHaveLength(2000)
+    expect(new Set(events.map((e) => `${e.key}/${e.n}`)).size).toBe(2000)
     await bus.shutdown()
   })
 

@@ -135,6 +135,17 @@ fn config(shards: u32) -> BusConfig {
   }
 }
 
+/// `cfg` with a linger no test outlasts: a batch is cut only by flush (or when full).
+fn held(cfg: BusConfig) -> BusConfig {
+  BusConfig {
+    batch: BatchConfig {
+      max_delay: Some(Duration::from_secs(60)),
+      ..cfg.batch
+    },
+    ..cfg
+  }
+}
+
 fn rt() -> tokio::runtime::Handle {
   tokio::runtime::Handle::current()
 }
@@ -182,7 +193,8 @@ async fn partial_failure_resends_only_unacknowledged_events() {
     partial_once: AtomicUsize::new(1),
     ..Default::default()
   });
-  let bus = Bus::start_with_adapter(config(1), adapter.clone(), rt()).unwrap();
+  // Only flush cuts the batch: all ten events form the first write, however the threads run.
+  let bus = Bus::start_with_adapter(held(config(1)), adapter.clone(), rt()).unwrap();
   for i in 0..10 {
     bus.ingest(json_event(i, None)).unwrap();
   }
@@ -232,10 +244,11 @@ async fn rejected_and_exhausted_events_are_dropped_with_reason() {
     fail_writes: AtomicUsize::new(usize::MAX),
     ..Default::default()
   });
-  let cfg = BusConfig {
+  // Only flush cuts the batch: the twenty events are one write and its two retries.
+  let cfg = held(BusConfig {
     retries: 2,
     ..config(1)
-  };
+  });
   let bus = Bus::start_with_adapter(cfg, adapter.clone(), rt()).unwrap();
   for i in 0..20 {
     bus.ingest(json_event(i, None)).unwrap();
