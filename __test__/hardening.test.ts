@@ -125,6 +125,16 @@ describe('hardening: filters and options that JSON would silently change', () =>
     let over: Record<string, unknown> = { n: 1 }
     for (let i = 0; i < 40; i++) over = { $not: over }
     await expect(bus.poll({ filter: over })).rejects.toMatchObject({ code: 'ERR_INVALID_FILTER' })
+    // 31 `$not` around `{ n: 1 }` are 32 nested objects: the limit, allowed.
+    let limit: Record<string, unknown> = { n: 1 }
+    for (let i = 0; i < 31; i++) limit = { $not: limit }
+    await expect(bus.poll({ filter: limit })).resolves.toMatchObject({ hasMore: false })
+  })
+
+  it('keyPrefix limits are stated in bytes', async () => {
+    const err = await EventBus.create({ adapter: { type: 'redis', url: REDIS, keyPrefix: 'é'.repeat(65) } }).catch((e) => e)
+    expect(err.code).toBe('ERR_INVALID_CONFIG')
+    expect(err.message).toContain('1-128 bytes')
   })
 })
 

@@ -148,7 +148,10 @@ fn is_operator_object(map: &Map<String, Value>, path: &str) -> Result<bool> {
 }
 
 fn parse_cond(value: &Value, path: &str, depth: usize) -> Result<Cond> {
-  check_depth(path, depth)?;
+  // Levels are objects and arrays; a scalar operand adds none.
+  if value.is_object() || value.is_array() {
+    check_depth(path, depth)?;
+  }
   if let Value::Object(map) = value {
     if is_operator_object(map, path)? {
       return parse_ops(map, path, depth);
@@ -159,14 +162,17 @@ fn parse_cond(value: &Value, path: &str, depth: usize) -> Result<Cond> {
 }
 
 fn check_value_depth(value: &Value, path: &str, depth: usize) -> Result<()> {
-  check_depth(path, depth)?;
   match value {
-    Value::Array(a) => a
-      .iter()
-      .try_for_each(|v| check_value_depth(v, path, depth + 1)),
-    Value::Object(m) => m
-      .values()
-      .try_for_each(|v| check_value_depth(v, path, depth + 1)),
+    Value::Array(a) => {
+      check_depth(path, depth)?;
+      a.iter()
+        .try_for_each(|v| check_value_depth(v, path, depth + 1))
+    }
+    Value::Object(m) => {
+      check_depth(path, depth)?;
+      m.values()
+        .try_for_each(|v| check_value_depth(v, path, depth + 1))
+    }
     _ => Ok(()),
   }
 }
@@ -518,5 +524,21 @@ mod tests {
     assert!(f.matches(&json!({ "v": [[1, 2]] })));
     assert!(f.matches(&json!({ "v": [1.0, 2] })));
     assert!(!f.matches(&json!({ "v": [2, 1] })));
+  }
+
+  #[test]
+  fn depth_counts_nested_objects_not_scalars() {
+    let nest = |n: usize| {
+      let mut f = json!({ "a": 1 });
+      for _ in 0..n {
+        f = json!({ "$not": f });
+      }
+      f
+    };
+    // 31 `$not` around `{ a: 1 }` are 32 nested objects: the limit, allowed.
+    assert!(Filter::parse(&nest(31)).is_ok());
+    let err = Filter::parse(&nest(32)).unwrap_err();
+    assert_eq!(err.code, Code::InvalidFilter);
+    assert!(err.message.contains("deeper than 32"), "{}", err.message);
   }
 }
