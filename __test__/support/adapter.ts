@@ -88,3 +88,20 @@ export async function until(done: () => Promise<boolean> | boolean, ms = 10_000)
     await sleep(20)
   }
 }
+
+/**
+ * Calls `ingest(k)` every 10 ms until `pending` (a subscriber's first `next()`) settles, and
+ * returns its result: a subscriber `from: 'latest'` has started once it receives one of
+ * these, without guessing how long starting takes.
+ */
+export async function feedUntil<T>(pending: Promise<T>, ingest: (k: number) => void): Promise<T> {
+  let settled = false
+  const watched = pending.finally(() => {
+    settled = true
+  })
+  for (let k = 0; !settled; k++) {
+    ingest(k)
+    await Promise.race([watched, sleep(10)])
+  }
+  return watched
+}
