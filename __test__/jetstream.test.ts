@@ -4,7 +4,7 @@ import { connect } from '@nats-io/transport-node'
 import type { NatsConnection } from '@nats-io/nats-core'
 import { jetstreamManager } from '@nats-io/jetstream'
 import { EventBus, type BusEvent, type EventBusOptions } from '../index'
-import { expectPerKeyOrder, ingestN, readAll, sleep, trackBuses, until } from './support/adapter'
+import { expectPerKeyOrder, expectReaderSeesEveryShard, ingestN, readAll, sleep, trackBuses, until } from './support/adapter'
 import { makeTlsFiles, natsCluster, privateNats, tempDir, uniqueName, type PrivateServer } from './support/servers'
 
 // Required in CI: the server on 127.0.0.1:4222 (.ci/run starts it). Tests fail, never skip, without it.
@@ -166,6 +166,16 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
     await bus.shutdown()
     for (const p of pending) expect((await p).done).toBe(true)
     expect((await jsm.streams.info(stream)).state.consumer_count).toBe(0)
+  })
+
+  it('a reader with 2 shards reads every shard an 8-shard producer wrote, and follows it to 10 (counted by nats.js)', async () => {
+    const stream = newStream('discover')
+    const writer = await create({ ...jsOptions(stream), shards: 8 })
+    const reader = await create({ ...jsOptions(stream), shards: 2 })
+    await expectReaderSeesEveryShard(writer, reader)
+    expect(await streamMessages(NATS, stream)).toBe(1000)
+    await reader.shutdown()
+    await writer.shutdown()
   })
 
   it('a stream deleted under a running bus: events are retried, then dropped and counted, with the reason', async () => {

@@ -2,7 +2,7 @@ import { execFile, execFileSync } from 'node:child_process'
 import path from 'node:path'
 import { Cluster, Redis } from 'ioredis'
 import { EventBus, type BusEvent, type EventBusOptions } from '../index'
-import { expectPerKeyOrder, feedUntil, ingestN, readAll, sleep, subscribeN, trackBuses } from './support/adapter'
+import { expectPerKeyOrder, expectReaderSeesEveryShard, feedUntil, ingestN, readAll, sleep, subscribeN, trackBuses } from './support/adapter'
 import fs from 'node:fs'
 import { freePort, makeTlsFiles, privateRedis, redisCluster, tempDir, uniqueName, waitForPort, type PrivateServer } from './support/servers'
 
@@ -71,6 +71,17 @@ describe('Redis adapter (server on 127.0.0.1:6379)', () => {
     prefixes.push(s)
     return s
   }
+
+  it('a reader with 2 shards reads every shard an 8-shard producer wrote, and follows it to 10 (counted by ioredis)', async () => {
+    const prefix = newPrefix('discover')
+    const writer = await create({ ...redisOptions(prefix), shards: 8 })
+    const reader = await create({ ...redisOptions(prefix), shards: 2 })
+    await expectReaderSeesEveryShard(writer, reader)
+    expect(await xlenSum(redis, prefix, 10)).toBe(1000)
+    expect((await redis.smembers(`{${prefix}}:shards`)).map(Number).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    await reader.shutdown()
+    await writer.shutdown()
+  })
 
   it('stores 200,000 keyed events exactly once and reads them back in per-key order', async () => {
     const prefix = newPrefix('e2e')

@@ -385,7 +385,8 @@ impl Bus {
       return Err(BusError::shut_down());
     }
     // Shutdown ends a poll in flight (a slow filter, a backend that stopped answering).
-    let shards = self.core.shard_ids();
+    let shards =
+      crate::consume::read_shards(self.core.adapter.as_ref(), self.core.shard_ids()).await;
     tokio::select! {
       page = poll(self.core.adapter.as_ref(), &shards, req) => page,
       _ = self.core.closing.wait() => Err(BusError::shut_down()),

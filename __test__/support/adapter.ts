@@ -105,3 +105,46 @@ export async function feedUntil<T>(pending: Promise<T>, ingest: (k: number) => v
   }
   return watched
 }
+
+/**
+ * Shared-bus discovery: `writer` (8 shards) stores 800 keyed events, `reader` (2 shards) on
+ * the same store reads them all; then the writer grows to 10 shards and the reader's cursor
+ * continues into the new shards. Returns what the reader saw, for counts by an independent
+ * client.
+ */
+export async function expectReaderSeesEveryShard(writer: EventBus, reader: EventBus): Promise<BusEvent[]> {
+  for (let i = 0; i < 800; i++) writer.ingest({ i, key: `k${i % 80}` }, { key: `k${i % 80}` })
+  await writer.flush()
+  let cursor: string | undefined
+  const seen: BusEvent[] = []
+  for (;;) {
+    const page = await reader.poll({ limit: 1000, cursor })
+    seen.push(...page.events)
+    cursor = page.cursor
+    if (!page.hasMore) break
+  }
+  expect(seen).toHaveLength(800)
+  expect(new Set(seen.map((e) => e.shardId)).size).toBe(8)
+  await writer.scaleUp(2)
+  for (let i = 800; i < 1000; i++) writer.ingest({ i, key: `k${i % 80}` }, { key: `k${i % 80}` })
+  await writer.flush()
+  // The reader learns of shards 8 and 9 within its discovery interval (about a second).
+  await until(async () => {
+    const page = await reader.poll({ limit: 1000, cursor })
+    seen.push(...page.events)
+    cursor = page.cursor
+    return seen.length >= 1000
+  })
+  expect(seen).toHaveLength(1000)
+  expect(new Set(seen.map((e) => e.messageId)).size).toBe(1000)
+  expect(seen.some((e) => e.shardId >= 8)).toBe(true)
+  // A subscriber of the reader from the start gets all of it too.
+  const sub = reader.subscribe({ from: 'earliest' })
+  const got = new Set<string>()
+  for await (const ev of sub) {
+    got.add(ev.messageId)
+    if (got.size === 1000) break
+  }
+  expect(got.size).toBe(1000)
+  return seen
+}

@@ -149,6 +149,39 @@ pub trait Adapter: Send + Sync + 'static {
   fn corrupt_skipped(&self) -> u64 {
     0
   }
+
+  /// Shards that hold events in the store, written by any process: readers cover these
+  /// beside their own. May be up to [`DISCOVERY_TTL`] old. Default: none beyond the
+  /// reader's own (a store private to one bus).
+  async fn stored_shards(&self) -> Result<Vec<u32>, AdapterError> {
+    Ok(Vec::new())
+  }
+}
+
+/// How long an adapter may answer `stored_shards` from what it last read.
+pub const DISCOVERY_TTL: Duration = Duration::from_secs(1);
+
+/// A value read from the backend at most [`DISCOVERY_TTL`] ago.
+#[derive(Default)]
+pub struct Cached<T> {
+  value: parking_lot::Mutex<Option<(std::time::Instant, T)>>,
+}
+
+impl<T: Clone> Cached<T> {
+  /// The cached value while fresh, else the result of `load` (cached on success).
+  pub async fn get_or<F, E>(&self, load: F) -> Result<T, E>
+  where
+    F: std::future::Future<Output = Result<T, E>>,
+  {
+    if let Some((at, v)) = &*self.value.lock() {
+      if at.elapsed() < DISCOVERY_TTL {
+        return Ok(v.clone());
+      }
+    }
+    let v = load.await?;
+    *self.value.lock() = Some((std::time::Instant::now(), v.clone()));
+    Ok(v)
+  }
 }
 
 /// Which backend stores the events, with its own settings. Each backend's folder owns its

@@ -4,3 +4,18 @@ pub mod cursor;
 pub mod filter;
 pub mod poll;
 pub mod subscribe;
+
+use crate::adapter::Adapter;
+
+/// The shards a read covers: this bus's own (removed ones included) and every shard the
+/// store reports holding events, whoever wrote them (other processes with other shard
+/// counts, or this stream before a restart). When the store cannot say, its own.
+pub async fn read_shards(adapter: &dyn Adapter, own: Vec<u32>) -> Vec<u32> {
+  let mut all = own;
+  if let Ok(stored) = adapter.stored_shards().await {
+    all.extend(stored);
+  }
+  all.sort_unstable();
+  all.dedup();
+  all
+}

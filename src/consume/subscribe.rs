@@ -14,7 +14,9 @@ use crate::signal::Signal;
 use crate::topology::ShardSet;
 
 const PAGE: usize = 512;
-const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Longest wait before the subscription looks again: also how soon it covers a shard that
+/// another producer started (README: "within about 2 s").
+const MAX_WAIT: Duration = Duration::from_secs(2);
 const ERROR_BACKOFF_CAP: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
@@ -70,7 +72,7 @@ impl Subscription {
       if self.stop.is_fired() || self.closing.is_fired() {
         return Ok(Vec::new());
       }
-      let shards = self.shards.all_ids();
+      let shards = super::read_shards(self.adapter.as_ref(), self.shards.all_ids()).await;
       if self.cursor.is_none() {
         self.cursor = Some(match &self.start {
           StartAt::Earliest => Cursor::default(),

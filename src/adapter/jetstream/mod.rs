@@ -40,6 +40,8 @@ pub struct JetStreamAdapter {
   corrupt: AtomicU64,
   logged: Mutex<HashSet<u64>>,
   secrets: Vec<String>,
+  /// The shards the stream holds messages for, as last read.
+  shards_seen: super::Cached<Vec<u32>>,
   /// Until when reads go through the stream leader instead of consumers.
   fallback_until: Mutex<Option<std::time::Instant>>,
 }
@@ -129,6 +131,7 @@ impl JetStreamAdapter {
       logged: Mutex::new(HashSet::new()),
       secrets,
       fallback_until: Mutex::new(None),
+      shards_seen: Default::default(),
     };
     if let Err(e) = adapter.ensure_stream().await {
       let _ = tokio::time::timeout(Duration::from_secs(1), adapter.client.drain()).await;
@@ -229,5 +232,9 @@ impl Adapter for JetStreamAdapter {
 
   fn corrupt_skipped(&self) -> u64 {
     self.corrupt.load(Ordering::Relaxed)
+  }
+
+  async fn stored_shards(&self) -> Result<Vec<u32>, AdapterError> {
+    self.shards_seen.get_or(self.shards_in_stream()).await
   }
 }

@@ -340,7 +340,8 @@ impl JetStreamAdapter {
         self.give_back(shard, reader, PREFETCH);
         return;
       }
-      self.start_wait(shard, reader, max_wait);
+      // The pull outlives this wait (which ends after `max_wait`), so it gets the longer bound.
+      self.start_wait(shard, reader, TAIL_WAIT.max(max_wait));
     }
     if shards.is_empty() {
       tokio::time::sleep(max_wait).await;

@@ -10,7 +10,9 @@ use async_nats::jetstream::stream::{
 use async_nats::jetstream::ErrorCode;
 
 use super::{connect_err, JetStreamAdapter, JetStreamConfig, StorageKind};
+use crate::adapter::AdapterError;
 use crate::error::{BusError, Code};
+use futures_util::StreamExt;
 
 /// The subject of one shard's events.
 pub fn shard_subject(stream: &str, shard: u32) -> String {
@@ -43,6 +45,42 @@ fn wanted_stream(c: &JetStreamConfig) -> StreamConfig {
 }
 
 impl JetStreamAdapter {
+  /// Every shard whose subject holds messages, from the stream's per-subject state: what
+  /// any producer wrote is there, so no separate record is needed and writes pay nothing.
+  pub(super) async fn shards_in_stream(&self) -> Result<Vec<u32>, AdapterError> {
+    let failed = |e: String| {
+      self.adapter_error(
+        true,
+        format!(
+          "could not list the shards of stream {}: {e}",
+          self.config.stream
+        ),
+      )
+    };
+    let stream = self
+      .js
+      .get_stream_no_info(&self.config.stream)
+      .await
+      .map_err(|e| failed(e.to_string()))?;
+    let mut subjects = stream
+      .info_with_subjects(all_shards_subject(&self.config.stream))
+      .await
+      .map_err(|e| failed(e.to_string()))?;
+    let prefix = format!("{}.", self.config.stream);
+    let mut shards = Vec::new();
+    while let Some(entry) = subjects.next().await {
+      let (subject, _count) = entry.map_err(|e| failed(e.to_string()))?;
+      if let Some(id) = subject
+        .strip_prefix(&prefix)
+        .and_then(|s| s.parse::<u32>().ok())
+      {
+        shards.push(id);
+      }
+    }
+    shards.sort_unstable();
+    Ok(shards)
+  }
+
   pub(super) fn subject(&self, shard: u32) -> String {
     shard_subject(&self.config.stream, shard)
   }

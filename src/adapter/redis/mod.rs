@@ -25,7 +25,7 @@ use super::{Adapter, AdapterError, Outcome, Positions, ReadPage, WriteBatch, Wri
 use crate::error::{BusError, Code};
 pub use config::{RedisConfig, RedisTarget, Secret};
 use conn::{Conn, Endpoint, MAX_BLOCK};
-pub use write::{mark_key, stream_key};
+pub use write::{mark_key, shards_key, stream_key};
 
 /// Corrupt entries logged individually before going quiet (the count keeps growing).
 const MAX_LOGGED_CORRUPT: usize = 1024;
@@ -49,6 +49,10 @@ pub struct RedisAdapter {
   /// Writes and reads; `None` once closed.
   conns: Mutex<Option<(Conn, Conn)>>,
   idle_blockers: Mutex<Vec<Conn>>,
+  /// Shards this adapter has recorded in [`shards_key`] (once per shard per process).
+  recorded: Mutex<HashSet<u32>>,
+  /// The recorded shards of every producer, as last read.
+  shards_seen: super::Cached<Vec<u32>>,
   /// Turns for waits; see [`MAX_BLOCKING_WAITS`].
   waits: tokio::sync::Semaphore,
   /// At most one page per shard; entries are immutable, so a page read ahead stays valid.
@@ -115,6 +119,8 @@ impl RedisAdapter {
       conns: Mutex::new(Some((writer, reader))),
       idle_blockers: Mutex::new(Vec::new()),
       waits: tokio::sync::Semaphore::new(MAX_BLOCKING_WAITS),
+      recorded: Mutex::new(HashSet::new()),
+      shards_seen: Default::default(),
       ahead: Mutex::new(HashMap::new()),
       script,
       corrupt: AtomicU64::new(0),
@@ -160,6 +166,50 @@ impl RedisAdapter {
       message: scrub(&self.secrets, e.message),
       ..e
     })
+  }
+
+  /// Adds `shard` to the shard set before its first write from this process, so readers
+  /// elsewhere find it before they could miss its events. One round trip per shard per
+  /// process, none after.
+  async fn record_shard(&self, shard: u32) -> Result<(), AdapterError> {
+    if self.recorded.lock().contains(&shard) {
+      return Ok(());
+    }
+    let mut cmd = redis::cmd("SADD");
+    cmd.arg(shards_key(&self.config.key_prefix)).arg(shard);
+    let reply = run(
+      self.writer()?,
+      &cmd,
+      self.config.command_timeout,
+      "shard record (SADD)",
+    )
+    .await;
+    reply.map_err(|e| AdapterError {
+      message: scrub(&self.secrets, e.message),
+      ..e
+    })?;
+    self.recorded.lock().insert(shard);
+    Ok(())
+  }
+
+  /// The shard set of every producer under this prefix.
+  async fn shards_in_set(&self) -> Result<Vec<u32>, AdapterError> {
+    let mut cmd = redis::cmd("SMEMBERS");
+    cmd.arg(shards_key(&self.config.key_prefix));
+    let reply = self.query(&cmd, "read of the shard set (SMEMBERS)").await?;
+    let mut shards: Vec<u32> = match reply {
+      Value::Array(items) | Value::Set(items) => items
+        .into_iter()
+        .filter_map(|v| match v {
+          Value::BulkString(b) => std::str::from_utf8(&b).ok()?.parse().ok(),
+          Value::Int(n) => u32::try_from(n).ok(),
+          _ => None,
+        })
+        .collect(),
+      _ => Vec::new(),
+    };
+    shards.sort_unstable();
+    Ok(shards)
   }
 
   fn xrange(&self, shard: u32, after: &str, count: usize) -> redis::Cmd {
@@ -325,6 +375,7 @@ impl Adapter for RedisAdapter {
     if batch.events.is_empty() {
       return Ok(WriteResult::AllStored);
     }
+    self.record_shard(batch.shard).await?;
     let mut conn = self.writer()?;
     let (pipe, ranges) = write::build(
       &batch,
@@ -512,6 +563,10 @@ impl Adapter for RedisAdapter {
 
   async fn is_healthy(&self) -> bool {
     self.query(&redis::cmd("PING"), "PING").await.is_ok()
+  }
+
+  async fn stored_shards(&self) -> Result<Vec<u32>, AdapterError> {
+    self.shards_seen.get_or(self.shards_in_set()).await
   }
 
   fn corrupt_skipped(&self) -> u64 {

@@ -70,6 +70,12 @@ pub fn stream_key(prefix: &str, shard: u32) -> String {
   format!("{{{prefix}:{shard}}}")
 }
 
+/// The set of shard ids that hold events under `prefix`, written by any producer. The
+/// braces make it one hash tag of its own, so it works on a cluster.
+pub fn shards_key(prefix: &str) -> String {
+  format!("{{{prefix}}}:shards")
+}
+
 pub fn mark_key(prefix: &str, shard: u32, producer: &crate::event::ProducerId) -> String {
   format!(
     "{{{prefix}:{shard}}}:mark:{:016x}-{}",
