@@ -384,11 +384,14 @@ impl Bus {
     if !self.is_running() {
       return Err(BusError::shut_down());
     }
+    let adapter = self.core.adapter.as_ref();
+    let page = async {
+      let shards = crate::consume::read_shards(adapter, self.core.shard_ids()).await;
+      poll(adapter, &shards, req).await
+    };
     // Shutdown ends a poll in flight (a slow filter, a backend that stopped answering).
-    let shards =
-      crate::consume::read_shards(self.core.adapter.as_ref(), self.core.shard_ids()).await;
     tokio::select! {
-      page = poll(self.core.adapter.as_ref(), &shards, req) => page,
+      page = page => page,
       _ = self.core.closing.wait() => Err(BusError::shut_down()),
     }
   }

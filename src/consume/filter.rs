@@ -285,26 +285,26 @@ fn num_cmp(a: &serde_json::Number, b: &serde_json::Number) -> Option<Ordering> {
 /// 70,000, so a long list against a long array field stays linear.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValueSet {
+  /// Strings apart, so a lookup borrows the event's string instead of copying it.
+  strings: HashSet<String>,
   scalars: HashSet<Scalar>,
   /// Arrays and objects, compared one by one (equality is structural and numeric).
   nested: Vec<Value>,
 }
 
-/// A scalar by the equality filters use: numbers by value (1 == 1.0).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A scalar other than a string by the equality filters use: numbers by value (1 == 1.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Scalar {
   Null,
   Bool(bool),
   Int(i128),
   Float(u64),
-  Str(String),
 }
 
 fn scalar_of(v: &Value) -> Option<Scalar> {
   Some(match v {
     Value::Null => Scalar::Null,
     Value::Bool(b) => Scalar::Bool(*b),
-    Value::String(s) => Scalar::Str(s.clone()),
     Value::Number(n) => {
       if let Some(i) = n.as_i64() {
         Scalar::Int(i as i128)
@@ -319,31 +319,37 @@ fn scalar_of(v: &Value) -> Option<Scalar> {
         }
       }
     }
-    Value::Array(_) | Value::Object(_) => return None,
+    Value::String(_) | Value::Array(_) | Value::Object(_) => return None,
   })
 }
 
 impl ValueSet {
   fn new(values: Vec<Value>) -> Self {
     let mut set = ValueSet {
-      scalars: HashSet::with_capacity(values.len()),
+      strings: HashSet::new(),
+      scalars: HashSet::new(),
       nested: Vec::new(),
     };
     for v in values {
-      match scalar_of(&v) {
-        Some(k) => {
+      let scalar = scalar_of(&v);
+      match (v, scalar) {
+        (Value::String(s), _) => {
+          set.strings.insert(s);
+        }
+        (_, Some(k)) => {
           set.scalars.insert(k);
         }
-        None => set.nested.push(v),
+        (v, None) => set.nested.push(v),
       }
     }
     set
   }
 
   fn contains(&self, v: &Value) -> bool {
-    match scalar_of(v) {
-      Some(k) => self.scalars.contains(&k),
-      None => self.nested.iter().any(|x| equal(v, x)),
+    match (v, scalar_of(v)) {
+      (Value::String(s), _) => self.strings.contains(s.as_str()),
+      (_, Some(k)) => self.scalars.contains(&k),
+      _ => self.nested.iter().any(|x| equal(v, x)),
     }
   }
 }

@@ -35,29 +35,33 @@ fn options_json(
   let run = |scope: &mut Scope<'_>| {
     // SAFETY: napi-rs handed `value` to this running call.
     let value = unsafe { scope.adopt(value.raw()) };
-    check_values(scope, value, what, code)?;
-    let global = scope.global()?;
-    let json = scope.named(global, c"JSON", "JSON")?;
-    let stringify = scope.named(json, c"stringify", "JSON.stringify")?;
-    let text = scope
-      .call(stringify, [value])
+    let read = scope
+      .script(READ_JS)
+      .map_err(|reason| BusError::new(Code::Internal, format!("reading {what}: {reason}")))?;
+    let name = scope.string(what.as_bytes())?;
+    let out = scope
+      .call(read, [value, name])
       .map_err(|reason| BusError::new(code, format!("{what} cannot be read ({reason})")))?;
-    if scope.type_of(text) != napi::sys::ValueType::napi_string {
-      return Ok(None);
+    match scope.type_of(out) {
+      napi::sys::ValueType::napi_string => {
+        let bytes = scope.string_bytes(out, what, |_| Ok(()))?;
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+      }
+      napi::sys::ValueType::napi_object => Err(refusal(scope, out, what, code)?),
+      _ => Ok(None),
     }
-    let bytes = scope.string_bytes(text, what, |_| Ok(()))?;
-    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
   };
   // SAFETY: called from napi-rs methods, on the JS thread, within the call of `env`.
   unsafe { Scope::with(env.raw(), run) }
 }
 
-/// Finds what `JSON.stringify` would silently change: non-finite numbers (they become
-/// null, so an option falls back to its default), and inside `filter` undefined values,
-/// functions, symbols and `toJSON` objects other than Dates (dropped, so a filter would
-/// match every event). Dates are told by their tag: Jest's sandbox has its own `Date`.
-/// Returns `[path, problem, inFilter]` or null. Option objects are small; the walk is cheap.
-const CHECK_JS: &str = r#"(function (root, what) {
+/// `JSON.stringify` of an option object, after refusing what it would silently change:
+/// non-finite numbers (they become null, so an option falls back to its default), and
+/// inside `filter` undefined values, functions, symbols and `toJSON` objects other than
+/// Dates (dropped, so a filter would match every event). Dates are told by their tag:
+/// Jest's sandbox has its own `Date`. Returns the JSON text, or `[path, problem,
+/// inFilter]`. Option objects are small; the walk is cheap.
+const READ_JS: &str = r#"(function (root, what) {
   const seen = new Set()
   function walk(v, path, inFilter, depth) {
     if (typeof v === 'number' && !Number.isFinite(v)) return [path, `is ${v}; give a finite number`, inFilter]
@@ -75,26 +79,16 @@ const CHECK_JS: &str = r#"(function (root, what) {
     seen.delete(v)
     return null
   }
-  return walk(root, what, false, 0)
+  return walk(root, what, false, 0) ?? JSON.stringify(root)
 })"#;
 
-/// Refuses what [`CHECK_JS`] finds: `ERR_INVALID_FILTER` inside a filter, else `code`.
-fn check_values<'s>(
+/// The error for what [`READ_JS`] found: `ERR_INVALID_FILTER` inside a filter, else `code`.
+fn refusal<'s>(
   scope: &mut Scope<'s>,
-  value: napi_scope::JsValue<'s>,
+  found: napi_scope::JsValue<'s>,
   what: &str,
   code: Code,
-) -> std::result::Result<(), BusError> {
-  let internal =
-    |reason: String| BusError::new(Code::Internal, format!("checking {what}: {reason}"));
-  let check = scope.run_script(CHECK_JS).map_err(internal)?;
-  let name = scope.string(what.as_bytes())?;
-  let found = scope
-    .call(check, [value, name])
-    .map_err(|reason| BusError::new(code, format!("{what} cannot be read ({reason})")))?;
-  if scope.type_of(found) != napi::sys::ValueType::napi_object {
-    return Ok(());
-  }
+) -> std::result::Result<BusError, BusError> {
   let mut text = |i: u32| -> std::result::Result<String, BusError> {
     let v = scope.element(found, i, what)?;
     let b = scope.string_bytes(v, what, |_| Ok(()))?;
@@ -107,7 +101,7 @@ fn check_values<'s>(
   } else {
     code
   };
-  Err(BusError::new(code, format!("{path} {problem}")))
+  Ok(BusError::new(code, format!("{path} {problem}")))
 }
 
 fn parse_options(

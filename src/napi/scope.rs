@@ -21,6 +21,8 @@ use crate::error::{BusError, Code};
 const MAX_KEPT_SCRATCH: usize = 1 << 20;
 
 thread_local! {
+  /// Compiled scripts of this thread's environment: (env, source address, reference).
+  static SCRIPTS: RefCell<Vec<(usize, usize, sys::napi_ref)>> = const { RefCell::new(Vec::new()) };
   /// Scratch for UTF-8 text copied out of JS strings, reused so a copy costs one exact-size
   /// allocation (the payload) instead of two.
   static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -294,15 +296,26 @@ impl<'s> Scope<'s> {
     Ok(self.value(out))
   }
 
-  /// Compiles and runs `source` as a script; its completion value.
-  pub fn run_script(&mut self, source: &str) -> Result<JsValue<'s>, String> {
-    let source = self.string(source.as_bytes()).map_err(|e| e.message)?;
+  /// The value of the script `source` (each script here evaluates to a function). It is
+  /// compiled once per environment and kept: compiling costs far more than a call.
+  pub fn script(&mut self, source: &'static str) -> Result<JsValue<'s>, String> {
+    let key = (self.env as usize, source.as_ptr() as usize);
+    let kept = SCRIPTS.with(|s| s.borrow().iter().find(|e| (e.0, e.1) == key).map(|e| e.2));
+    if let Some(r) = kept {
+      // SAFETY: `r` was created in this environment below and is never deleted (it lives
+      // as long as the environment, on this thread).
+      return unsafe { self.reference_value(r) }.map_err(|e| e.message);
+    }
+    let text = self.string(source.as_bytes()).map_err(|e| e.message)?;
     let mut out = ptr::null_mut();
-    // SAFETY: live env; `source` is a string of this scope; a valid out-pointer.
-    if unsafe { sys::napi_run_script(self.env, source.raw, &mut out) } != sys::Status::napi_ok {
+    // SAFETY: live env; `text` is a string of this scope; a valid out-pointer.
+    if unsafe { sys::napi_run_script(self.env, text.raw, &mut out) } != sys::Status::napi_ok {
       return Err(self.take_exception());
     }
-    Ok(self.value(out))
+    let value = self.value(out);
+    let r = self.create_reference(value).map_err(|e| e.message)?;
+    SCRIPTS.with(|s| s.borrow_mut().push((key.0, key.1, r)));
+    Ok(value)
   }
 
   /// A strong reference to `v`, so it outlives this call (released by `delete_reference`).

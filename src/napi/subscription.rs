@@ -73,7 +73,7 @@ impl Subscription {
       let symbol = scope.named(global, c"Symbol", "Symbol")?;
       let key = scope.named(symbol, c"asyncIterator", "Symbol.asyncIterator")?;
       let returns_this = scope
-        .run_script("(function () { return this })")
+        .script("(function () { return this })")
         .map_err(|reason| BusError::new(Code::Internal, reason))?;
       scope.set_property(target, key, returns_this)
     };

@@ -177,7 +177,7 @@ fn ingest_js<'s>(
   stringified: JsValue<'s>,
   native: JsValue<'s>,
 ) -> Result<JsValue<'s>, String> {
-  let factory = scope.run_script(INGEST_JS)?;
+  let factory = scope.script(INGEST_JS)?;
   scope.call(factory, [stringified, native])
 }
 
