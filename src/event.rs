@@ -29,6 +29,18 @@ pub struct Event {
   pub kind: PayloadKind,
   pub key: Option<Arc<str>>,
   pub payload: Bytes,
+  pub stamp: Stamp,
+}
+
+/// The producer's topology when an event was routed, stored with it so readers can keep
+/// per-key order across scaling (see `consume/barrier.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Stamp {
+  /// Topology changes the producer had made: every event of a lower epoch was stored (or
+  /// dropped) before any event of this one.
+  pub epoch: u32,
+  /// Shard ids the producer had used by then (`0..span`): where its earlier events can be.
+  pub span: u32,
 }
 
 impl Event {
@@ -211,6 +223,23 @@ pub struct StoredEvent {
   pub key: Option<Arc<str>>,
   pub payload: Bytes,
   pub message_id: String,
+  /// Zero for records written before stamps were stored.
+  pub stamp: Stamp,
+}
+
+impl StoredEvent {
+  /// The writing producer (nonce and generation), from the message id.
+  pub fn producer(&self) -> &str {
+    producer_of(&self.message_id)
+  }
+}
+
+/// `"<nonce>-<generation>"` of a message id `"<nonce>-<generation>-<shard>-<seq>"`.
+pub fn producer_of(message_id: &str) -> &str {
+  match message_id.match_indices('-').nth(1) {
+    Some((i, _)) => &message_id[..i],
+    None => message_id,
+  }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::config::Backpressure;
 use crate::error::{BusError, Code, Result};
-use crate::event::{Event, Incoming};
+use crate::event::{Event, Incoming, Stamp};
 
 /// Why an accepted event was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +108,8 @@ struct State {
   /// Events from this sequence on wait (are not dispatched) until the hold is released:
   /// set at a topology change, see `topology.rs`.
   hold: Option<u64>,
+  /// Stamped on every event pushed; changed only under the routing write lock.
+  stamp: Stamp,
   last_error: Option<String>,
 }
 
@@ -233,6 +235,7 @@ impl Shard {
         urgent: false,
         closing: false,
         hold: None,
+        stamp: Stamp::default(),
         last_error: None,
       }),
       wake: Notify::new(),
@@ -298,6 +301,7 @@ impl Shard {
         kind: inc.kind,
         key: inc.key,
         payload: inc.payload,
+        stamp: st.stamp,
       };
       let size = ev.size();
       let before_bytes = st.ring_bytes;
@@ -437,10 +441,16 @@ impl Shard {
     self.state.lock().closing = false;
   }
 
-  /// Holds every event pushed from now on (until [`Shard::release`]); returns the first
-  /// held sequence.
-  pub fn hold_from_now(&self) -> u64 {
+  /// Stamps every event pushed from now on (a bus's first shards, before any routing).
+  pub fn set_stamp(&self, stamp: Stamp) {
+    self.state.lock().stamp = stamp;
+  }
+
+  /// Holds every event pushed from now on (until [`Shard::release`]) and stamps them with
+  /// the new topology; returns the first held sequence.
+  pub fn hold_from_now(&self, stamp: Stamp) -> u64 {
     let mut st = self.state.lock();
+    st.stamp = stamp;
     let at = st.next_seq;
     if !st.closing {
       st.hold = Some(at);

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use crate::config::BusConfig;
 use crate::dispatch::{self, DispatchContext};
 use crate::error::{BusError, Code, Result};
+use crate::event::Stamp;
 use crate::shard::Shard;
 use crate::signal::Signal;
 
@@ -79,6 +80,8 @@ pub struct ShardSet {
   config: BusConfig,
   rt: Handle,
   closing: Arc<Signal>,
+  /// Topology changes so far; stamped on events with the span (`slots.len()`).
+  epoch: std::sync::atomic::AtomicU32,
   /// Test hook: the next activations fail as if their dispatcher never started.
   #[cfg(feature = "test-hooks")]
   fail_activations: AtomicU32,
@@ -100,6 +103,7 @@ impl ShardSet {
       config: config.clone(),
       rt,
       closing,
+      epoch: Default::default(),
       #[cfg(feature = "test-hooks")]
       fail_activations: Default::default(),
     };
@@ -107,6 +111,10 @@ impl ShardSet {
     let mut routing = set.routing.write();
     for id in 0..config.shards {
       let shard = set.new_shard(id);
+      shard.set_stamp(Stamp {
+        epoch: 0,
+        span: config.shards,
+      });
       // Started shards are routable at once: nothing is routed before `start` returns.
       let (handle, _) = set.spawn_dispatcher(&shard);
       routing.push(shard.clone());
@@ -342,8 +350,13 @@ impl ShardSet {
     let mut slots = self.slots.lock();
     let old: Vec<_> = routing.iter().filter_map(|s| s.flush_ticket()).collect();
     change(&mut routing, &mut slots);
+    // Under the write lock, so every event is stamped with the table that routed it.
+    let stamp = Stamp {
+      epoch: self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1,
+      span: slots.len() as u32,
+    };
     for s in routing.iter() {
-      s.hold_from_now();
+      s.hold_from_now(stamp);
     }
     *self.last_change.lock() = Instant::now();
     old

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::{
   parse_numeric_position, Adapter, AdapterError, Positions, ReadPage, WriteBatch, WriteResult,
 };
-use crate::event::{PayloadKind, ProducerId, StoredEvent};
+use crate::event::{PayloadKind, ProducerId, Stamp, StoredEvent};
 
 /// Events kept across all shards by default.
 pub const DEFAULT_MAX_EVENTS: usize = 1 << 20;
@@ -28,6 +28,7 @@ struct Record {
   key: Option<Arc<str>>,
   payload: Bytes,
   producer: ProducerId,
+  stamp: Stamp,
 }
 
 impl Record {
@@ -142,6 +143,7 @@ impl Adapter for MemoryAdapter {
           key: ev.key.clone(),
           payload: ev.payload.clone(),
           producer: batch.producer,
+          stamp: ev.stamp,
         };
         added_bytes += rec.size();
         added_events += 1;
@@ -193,6 +195,7 @@ impl Adapter for MemoryAdapter {
         key: r.key.clone(),
         payload: r.payload.clone(),
         message_id: r.producer.message_id(shard, r.seq).to_string(),
+        stamp: r.stamp,
       });
     }
     let last = start + take as u64 - 1;
@@ -272,6 +275,7 @@ mod tests {
         kind: PayloadKind::Json,
         key: None,
         payload: Bytes::from(format!("{{\"n\":{seq}}}")),
+        stamp: Default::default(),
       })
       .collect()
   }

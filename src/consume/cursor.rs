@@ -1,7 +1,10 @@
-//! Opaque, versioned cursors: `rb1.` + base64url(JSON `{"s": scope, "p": {shard: position}}`).
+//! Opaque, versioned cursors: `rb1.` + base64url(JSON `{"s": scope, "p": {shard: position},
+//! "e": {producer: epoch}}`).
 //!
 //! The scope names the store (adapter kind and, for network adapters, the stream), so a
-//! cursor from another backend is refused instead of being misread.
+//! cursor from another backend is refused instead of being misread. `e` holds the epochs
+//! the reader has proven complete per producer (see `barrier.rs`); it is optional, so
+//! cursors from before it existed still decode.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -15,13 +18,19 @@ const PREFIX: &str = "rb1.";
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Cursor {
   pub positions: Positions,
+  /// Producer → every one of its events of a lower epoch is behind `positions`.
+  pub cleared: Cleared,
 }
+
+pub type Cleared = std::collections::BTreeMap<String, u32>;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Wire {
   s: String,
   p: std::collections::BTreeMap<String, String>,
+  #[serde(default, skip_serializing_if = "Cleared::is_empty")]
+  e: Cleared,
 }
 
 fn invalid(msg: impl Into<String>) -> BusError {
@@ -37,6 +46,7 @@ impl Cursor {
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect(),
+      e: self.cleared.clone(),
     };
     let json = serde_json::to_vec(&wire).expect("cursor serialises");
     format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(json))
@@ -69,7 +79,10 @@ impl Cursor {
         .ok_or_else(|| invalid(format!("cursor names an invalid shard {k:?}")))?;
       positions.insert(shard, v);
     }
-    Ok(Cursor { positions })
+    Ok(Cursor {
+      positions,
+      cleared: wire.e,
+    })
   }
 }
 
@@ -82,11 +95,19 @@ mod tests {
     let mut c = Cursor::default();
     c.positions.insert(0, "12".into());
     c.positions.insert(3, "40".into());
+    c.cleared.insert("00000000000000ab-0".into(), 4);
     let s = c.encode("memory");
     assert!(s.starts_with("rb1."));
     assert_eq!(Cursor::decode(&s, "memory").unwrap(), c);
     // Deterministic: the same positions encode to the same string.
     assert_eq!(s, c.clone().encode("memory"));
+    // A cursor written before epochs were kept still reads.
+    let old = format!(
+      "rb1.{}",
+      URL_SAFE_NO_PAD.encode(br#"{"s":"memory","p":{"1":"3"}}"#)
+    );
+    let c = Cursor::decode(&old, "memory").unwrap();
+    assert_eq!((c.positions.len(), c.cleared.len()), (1, 0));
   }
 
   #[test]

@@ -1,7 +1,9 @@
 //! Reading events back: cursors, filters, the poll merger and subscriptions.
 
+pub mod barrier;
 pub mod cursor;
 pub mod filter;
+pub mod lane;
 pub mod poll;
 pub mod subscribe;
 

@@ -4,14 +4,18 @@
 //! or rejected by the filter, so pages never skip or repeat events. The page is filled in
 //! rounds that give every shard with data an equal share of what is left, so a shard with
 //! a deep backlog cannot starve the others. `ordering: 'timestamp'` instead merges shards
-//! by (timestamp, shard, sequence); across pages that order holds for events that
-//! were already stored when the earlier page was read.
+//! by (timestamp, epoch, shard, sequence); across pages that order holds for events that
+//! were already stored when the earlier page was read. In both orders a record is only
+//! yielded once the epoch barrier (`barrier.rs`) lets it, which keeps each producer's keys
+//! in ingest order across its scaling.
 
-use std::collections::VecDeque;
+use std::collections::BTreeSet;
 
 use crate::adapter::Adapter;
+use crate::consume::barrier::{Barrier, Verdict};
 use crate::consume::cursor::Cursor;
 use crate::consume::filter::Filter;
+use crate::consume::lane::{Lane, ReadClock};
 use crate::error::{BusError, Code, Result};
 use crate::event::{PayloadKind, StoredEvent};
 
@@ -43,45 +47,6 @@ pub struct PollPage {
   pub has_more: bool,
 }
 
-struct Lane {
-  shard: u32,
-  position: Option<String>,
-  buffer: VecDeque<StoredEvent>,
-  /// The adapter has nothing after the buffered records.
-  exhausted: bool,
-}
-
-impl Lane {
-  async fn refill(&mut self, adapter: &dyn Adapter, want: usize) -> Result<()> {
-    if !self.buffer.is_empty() || self.exhausted {
-      return Ok(());
-    }
-    let after = self.position.clone();
-    let page = adapter
-      .read(self.shard, after.as_deref(), want.max(1))
-      .await
-      .map_err(BusError::from)?;
-    if page.events.is_empty() {
-      // Corrupt records may have been skipped: move past them even with nothing to return.
-      if let Some(next) = page.next {
-        self.position = Some(next);
-      }
-      self.exhausted = !page.has_more;
-      if page.has_more && self.position == after {
-        // An adapter that claims more but makes no progress would loop forever.
-        self.exhausted = true;
-      }
-    } else {
-      self.buffer.extend(page.events);
-    }
-    Ok(())
-  }
-
-  fn has_more(&self) -> bool {
-    !self.buffer.is_empty() || !self.exhausted
-  }
-}
-
 fn matches(filter: Option<&Filter>, ev: &StoredEvent) -> bool {
   match filter {
     None => true,
@@ -96,6 +61,8 @@ pub async fn poll(
   req: PollRequest,
 ) -> Result<PollPage> {
   let mut cursor = req.cursor.unwrap_or_default();
+  // Reading a chosen subset of shards: the barrier then only orders within that subset.
+  let restricted = req.shards.is_some();
   let mut shards: Vec<u32> = match req.shards {
     Some(list) => {
       for s in &list {
@@ -119,105 +86,234 @@ pub async fn poll(
       has_more: false,
     });
   }
-  let mut lanes: Vec<Lane> = shards
+  let lanes = shards
     .iter()
-    .map(|&shard| Lane {
-      shard,
-      position: cursor.positions.get(&shard).cloned(),
-      buffer: VecDeque::new(),
-      exhausted: false,
-    })
+    .map(|&shard| Lane::new(shard, cursor.positions.get(&shard).cloned()))
     .collect();
-  let filter = req.filter.as_ref();
-  // Bounds the work of one poll when a selective filter rejects most records; the page
-  // then comes back short (possibly empty) with hasMore = true and an advanced cursor.
-  let mut budget = (limit * 20).max(20_000);
-  let mut out: Vec<StoredEvent> = Vec::with_capacity(limit.min(1024));
-  let fetch = |quota: usize| {
-    if filter.is_some() {
-      quota.max(256)
-    } else {
-      quota
-    }
+  let mut merge = Merge {
+    adapter,
+    lanes,
+    barrier: Barrier::new(std::mem::take(&mut cursor.cleared)),
+    clock: 0,
+    // Bounds the work of one poll when a selective filter rejects most records; the
+    // page then comes back short (possibly empty) with hasMore = true and an advanced
+    // cursor.
+    budget: (limit * 20).max(20_000),
+    filter: req.filter.as_ref(),
+    spanned: if restricted { u32::MAX } else { 0 },
+    positions: &cursor.positions,
+    out: Vec::with_capacity(limit.min(1024)),
   };
-
   match req.ordering {
-    PageOrder::Shard => {
-      while out.len() < limit && budget > 0 {
-        let live = lanes.iter().filter(|l| l.has_more()).count();
-        if live == 0 {
-          break;
-        }
-        let quota = (limit - out.len()).div_ceil(live);
-        // Fetch every lane's next page at once: one round trip per round, not per shard.
-        futures_util::future::try_join_all(
-          lanes
-            .iter_mut()
-            .filter(|l| l.has_more())
-            .map(|l| l.refill(adapter, fetch(quota))),
-        )
-        .await?;
-        let mut progressed = false;
-        for lane in lanes.iter_mut() {
-          let mut taken = 0;
-          while taken < quota && out.len() < limit && budget > 0 {
-            lane.refill(adapter, fetch(quota - taken)).await?;
-            let Some(ev) = lane.buffer.pop_front() else {
-              break;
-            };
-            budget -= 1;
-            progressed = true;
-            pace_filter(filter, budget).await;
-            lane.position = Some(ev.position.clone());
-            if matches(filter, &ev) {
-              out.push(ev);
-              taken += 1;
-            }
-          }
-        }
-        if !progressed {
-          break;
-        }
-      }
-    }
-    PageOrder::Timestamp => {
-      let per = limit.div_ceil(lanes.len());
-      while out.len() < limit && budget > 0 {
-        futures_util::future::try_join_all(lanes.iter_mut().map(|l| l.refill(adapter, fetch(per))))
-          .await?;
-        // Every lane with data now has a buffered head, so the smallest head is the next event.
-        let next = lanes
-          .iter()
-          .enumerate()
-          .filter_map(|(i, l)| {
-            l.buffer
-              .front()
-              .map(|e| ((e.timestamp_ms, e.shard, e.seq), i))
-          })
-          .min();
-        let Some((_, i)) = next else { break };
-        let ev = lanes[i].buffer.pop_front().expect("head exists");
-        budget -= 1;
-        pace_filter(filter, budget).await;
-        lanes[i].position = Some(ev.position.clone());
-        if matches(filter, &ev) {
-          out.push(ev);
-        }
-      }
-    }
+    PageOrder::Shard => merge.by_shard(limit).await?,
+    PageOrder::Timestamp => merge.by_time(limit).await?,
   }
-
-  let has_more = lanes.iter().any(|l| l.has_more());
+  let has_more = merge.lanes.iter().any(|l| l.has_more());
+  let Merge {
+    lanes,
+    barrier,
+    out,
+    ..
+  } = merge;
   for lane in lanes {
     if let Some(p) = lane.position {
       cursor.positions.insert(lane.shard, p);
     }
   }
+  cursor.cleared = barrier.into_cleared();
   Ok(PollPage {
     events: out,
     cursor,
     has_more,
   })
+}
+
+struct Merge<'a> {
+  adapter: &'a dyn Adapter,
+  lanes: Vec<Lane>,
+  barrier: Barrier,
+  clock: ReadClock,
+  budget: usize,
+  filter: Option<&'a Filter>,
+  /// Shard ids below this have a lane (`u32::MAX`: only the requested shards are read).
+  spanned: u32,
+  positions: &'a crate::adapter::Positions,
+  out: Vec<StoredEvent>,
+}
+
+impl Merge<'_> {
+  /// How many records to ask for when `quota` are wanted: more under a filter, which
+  /// rejects some.
+  fn fetch(&self, quota: usize) -> usize {
+    if self.filter.is_some() {
+      quota.max(256)
+    } else {
+      quota
+    }
+  }
+
+  /// Reads the given lanes at once: one round trip per round, not per shard.
+  async fn read(&mut self, which: &BTreeSet<usize>, want: usize) -> Result<usize> {
+    let (started, completed) = (self.clock, self.clock + 1);
+    let adapter = self.adapter;
+    let counts = futures_util::future::try_join_all(
+      self
+        .lanes
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| which.contains(i))
+        .map(|(_, l)| l.extend(adapter, want, started, completed)),
+    )
+    .await?;
+    self.clock = completed;
+    Ok(counts.into_iter().sum())
+  }
+
+  fn due(&self) -> BTreeSet<usize> {
+    (0..self.lanes.len())
+      .filter(|&i| self.lanes[i].needs_read())
+      .collect()
+  }
+
+  /// The barrier's verdict on lane `i`'s head, after giving every shard the head's producer
+  /// may have used a lane (a shard discovery has not listed yet is read from its cursor
+  /// position, or its start).
+  fn decide(&mut self, i: usize) -> Verdict {
+    let span = self.lanes[i].head().map_or(0, |h| h.stamp.span);
+    if span > self.spanned {
+      for shard in self.spanned..span {
+        if !self.lanes.iter().any(|l| l.shard == shard) {
+          let at = self.positions.get(&shard).cloned();
+          self.lanes.push(Lane::new(shard, at));
+        }
+      }
+      self.spanned = span;
+    }
+    self.barrier.check(&self.lanes, i)
+  }
+
+  /// Consumes lane `i`'s head: returned if it matches the filter.
+  async fn take(&mut self, i: usize) -> bool {
+    let Some(ev) = self.lanes[i].take() else {
+      return false;
+    };
+    self.budget -= 1;
+    pace_filter(self.filter, self.budget).await;
+    if matches(self.filter, &ev) {
+      self.out.push(ev);
+      true
+    } else {
+      false
+    }
+  }
+
+  /// Lanes the barrier asked for are read further; each such round costs budget, so a
+  /// poll ends even when the proof keeps needing reads.
+  async fn read_for_barrier(&mut self, waits: &BTreeSet<usize>, want: usize) -> Result<()> {
+    let n = self.read(waits, want).await?;
+    self.budget = self.budget.saturating_sub(n.max(1));
+    Ok(())
+  }
+
+  async fn by_shard(&mut self, limit: usize) -> Result<()> {
+    while self.out.len() < limit && self.budget > 0 {
+      let live = self.lanes.iter().filter(|l| l.has_more()).count();
+      if live == 0 {
+        break;
+      }
+      let quota = (limit - self.out.len()).div_ceil(live);
+      let due = self.due();
+      if !due.is_empty() {
+        self.read(&due, self.fetch(quota)).await?;
+      }
+      let mut progressed = false;
+      let mut waits = BTreeSet::new();
+      let mut i = 0;
+      // Lanes the barrier adds during the round join it.
+      while i < self.lanes.len() {
+        let mut taken = 0;
+        while taken < quota && self.out.len() < limit && self.budget > 0 {
+          if self.lanes[i].needs_read() {
+            let want = self.fetch(quota - taken);
+            self.read(&BTreeSet::from([i]), want).await?;
+          }
+          if self.lanes[i].head().is_none() {
+            break;
+          }
+          match self.decide(i) {
+            Verdict::Go => {}
+            Verdict::Behind => break,
+            Verdict::Wait(lanes) => {
+              waits.extend(lanes);
+              break;
+            }
+          }
+          progressed = true;
+          if self.take(i).await {
+            taken += 1;
+          }
+        }
+        i += 1;
+      }
+      if !waits.is_empty() {
+        self.read_for_barrier(&waits, self.fetch(quota)).await?;
+      } else if !progressed {
+        break;
+      }
+    }
+    Ok(())
+  }
+
+  async fn by_time(&mut self, limit: usize) -> Result<()> {
+    while self.out.len() < limit && self.budget > 0 {
+      let per = (limit - self.out.len()).div_ceil(self.lanes.len());
+      let due = self.due();
+      if !due.is_empty() {
+        self.read(&due, self.fetch(per)).await?;
+      }
+      // Every lane with data now has a buffered head; the smallest one the barrier lets
+      // go is next. A head the barrier holds back for a read stops the choice: the read
+      // may bring an earlier record.
+      let mut heads: Vec<(Order, usize)> = (0..self.lanes.len())
+        .filter_map(|i| self.lanes[i].head().map(|e| (order_of(e), i)))
+        .collect();
+      if heads.is_empty() {
+        break;
+      }
+      heads.sort_unstable();
+      let mut waits = BTreeSet::new();
+      let mut chosen = None;
+      for (_, i) in heads {
+        match self.decide(i) {
+          Verdict::Go => {
+            chosen = Some(i);
+            break;
+          }
+          Verdict::Behind => {}
+          Verdict::Wait(lanes) => {
+            waits.extend(lanes);
+            break;
+          }
+        }
+      }
+      match chosen {
+        Some(i) => {
+          self.take(i).await;
+        }
+        None if !waits.is_empty() => self.read_for_barrier(&waits, self.fetch(per)).await?,
+        None => break,
+      }
+    }
+    Ok(())
+  }
+}
+
+/// Merge order for `ordering: 'timestamp'`. The epoch breaks a tie of one producer's
+/// timestamps in its ingest order, where a moved key's old and new shard differ.
+type Order = (u64, u32, u32, u64);
+
+fn order_of(e: &StoredEvent) -> Order {
+  (e.timestamp_ms, e.stamp.epoch, e.shard, e.seq)
 }
 
 /// Filter evaluation runs on the shared runtime; a long filtered poll gives the other

@@ -78,7 +78,10 @@ impl Subscription {
           StartAt::Earliest => Cursor::default(),
           StartAt::Cursor(c) => c.clone(),
           StartAt::Latest => match self.adapter.end_positions(&shards).await {
-            Ok(positions) => Cursor { positions },
+            Ok(positions) => Cursor {
+              positions,
+              cleared: Default::default(),
+            },
             Err(_) => {
               self.pause().await;
               continue;

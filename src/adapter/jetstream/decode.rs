@@ -91,7 +91,14 @@ impl JetStreamAdapter {
       },
       None => None,
     };
-    let Some((ts, seq, kind, _)) = meta::parse(&meta) else {
+    let Some(meta::Meta {
+      timestamp_ms: ts,
+      seq,
+      kind,
+      stamp,
+      ..
+    }) = meta::parse(&meta)
+    else {
       self.note_corrupt(stream_seq, "missing or invalid Rb header");
       return None;
     };
@@ -109,6 +116,7 @@ impl JetStreamAdapter {
       key,
       payload: payload.clone(),
       message_id: get(H_MSG_ID).unwrap_or_default(),
+      stamp,
     })
   }
 }

@@ -48,7 +48,7 @@ impl JetStreamAdapter {
           .as_str(),
       );
       let mut meta = String::with_capacity(40);
-      meta::write(&mut meta, ev.timestamp_ms, ev.seq, ev.kind);
+      meta::write(&mut meta, ev.timestamp_ms, ev.seq, ev.kind, ev.stamp);
       headers.insert(H_META, meta.as_str());
       if let Some(k) = &ev.key {
         headers.insert(H_KEY, header_escape(k).as_str());

@@ -60,13 +60,14 @@ fn decode_fields(shard: u32, id: &str, fields: Value) -> Result<StoredEvent, &'s
   let data = data.ok_or("no 'd' (payload) field")?;
   let meta = meta.ok_or("no 'm' (meta) field")?;
   let meta = std::str::from_utf8(&meta).map_err(|_| "'m' is not text")?;
-  let parsed = super::super::meta::parse(meta);
-  let Some((ts, seq, kind, mut rest)) = parsed else {
-    return Err("'m' is not '<timestamp> <sequence> <json|bytes> <message id>'");
+  let Some(parsed) = super::super::meta::parse(meta) else {
+    return Err("'m' is not '<timestamp> <sequence> <json|bytes> <epoch>/<span> <message id>'");
   };
-  let (Some(message_id), None) = (rest.next().filter(|m| !m.is_empty()), rest.next()) else {
+  let message_id = parsed.rest;
+  if message_id.is_empty() || message_id.contains(' ') {
     return Err("'m' does not end with the message id");
-  };
+  }
+  let (ts, seq, kind) = (parsed.timestamp_ms, parsed.seq, parsed.kind);
   if !super::super::meta::payload_is_valid(kind, &data) {
     return Err("payload marked JSON is not valid JSON");
   }
@@ -86,6 +87,7 @@ fn decode_fields(shard: u32, id: &str, fields: Value) -> Result<StoredEvent, &'s
     key,
     payload: Bytes::from(data),
     message_id: message_id.to_string(),
+    stamp: parsed.stamp,
   })
 }
 

@@ -116,7 +116,7 @@ pub fn build(
     for ev in events {
       use std::fmt::Write;
       meta.clear();
-      super::super::meta::write(&mut meta, ev.timestamp_ms, ev.seq, ev.kind);
+      super::super::meta::write(&mut meta, ev.timestamp_ms, ev.seq, ev.kind, ev.stamp);
       let _ = write!(meta, " {}", batch.producer.message_id(batch.shard, ev.seq));
       key.clear();
       if let Some(k) = &ev.key {
