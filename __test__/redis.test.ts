@@ -33,8 +33,8 @@ async function storedMessageIds(client: Redis | Cluster, prefix: string, shards 
     let start = '-'
     for (;;) {
       const entries = await client.xrange(streamKey(prefix, s), start, '+', 'COUNT', 5000)
-      // m = '<timestamp> <sequence> <json|bytes> <message id>'
-      for (const [, fields] of entries) ids.push(fields[fields.indexOf('m') + 1].split(' ')[3])
+      // m = '<timestamp> <sequence> <json|bytes> <epoch>/<span> <message id>'
+      for (const [, fields] of entries) ids.push(fields[fields.indexOf('m') + 1].split(' ')[4])
       if (entries.length < 5000) break
       start = '(' + entries[entries.length - 1][0]
     }
@@ -110,7 +110,7 @@ describe('Redis adapter (server on 127.0.0.1:6379)', () => {
     const lines = out.trim().split('\n')
     expect(lines).toEqual(expect.arrayContaining(['d', '{"orderId":1}', 'm', 'k', 'customer-7']))
     const [first, second] = await bus.poll({ limit: 10 }).then((p) => p.events)
-    expect(lines[lines.indexOf('m') + 1]).toBe(`${first.timestamp} ${first.seq} json ${first.messageId}`)
+    expect(lines[lines.indexOf('m') + 1]).toBe(`${first.timestamp} ${first.seq} json 0/4 ${first.messageId}`)
     expect(first).toMatchObject({ shardId: 0, key: 'customer-7', raw: '{"orderId":1}' })
     expect(first.id).toMatch(/^\d+-\d+$/)
     expect([...second.bytes!]).toEqual([0, 1, 2, 255])

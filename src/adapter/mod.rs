@@ -150,6 +150,27 @@ pub trait Adapter: Send + Sync + 'static {
     0
   }
 
+  /// The store keeps one order over all its shards (JetStream's stream sequence), and a
+  /// position in it is valid for every shard: reads that cover every shard follow it.
+  fn total_order(&self) -> bool {
+    false
+  }
+
+  /// With `total_order`: up to `limit` records of every shard after the store-wide
+  /// position `after` (None: from the start), in the store's order.
+  async fn read_all(&self, after: Option<&str>, limit: usize) -> Result<ReadPage, AdapterError> {
+    let _ = (after, limit);
+    Err(AdapterError::fatal(
+      "this store keeps no order across shards",
+    ))
+  }
+
+  /// With `total_order`: returns when records after `after` may exist, or after `max_wait`.
+  async fn wait_all(&self, after: Option<&str>, max_wait: Duration) {
+    let _ = after;
+    tokio::time::sleep(max_wait).await
+  }
+
   /// Shards that hold events in the store, written by any process: readers cover these
   /// beside their own. May be up to [`DISCOVERY_TTL`] old. Default: none beyond the
   /// reader's own (a store private to one bus).

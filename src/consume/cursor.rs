@@ -1,10 +1,11 @@
 //! Opaque, versioned cursors: `rb1.` + base64url(JSON `{"s": scope, "p": {shard: position},
-//! "e": {producer: epoch}}`).
+//! "f": floor, "e": {producer: epoch}}`).
 //!
 //! The scope names the store (adapter kind and, for network adapters, the stream), so a
 //! cursor from another backend is refused instead of being misread. `e` holds the epochs
-//! the reader has proven complete per producer (see `barrier.rs`); it is optional, so
-//! cursors from before it existed still decode.
+//! the reader has proven complete per producer (see `barrier.rs`). `f`, in stores with one
+//! order over all shards, is the position every shard not in `p` is at. Both are optional,
+//! so cursors from before they existed still decode.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -20,6 +21,15 @@ pub struct Cursor {
   pub positions: Positions,
   /// Producer → every one of its events of a lower epoch is behind `positions`.
   pub cleared: Cleared,
+  /// Where a shard absent from `positions` is (stores with `total_order` only).
+  pub floor: Option<String>,
+}
+
+impl Cursor {
+  /// Where `shard` is: its own position, else the floor, else its start (None).
+  pub fn position(&self, shard: u32) -> Option<&String> {
+    self.positions.get(&shard).or(self.floor.as_ref())
+  }
 }
 
 pub type Cleared = std::collections::BTreeMap<String, u32>;
@@ -29,6 +39,8 @@ pub type Cleared = std::collections::BTreeMap<String, u32>;
 struct Wire {
   s: String,
   p: std::collections::BTreeMap<String, String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  f: Option<String>,
   #[serde(default, skip_serializing_if = "Cleared::is_empty")]
   e: Cleared,
 }
@@ -46,6 +58,7 @@ impl Cursor {
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect(),
+      f: self.floor.clone(),
       e: self.cleared.clone(),
     };
     let json = serde_json::to_vec(&wire).expect("cursor serialises");
@@ -82,6 +95,7 @@ impl Cursor {
     Ok(Cursor {
       positions,
       cleared: wire.e,
+      floor: wire.f,
     })
   }
 }
@@ -96,6 +110,7 @@ mod tests {
     c.positions.insert(0, "12".into());
     c.positions.insert(3, "40".into());
     c.cleared.insert("00000000000000ab-0".into(), 4);
+    c.floor = Some("9".into());
     let s = c.encode("memory");
     assert!(s.starts_with("rb1."));
     assert_eq!(Cursor::decode(&s, "memory").unwrap(), c);
@@ -107,7 +122,7 @@ mod tests {
       URL_SAFE_NO_PAD.encode(br#"{"s":"memory","p":{"1":"3"}}"#)
     );
     let c = Cursor::decode(&old, "memory").unwrap();
-    assert_eq!((c.positions.len(), c.cleared.len()), (1, 0));
+    assert_eq!((c.positions.len(), c.cleared.len(), c.floor), (1, 0, None));
   }
 
   #[test]

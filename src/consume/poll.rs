@@ -86,9 +86,12 @@ pub async fn poll(
       has_more: false,
     });
   }
+  if req.ordering == PageOrder::Shard && !restricted && adapter.total_order() {
+    return in_store_order(adapter, cursor, limit, req.filter.as_ref()).await;
+  }
   let lanes = shards
     .iter()
-    .map(|&shard| Lane::new(shard, cursor.positions.get(&shard).cloned()))
+    .map(|&shard| Lane::new(shard, cursor.position(shard).cloned()))
     .collect();
   let mut merge = Merge {
     adapter,
@@ -101,7 +104,7 @@ pub async fn poll(
     budget: (limit * 20).max(20_000),
     filter: req.filter.as_ref(),
     spanned: if restricted { u32::MAX } else { 0 },
-    positions: &cursor.positions,
+    start: &cursor,
     out: Vec::with_capacity(limit.min(1024)),
   };
   match req.ordering {
@@ -137,7 +140,7 @@ struct Merge<'a> {
   filter: Option<&'a Filter>,
   /// Shard ids below this have a lane (`u32::MAX`: only the requested shards are read).
   spanned: u32,
-  positions: &'a crate::adapter::Positions,
+  start: &'a Cursor,
   out: Vec<StoredEvent>,
 }
 
@@ -183,7 +186,7 @@ impl Merge<'_> {
     if span > self.spanned {
       for shard in self.spanned..span {
         if !self.lanes.iter().any(|l| l.shard == shard) {
-          let at = self.positions.get(&shard).cloned();
+          let at = self.start.position(shard).cloned();
           self.lanes.push(Lane::new(shard, at));
         }
       }
@@ -306,6 +309,96 @@ impl Merge<'_> {
     }
     Ok(())
   }
+}
+
+/// A page of every shard in the store's own order (JetStream: stream sequence), from one
+/// store-wide reader. That order already keeps each producer's keys in ingest order: a
+/// moved key's new shard is only written after its old shard's events are stored
+/// (`topology.rs`), so they come later in the stream. It is also fair: shards take turns
+/// as they were written. Positions are numbers in one sequence; a record at or below its
+/// shard's position was consumed by an earlier page (read per shard) and is passed over.
+async fn in_store_order(
+  adapter: &dyn Adapter,
+  mut cursor: Cursor,
+  limit: usize,
+  filter: Option<&Filter>,
+) -> Result<PollPage> {
+  let number = |p: &String| {
+    p.parse::<u64>().map_err(|_| {
+      BusError::new(
+        Code::InvalidCursor,
+        "cursor is corrupt (bad position); pass a cursor returned by poll() unchanged",
+      )
+    })
+  };
+  // Every shard is at the floor or beyond it (a cursor from per-shard reads has no floor:
+  // this page then reads from the start, passing over what those reads consumed).
+  let floor = cursor.floor.as_ref().map(number).transpose()?.unwrap_or(0);
+  let mut at = floor;
+  let mut done: std::collections::BTreeMap<u32, u64> = Default::default();
+  for (s, p) in &cursor.positions {
+    done.insert(*s, number(p)?);
+  }
+  let mut budget = (limit * 20).max(20_000);
+  let mut out = Vec::with_capacity(limit.min(1024));
+  let mut has_more = true;
+  while out.len() < limit && budget > 0 {
+    let need = limit - out.len();
+    // Exactly what is missing without a filter, so the reader's next page starts where
+    // this one ends (it keeps fetching ahead from there).
+    let want = if filter.is_some() {
+      need.max(256)
+    } else {
+      need
+    };
+    let after = (at > 0).then(|| at.to_string());
+    let page = adapter
+      .read_all(after.as_deref(), want)
+      .await
+      .map_err(BusError::from)?;
+    let whole = page.events.len();
+    let mut used = 0;
+    for ev in page.events {
+      used += 1;
+      let seq = number(&ev.position)?;
+      at = seq;
+      budget = budget.saturating_sub(1);
+      pace_filter(filter, budget).await;
+      if seq <= done.get(&ev.shard).copied().unwrap_or(floor) {
+        continue;
+      }
+      done.insert(ev.shard, seq);
+      if matches(filter, &ev) {
+        out.push(ev);
+        if out.len() == limit {
+          break;
+        }
+      }
+    }
+    if used == whole {
+      // Records skipped as corrupt after the last event are behind us too.
+      if let Some(next) = page.next.as_ref() {
+        at = at.max(number(next)?);
+      }
+      if !page.has_more {
+        has_more = false;
+        break;
+      }
+    }
+  }
+  // Everything up to `at` is consumed, on every shard: it becomes the floor, and only
+  // positions beyond it stay.
+  cursor.floor = (at > 0).then(|| at.to_string());
+  cursor.positions = done
+    .into_iter()
+    .filter(|(_, p)| *p > at)
+    .map(|(s, p)| (s, p.to_string()))
+    .collect();
+  Ok(PollPage {
+    events: out,
+    cursor,
+    has_more,
+  })
 }
 
 /// Merge order for `ordering: 'timestamp'`. The epoch breaks a tie of one producer's

@@ -78,10 +78,7 @@ impl Subscription {
           StartAt::Earliest => Cursor::default(),
           StartAt::Cursor(c) => c.clone(),
           StartAt::Latest => match self.adapter.end_positions(&shards).await {
-            Ok(positions) => Cursor {
-              positions,
-              cleared: Default::default(),
-            },
+            Ok(positions) => latest(self.adapter.total_order(), positions),
             Err(_) => {
               self.pause().await;
               continue;
@@ -110,13 +107,22 @@ impl Subscription {
             return Ok(page.events);
           }
           if idle {
-            let positions = self
-              .cursor
-              .as_ref()
-              .map(|c| c.positions.clone())
-              .unwrap_or_default();
+            let cursor = self.cursor.clone().unwrap_or_default();
+            let wait = async {
+              if self.adapter.total_order() {
+                // Pages of every shard come from one store-wide reader: wait on it.
+                let after = cursor.floor.as_deref();
+                self.adapter.wait_all(after, MAX_WAIT).await
+              } else {
+                let positions = cursor.positions;
+                self
+                  .adapter
+                  .wait_for_data(&shards, &positions, MAX_WAIT)
+                  .await
+              }
+            };
             tokio::select! {
-              _ = self.adapter.wait_for_data(&shards, &positions, MAX_WAIT) => {}
+              _ = wait => {}
               _ = self.closing.wait() => {}
               _ = self.stop.wait() => {}
             }
@@ -137,6 +143,28 @@ impl Subscription {
       _ = tokio::time::sleep(d) => {}
       _ = self.closing.wait() => {}
       _ = self.stop.wait() => {}
+    }
+  }
+}
+
+/// The cursor of `from: 'latest'`. In a store with one order over all shards every end is
+/// the same store-wide position, kept as the floor so that shards appearing later start
+/// there instead of at their beginning.
+fn latest(total_order: bool, positions: crate::adapter::Positions) -> Cursor {
+  if total_order {
+    let floor = positions
+      .values()
+      .filter_map(|p| p.parse::<u64>().ok())
+      .max()
+      .map(|p| p.to_string());
+    Cursor {
+      floor,
+      ..Cursor::default()
+    }
+  } else {
+    Cursor {
+      positions,
+      ..Cursor::default()
     }
   }
 }

@@ -53,7 +53,7 @@ pub(super) fn header_unescape(s: &str) -> Option<String> {
 }
 
 impl JetStreamAdapter {
-  fn note_corrupt(&self, stream_seq: u64, reason: &str) {
+  pub(super) fn note_corrupt(&self, stream_seq: u64, reason: &str) {
     self.corrupt.fetch_add(1, Ordering::Relaxed);
     let mut logged = self.logged.lock();
     if logged.len() < MAX_LOGGED_CORRUPT && logged.insert(stream_seq) {

@@ -180,6 +180,22 @@ impl Adapter for JetStreamAdapter {
     self.end_positions_of(shards).await
   }
 
+  fn total_order(&self) -> bool {
+    true
+  }
+
+  async fn read_all(&self, after: Option<&str>, limit: usize) -> Result<ReadPage, AdapterError> {
+    self.read_page(read::ALL, after, limit).await
+  }
+
+  async fn wait_all(&self, after: Option<&str>, max_wait: Duration) {
+    let after: Positions = after
+      .map(|p| (read::ALL, p.to_string()))
+      .into_iter()
+      .collect();
+    self.wait_for_data_on(&[read::ALL], &after, max_wait).await
+  }
+
   async fn wait_for_data(&self, shards: &[u32], after: &Positions, max_wait: Duration) {
     self.wait_for_data_on(shards, after, max_wait).await
   }

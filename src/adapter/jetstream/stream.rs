@@ -81,8 +81,21 @@ impl JetStreamAdapter {
     Ok(shards)
   }
 
+  /// The subject of `shard`, or of every shard for [`super::read::ALL`].
   pub(super) fn subject(&self, shard: u32) -> String {
-    shard_subject(&self.config.stream, shard)
+    if shard == super::read::ALL {
+      all_shards_subject(&self.config.stream)
+    } else {
+      shard_subject(&self.config.stream, shard)
+    }
+  }
+
+  /// The shard a message subject belongs to.
+  pub(super) fn shard_of_subject(&self, subject: &str) -> Option<u32> {
+    let id = subject
+      .strip_prefix(self.config.stream.as_str())?
+      .strip_prefix('.')?;
+    id.parse::<u32>().ok().filter(|n| n.to_string() == id)
   }
 
   pub(super) async fn ensure_stream(&self) -> Result<(), BusError> {
