@@ -308,11 +308,15 @@ export interface PollRequest {
   /** Mongo-like filter on JSON events, e.g. `{ type: 'order', total: { $gt: 100 } }`. */
   filter?: Record<string, unknown>
   /**
-   * `'shard'` (default): each shard gets a fair share of the page, in per-shard order.
-   * `'timestamp'`: merged across shards by timestamp.
+   * `'shard'` (default): each shard gets a fair share of the page (on JetStream: the
+   * stream's own order). `'timestamp'`: merged across shards by timestamp. Both keep
+   * each producer's keys in ingest order, also across its scaling.
    */
   ordering?: 'shard' | 'timestamp'
-  /** Only these shard ids. Default: all shards. */
+  /**
+   * Only these shard ids (order across shards then holds within them only). Default: every
+   * shard the store holds events for.
+   */
   shards?: Array<number>
 }
 

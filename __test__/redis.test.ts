@@ -110,7 +110,7 @@ describe('Redis adapter (server on 127.0.0.1:6379)', () => {
     const lines = out.trim().split('\n')
     expect(lines).toEqual(expect.arrayContaining(['d', '{"orderId":1}', 'm', 'k', 'customer-7']))
     const [first, second] = await bus.poll({ limit: 10 }).then((p) => p.events)
-    expect(lines[lines.indexOf('m') + 1]).toBe(`${first.timestamp} ${first.seq} json 0/4 ${first.messageId}`)
+    expect(lines[lines.indexOf('m') + 1]).toBe(`${first.timestamp} ${first.seq} json 0/1 ${first.messageId}`)
     expect(first).toMatchObject({ shardId: 0, key: 'customer-7', raw: '{"orderId":1}' })
     expect(first.id).toMatch(/^\d+-\d+$/)
     expect([...second.bytes!]).toEqual([0, 1, 2, 255])

@@ -503,11 +503,13 @@ pub struct PollRequest {
   /// Mongo-like filter on JSON events, e.g. `{ type: 'order', total: { $gt: 100 } }`.
   #[napi(ts_type = "Record<string, unknown>")]
   pub filter: Option<serde_json::Value>,
-  /// `'shard'` (default): each shard gets a fair share of the page, in per-shard order.
-  /// `'timestamp'`: merged across shards by timestamp.
+  /// `'shard'` (default): each shard gets a fair share of the page (on JetStream: the
+  /// stream's own order). `'timestamp'`: merged across shards by timestamp. Both keep
+  /// each producer's keys in ingest order, also across its scaling.
   #[napi(ts_type = "'shard' | 'timestamp'")]
   pub ordering: Option<String>,
-  /// Only these shard ids. Default: all shards.
+  /// Only these shard ids (order across shards then holds within them only). Default: every
+  /// shard the store holds events for.
   pub shards: Option<Vec<u32>>,
 }
 
