@@ -20,6 +20,10 @@ use crate::consume::subscribe::{StartAt, Subscription};
 use crate::dispatch::DispatchContext;
 use crate::error::{BusError, Code, Result};
 use crate::event::{Incoming, ProducerId};
+use crate::group::member::Member;
+use crate::group::store::{GroupStore, LetterPage, Tray};
+use crate::group::worker::{Worker, WorkerOptions};
+use crate::group::GroupOptions;
 use crate::identity::{self, IdentityLock};
 use crate::routing;
 use crate::shard::{CounterSnapshot, Pushed};
@@ -79,6 +83,8 @@ struct BusCore {
   abort: Arc<Signal>,
   shutdown: Mutex<Option<watch::Receiver<Option<Stats>>>>,
   identity: Mutex<Option<IdentityLock>>,
+  /// Fired when a consumer or worker of this bus has finished closing: shutdown waits.
+  members: Mutex<Vec<Arc<Signal>>>,
   rt: Handle,
 }
 
@@ -163,6 +169,7 @@ impl Bus {
         abort,
         shutdown: Mutex::new(None),
         identity: Mutex::new(lock),
+        members: Mutex::new(Vec::new()),
         rt,
       }),
     };
@@ -413,6 +420,100 @@ impl Bus {
     self.core.adapter.cursor_scope()
   }
 
+  /// Joins a consumer group (DESIGN §8); `bus.shutdown()` closes the member.
+  pub async fn consumer(&self, opts: GroupOptions) -> Result<Member> {
+    let member = self.start_member(opts, true).await?;
+    self.track(member.done_signal())?;
+    Ok(member)
+  }
+
+  /// Starts a `process()` worker over a new member of `opts.group`.
+  pub async fn process(&self, opts: GroupOptions, worker: WorkerOptions) -> Result<Worker> {
+    worker.validate()?;
+    let member = self.start_member(opts, false).await?;
+    let w = Worker::start(member, worker, self.core.closing.clone(), &self.core.rt);
+    if let Err(e) = self.track(w.done_signal()) {
+      w.close().await;
+      return Err(e);
+    }
+    Ok(w)
+  }
+
+  async fn start_member(&self, opts: GroupOptions, follows_bus: bool) -> Result<Member> {
+    if !self.is_running() {
+      return Err(BusError::shut_down());
+    }
+    let start = Member::start(
+      opts,
+      self.core.adapter.clone(),
+      self.core.shards.clone(),
+      self.core.closing.clone(),
+      follows_bus,
+      &self.core.rt,
+    );
+    let member = tokio::select! {
+      m = start => m?,
+      _ = self.core.closing.wait() => return Err(BusError::shut_down()),
+    };
+    if !self.is_running() {
+      member.close().await;
+      return Err(BusError::shut_down());
+    }
+    Ok(member)
+  }
+
+  /// Registers a member or worker for shutdown to wait on.
+  fn track(&self, done: Arc<Signal>) -> Result<()> {
+    let mut members = self.core.members.lock();
+    if !self.is_running() {
+      return Err(BusError::shut_down());
+    }
+    members.retain(|d| !d.is_fired());
+    members.push(done);
+    Ok(())
+  }
+
+  /// The group store, or why this adapter has none.
+  fn group_store(&self) -> Result<&dyn GroupStore> {
+    crate::group::member::group_store(self.core.adapter.as_ref())
+  }
+
+  /// A page of `group`'s dead letters, oldest first.
+  pub async fn dead_letters(
+    &self,
+    group: &str,
+    after: Option<&str>,
+    limit: usize,
+  ) -> Result<LetterPage> {
+    crate::group::check_name("group", group)?;
+    if !self.is_running() {
+      return Err(BusError::shut_down());
+    }
+    Ok(
+      self
+        .group_store()?
+        .letters(group, Tray::Dead, after, limit)
+        .await?,
+    )
+  }
+
+  /// Moves dead letters (by letter id) back into `group`: the member that owns each one's
+  /// shard delivers it again. Returns how many were found and moved.
+  pub async fn redeliver(&self, group: &str, ids: &[String]) -> Result<usize> {
+    crate::group::check_name("group", group)?;
+    if !self.is_running() {
+      return Err(BusError::shut_down());
+    }
+    let store = self.group_store()?;
+    let letters = store.take_letters(group, Tray::Dead, ids).await?;
+    if let Err(e) = store.put_letters(group, Tray::Returned, &letters).await {
+      // Put them back where they were rather than lose them.
+      let _ = store.put_letters(group, Tray::Dead, &letters).await;
+      return Err(e.into());
+    }
+    Ok(letters.len())
+  }
+
   pub async fn is_healthy(&self) -> bool {
     self.is_running() && self.core.adapter.is_healthy().await
   }
@@ -487,6 +588,16 @@ async fn run_shutdown(core: Arc<BusCore>) -> Stats {
   }
   core.closing.fire();
   let deadline = Instant::now() + core.config.shutdown_timeout;
+  // Consumers and workers finish their handlers and commit while the adapter is open.
+  let members: Vec<Arc<Signal>> = core.members.lock().clone();
+  for done in members {
+    if tokio::time::timeout_at(deadline.into(), done.wait())
+      .await
+      .is_err()
+    {
+      break;
+    }
+  }
   let mut handles = core.shards.close_all();
   for h in handles.iter_mut() {
     if tokio::time::timeout_at(deadline.into(), &mut *h)

@@ -10,6 +10,7 @@ pub mod consume;
 pub mod dispatch;
 pub mod error;
 pub mod event;
+pub mod group;
 pub mod identity;
 pub mod retry;
 pub mod routing;

@@ -65,6 +65,7 @@ pub struct MemoryAdapter {
   max_events: usize,
   max_bytes: usize,
   version: watch::Sender<u64>,
+  groups: super::memory_groups::MemoryGroups,
 }
 
 impl MemoryAdapter {
@@ -74,6 +75,8 @@ impl MemoryAdapter {
       max_events,
       max_bytes,
       version: watch::Sender::new(0),
+      // Letters per group and tray are bounded like the events themselves.
+      groups: super::memory_groups::MemoryGroups::new(max_events),
     }
   }
 
@@ -114,6 +117,10 @@ fn evict_oldest(store: &mut Store) {
 impl Adapter for MemoryAdapter {
   fn kind(&self) -> &'static str {
     "memory"
+  }
+
+  fn groups(&self) -> Option<&dyn crate::group::store::GroupStore> {
+    Some(&self.groups)
   }
 
   fn cursor_scope(&self) -> String {
@@ -202,6 +209,7 @@ impl Adapter for MemoryAdapter {
     Ok(ReadPage {
       next: events.last().map(|e| e.position.clone()),
       has_more: last < end,
+      remaining: Some(end - last),
       events,
     })
   }

@@ -2,6 +2,7 @@
 
 pub mod jetstream;
 pub mod memory;
+pub mod memory_groups;
 pub mod meta;
 pub mod noop;
 pub mod redis;
@@ -81,6 +82,8 @@ pub struct ReadPage {
   pub next: Option<String>,
   /// More records exist after `next`.
   pub has_more: bool,
+  /// How many records follow `next`, where the store tells it cheaply.
+  pub remaining: Option<u64>,
 }
 
 /// Shard id → position of the last consumed record (absent: start of the shard).
@@ -176,6 +179,11 @@ pub trait Adapter: Send + Sync + 'static {
   /// reader's own (a store private to one bus).
   async fn stored_shards(&self) -> Result<Vec<u32>, AdapterError> {
     Ok(Vec::new())
+  }
+
+  /// Where consumer groups keep their state; None for a store that keeps no events.
+  fn groups(&self) -> Option<&dyn crate::group::store::GroupStore> {
+    None
   }
 }
 

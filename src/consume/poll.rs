@@ -47,7 +47,7 @@ pub struct PollPage {
   pub has_more: bool,
 }
 
-fn matches(filter: Option<&Filter>, ev: &StoredEvent) -> bool {
+pub(crate) fn matches(filter: Option<&Filter>, ev: &StoredEvent) -> bool {
   match filter {
     None => true,
     Some(f) => ev.kind == PayloadKind::Json && f.matches_json(&ev.payload),

@@ -150,7 +150,7 @@ impl Subscription {
 /// The cursor of `from: 'latest'`. In a store with one order over all shards every end is
 /// the same store-wide position, kept as the floor so that shards appearing later start
 /// there instead of at their beginning.
-fn latest(total_order: bool, positions: crate::adapter::Positions) -> Cursor {
+pub(crate) fn latest(total_order: bool, positions: crate::adapter::Positions) -> Cursor {
   if total_order {
     let floor = positions
       .values()

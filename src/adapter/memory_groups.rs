@@ -1,0 +1,186 @@
+//! Consumer-group state of the memory adapter: maps under one lock, leases and members
+//! with monotonic deadlines. Letters are bounded per group and tray (oldest dropped).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use super::AdapterError;
+use crate::group::store::{letter_id, GroupStore, Letter, LetterPage, Tray};
+
+#[derive(Default)]
+struct Group {
+  members: HashMap<String, Instant>,
+  leases: HashMap<u32, (String, Instant)>,
+  commits: HashMap<u32, String>,
+  start: Option<String>,
+  trays: HashMap<&'static str, BTreeMap<String, Letter>>,
+}
+
+pub struct MemoryGroups {
+  groups: Mutex<HashMap<String, Group>>,
+  counter: Mutex<u64>,
+  max_letters: usize,
+}
+
+impl MemoryGroups {
+  pub fn new(max_letters: usize) -> Self {
+    MemoryGroups {
+      groups: Mutex::new(HashMap::new()),
+      counter: Mutex::new(0),
+      max_letters: max_letters.max(1),
+    }
+  }
+
+  fn with<R>(&self, group: &str, f: impl FnOnce(&mut Group) -> R) -> R {
+    let mut groups = self.groups.lock();
+    f(groups.entry(group.to_string()).or_default())
+  }
+}
+
+#[async_trait]
+impl GroupStore for MemoryGroups {
+  async fn heartbeat(&self, group: &str, member: &str, ttl: Duration) -> Result<(), AdapterError> {
+    self.with(group, |g| {
+      g.members.insert(member.to_string(), Instant::now() + ttl);
+    });
+    Ok(())
+  }
+
+  async fn leave(&self, group: &str, member: &str) -> Result<(), AdapterError> {
+    self.with(group, |g| g.members.remove(member));
+    Ok(())
+  }
+
+  async fn members(&self, group: &str) -> Result<Vec<String>, AdapterError> {
+    let now = Instant::now();
+    Ok(self.with(group, |g| {
+      g.members.retain(|_, until| *until > now);
+      let mut m: Vec<String> = g.members.keys().cloned().collect();
+      m.sort();
+      m
+    }))
+  }
+
+  async fn lease(
+    &self,
+    group: &str,
+    shard: u32,
+    member: &str,
+    ttl: Duration,
+  ) -> Result<bool, AdapterError> {
+    let now = Instant::now();
+    Ok(self.with(group, |g| match g.leases.get(&shard) {
+      Some((holder, until)) if holder != member && *until > now => false,
+      _ => {
+        g.leases.insert(shard, (member.to_string(), now + ttl));
+        true
+      }
+    }))
+  }
+
+  async fn release(&self, group: &str, shard: u32, member: &str) -> Result<(), AdapterError> {
+    self.with(group, |g| {
+      if g.leases.get(&shard).is_some_and(|(h, _)| h == member) {
+        g.leases.remove(&shard);
+      }
+    });
+    Ok(())
+  }
+
+  async fn committed(&self, group: &str, shard: u32) -> Result<Option<String>, AdapterError> {
+    Ok(self.with(group, |g| g.commits.get(&shard).cloned()))
+  }
+
+  async fn commit(
+    &self,
+    group: &str,
+    shard: u32,
+    member: &str,
+    record: &str,
+  ) -> Result<bool, AdapterError> {
+    let now = Instant::now();
+    Ok(self.with(group, |g| {
+      let held = g
+        .leases
+        .get(&shard)
+        .is_some_and(|(h, until)| h == member && *until > now);
+      if held {
+        g.commits.insert(shard, record.to_string());
+      }
+      held
+    }))
+  }
+
+  async fn start(&self, group: &str, proposal: &str) -> Result<String, AdapterError> {
+    Ok(self.with(group, |g| {
+      g.start.get_or_insert_with(|| proposal.to_string()).clone()
+    }))
+  }
+
+  async fn put_letters(
+    &self,
+    group: &str,
+    tray: Tray,
+    letters: &[Letter],
+  ) -> Result<(), AdapterError> {
+    let now = crate::group::member::now_ms();
+    let mut counter = self.counter.lock();
+    self.with(group, |g| {
+      let t = g.trays.entry(tray.name()).or_default();
+      for l in letters {
+        *counter += 1;
+        let id = letter_id(now, *counter);
+        let mut l = l.clone();
+        l.id = id.clone();
+        t.insert(id, l);
+        if t.len() > self.max_letters {
+          t.pop_first();
+        }
+      }
+    });
+    Ok(())
+  }
+
+  async fn letters(
+    &self,
+    group: &str,
+    tray: Tray,
+    after: Option<&str>,
+    limit: usize,
+  ) -> Result<LetterPage, AdapterError> {
+    Ok(self.with(group, |g| {
+      let Some(t) = g.trays.get(tray.name()) else {
+        return LetterPage::default();
+      };
+      let range = match after {
+        Some(a) => t.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+        None => t.range::<str, _>(..),
+      };
+      let mut letters: Vec<Letter> = range.take(limit + 1).map(|(_, l)| l.clone()).collect();
+      let has_more = letters.len() > limit;
+      letters.truncate(limit);
+      LetterPage {
+        next: letters.last().map(|l| l.id.clone()),
+        letters,
+        has_more,
+      }
+    }))
+  }
+
+  async fn take_letters(
+    &self,
+    group: &str,
+    tray: Tray,
+    ids: &[String],
+  ) -> Result<Vec<Letter>, AdapterError> {
+    Ok(self.with(group, |g| {
+      let Some(t) = g.trays.get_mut(tray.name()) else {
+        return Vec::new();
+      };
+      ids.iter().filter_map(|id| t.remove(id)).collect()
+    }))
+  }
+}

@@ -1,0 +1,244 @@
+//! What a backend keeps for consumer groups: live members, shard leases, committed
+//! positions, the group's starting point and its letters (dead, and returned for
+//! redelivery). Each durable backend implements [`GroupStore`] with its own primitives
+//! (memory: maps under a lock; Redis: keys with PX and scripts; JetStream: a KV bucket).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::adapter::AdapterError;
+use crate::event::{PayloadKind, Stamp, StoredEvent};
+
+/// Where a letter is kept: past `maxDeliveries`, or put back by `bus.redeliver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tray {
+  Dead,
+  Returned,
+}
+
+impl Tray {
+  pub fn name(self) -> &'static str {
+    match self {
+      Tray::Dead => "dead",
+      Tray::Returned => "back",
+    }
+  }
+}
+
+/// An event a group gave up on, with why.
+#[derive(Debug, Clone)]
+pub struct Letter {
+  /// The store's id of the letter (set when read back; empty before it is stored).
+  pub id: String,
+  pub event: StoredEvent,
+  pub reason: String,
+  pub deliveries: u32,
+  /// Milliseconds since the UNIX epoch when it was dead-lettered.
+  pub time_ms: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LetterPage {
+  pub letters: Vec<Letter>,
+  /// Resume after this letter id.
+  pub next: Option<String>,
+  pub has_more: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LetterHead {
+  id: String,
+  pos: String,
+  shard: u32,
+  seq: u64,
+  ts: u64,
+  bytes: bool,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  key: Option<String>,
+  mid: String,
+  stamp: (u32, u32),
+  reason: String,
+  n: u32,
+  t: u64,
+}
+
+impl Letter {
+  /// One line of JSON for everything but the payload, a newline, then the payload bytes.
+  pub fn encode(&self) -> Vec<u8> {
+    let e = &self.event;
+    let head = LetterHead {
+      id: e.id.clone(),
+      pos: e.position.clone(),
+      shard: e.shard,
+      seq: e.seq,
+      ts: e.timestamp_ms,
+      bytes: e.kind == PayloadKind::Bytes,
+      key: e.key.as_deref().map(str::to_string),
+      mid: e.message_id.clone(),
+      stamp: (e.stamp.epoch, e.stamp.span),
+      reason: self.reason.clone(),
+      n: self.deliveries,
+      t: self.time_ms,
+    };
+    let mut out = serde_json::to_vec(&head).unwrap_or_default();
+    out.push(b'\n');
+    out.extend_from_slice(&e.payload);
+    out
+  }
+
+  /// The letter stored as `id`; None when the bytes are not a letter.
+  pub fn decode(id: &str, bytes: &[u8]) -> Option<Letter> {
+    let nl = bytes.iter().position(|b| *b == b'\n')?;
+    let head: LetterHead = serde_json::from_slice(&bytes[..nl]).ok()?;
+    Some(Letter {
+      id: id.to_string(),
+      event: StoredEvent {
+        id: head.id,
+        position: head.pos,
+        shard: head.shard,
+        seq: head.seq,
+        timestamp_ms: head.ts,
+        kind: if head.bytes {
+          PayloadKind::Bytes
+        } else {
+          PayloadKind::Json
+        },
+        key: head.key.map(Into::into),
+        payload: bytes::Bytes::copy_from_slice(&bytes[nl + 1..]),
+        message_id: head.mid,
+        stamp: Stamp {
+          epoch: head.stamp.0,
+          span: head.stamp.1,
+        },
+      },
+      reason: head.reason,
+      deliveries: head.n,
+      time_ms: head.t,
+    })
+  }
+}
+
+/// Group state in the backend. Names (group, member) are 1-64 of `[A-Za-z0-9_-]`, so every
+/// backend can use them in keys as they are.
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+  /// Records `member` as live for `ttl`.
+  async fn heartbeat(&self, group: &str, member: &str, ttl: Duration) -> Result<(), AdapterError>;
+
+  /// Removes `member` from the live members.
+  async fn leave(&self, group: &str, member: &str) -> Result<(), AdapterError>;
+
+  /// The live members, sorted.
+  async fn members(&self, group: &str) -> Result<Vec<String>, AdapterError>;
+
+  /// Takes the lease on `shard` for `ttl`, or renews it when `member` holds it. False when
+  /// another member holds a lease that has not expired.
+  async fn lease(
+    &self,
+    group: &str,
+    shard: u32,
+    member: &str,
+    ttl: Duration,
+  ) -> Result<bool, AdapterError>;
+
+  /// Gives the lease up, if `member` holds it.
+  async fn release(&self, group: &str, shard: u32, member: &str) -> Result<(), AdapterError>;
+
+  /// The commit record of `shard`, if one was written.
+  async fn committed(&self, group: &str, shard: u32) -> Result<Option<String>, AdapterError>;
+
+  /// Writes the commit record of `shard` while `member` holds its lease; false (nothing
+  /// written) when it does not.
+  async fn commit(
+    &self,
+    group: &str,
+    shard: u32,
+    member: &str,
+    record: &str,
+  ) -> Result<bool, AdapterError>;
+
+  /// The group's start record; `proposal` is stored first when the group has none.
+  async fn start(&self, group: &str, proposal: &str) -> Result<String, AdapterError>;
+
+  /// Stores letters in `tray`, in order.
+  async fn put_letters(
+    &self,
+    group: &str,
+    tray: Tray,
+    letters: &[Letter],
+  ) -> Result<(), AdapterError>;
+
+  /// Up to `limit` letters of `tray` after the letter id `after`, oldest first.
+  async fn letters(
+    &self,
+    group: &str,
+    tray: Tray,
+    after: Option<&str>,
+    limit: usize,
+  ) -> Result<LetterPage, AdapterError>;
+
+  /// Removes letters by id (unknown ids are ignored); returns the ones it removed.
+  async fn take_letters(
+    &self,
+    group: &str,
+    tray: Tray,
+    ids: &[String],
+  ) -> Result<Vec<Letter>, AdapterError>;
+}
+
+/// Letter ids that sort in the order letters were stored: milliseconds and a counter,
+/// zero-padded (for stores without ids of their own).
+pub fn letter_id(time_ms: u64, counter: u64) -> String {
+  format!("{time_ms:015}-{counter:06}")
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn letters_round_trip_with_bytes_and_keys() {
+    let letter = Letter {
+      id: String::new(),
+      event: StoredEvent {
+        id: "3-17".into(),
+        position: "17".into(),
+        shard: 3,
+        seq: 9,
+        timestamp_ms: 1_700_000_000_123,
+        kind: PayloadKind::Bytes,
+        key: Some("user\n7".into()),
+        payload: bytes::Bytes::from_static(b"\x00\n\xff"),
+        message_id: "ab-0-3-9".into(),
+        stamp: Stamp { epoch: 2, span: 4 },
+      },
+      reason: "handler threw: \"boom\"\nline".into(),
+      deliveries: 5,
+      time_ms: 42,
+    };
+    let back = Letter::decode("L1", &letter.encode()).unwrap();
+    assert_eq!(back.id, "L1");
+    assert_eq!(back.event.payload.as_ref(), b"\x00\n\xff");
+    assert_eq!(back.event.key.as_deref(), Some("user\n7"));
+    assert_eq!(back.event.kind, PayloadKind::Bytes);
+    assert_eq!(back.event.stamp, Stamp { epoch: 2, span: 4 });
+    assert_eq!(
+      (back.reason, back.deliveries, back.time_ms),
+      (letter.reason, 5, 42)
+    );
+    assert!(Letter::decode("x", b"not json\nrest").is_none());
+    assert!(Letter::decode("x", b"no newline").is_none());
+  }
+
+  #[test]
+  fn letter_ids_sort_by_time_then_counter() {
+    let mut ids = vec![letter_id(20, 1), letter_id(3, 9), letter_id(20, 0)];
+    ids.sort();
+    assert_eq!(
+      ids,
+      vec![letter_id(3, 9), letter_id(20, 0), letter_id(20, 1)]
+    );
+  }
+}

@@ -1,0 +1,384 @@
+//! `bus.process()`: runs a handler over a group member's events with `concurrency` across
+//! keys and one event at a time per key. A failed event is retried in place, with backoff,
+//! while that key's later events wait behind it; past `maxDeliveries` it becomes a dead
+//! letter and the key moves on. The handler itself runs in JS: the JS side takes runnable
+//! events with [`Worker::next_runnable`] and reports each outcome with [`Worker::settle`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::member::{Delivery, Member, MemberStats};
+use crate::config::check_range;
+use crate::error::Result;
+use crate::signal::Signal;
+
+pub const DEFAULT_CONCURRENCY: usize = 16;
+pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Events taken from the member per request.
+const FETCH: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+  pub concurrency: usize,
+  /// Delay before the first retry; doubles with each further one, up to 30 s.
+  pub backoff: Duration,
+}
+
+impl Default for WorkerOptions {
+  fn default() -> Self {
+    WorkerOptions {
+      concurrency: DEFAULT_CONCURRENCY,
+      backoff: DEFAULT_BACKOFF,
+    }
+  }
+}
+
+impl WorkerOptions {
+  pub fn validate(&self) -> Result<()> {
+    check_range("concurrency", self.concurrency as u64, 1, 10_000)?;
+    check_range("backoffMs", self.backoff.as_millis() as u64, 0, 3_600_000)
+  }
+
+  /// The wait before delivery `n` (2 = the first retry).
+  pub fn delay(&self, n: u32) -> Duration {
+    let doublings = n.saturating_sub(2).min(20);
+    self.backoff.saturating_mul(1 << doublings).min(MAX_BACKOFF)
+  }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+  pub member: MemberStats,
+  /// Handlers running now.
+  pub running: u64,
+  /// Taken from the group, waiting for their key or a free slot.
+  pub queued: u64,
+  /// Failed and waiting for their retry.
+  pub retrying: u64,
+  /// Handlers that resolved.
+  pub handled: u64,
+  /// Handlers that threw or rejected.
+  pub failed: u64,
+}
+
+type Id = (u32, String);
+
+#[derive(Default)]
+struct State {
+  running: HashMap<Id, Delivery>,
+  /// Key → its events waiting behind the one running or retrying. Present: key busy.
+  keys: HashMap<Arc<str>, VecDeque<Delivery>>,
+  runnable: VecDeque<Delivery>,
+  retries: Vec<(Instant, Delivery)>,
+}
+
+struct Inner {
+  member: Member,
+  opts: WorkerOptions,
+  st: Mutex<State>,
+  /// Events became runnable or a slot freed.
+  runnable: Notify,
+  /// The last running handler settled.
+  idle: Notify,
+  retry_wake: Notify,
+  closing: Arc<Signal>,
+  stop: Signal,
+  done: Arc<Signal>,
+  handled: AtomicU64,
+  failed: AtomicU64,
+}
+
+/// A running `process()` worker. Clones share it.
+#[derive(Clone)]
+pub struct Worker {
+  inner: Arc<Inner>,
+}
+
+fn id_of(d: &Delivery) -> Id {
+  (d.event.shard, d.event.id.clone())
+}
+
+impl Worker {
+  /// Starts feeding from `member` (which must not follow the bus's shutdown: the worker
+  /// closes it after its handlers finish).
+  pub fn start(
+    member: Member,
+    opts: WorkerOptions,
+    closing: Arc<Signal>,
+    rt: &tokio::runtime::Handle,
+  ) -> Worker {
+    let w = Worker {
+      inner: Arc::new(Inner {
+        member,
+        opts,
+        st: Mutex::new(State::default()),
+        runnable: Notify::new(),
+        idle: Notify::new(),
+        retry_wake: Notify::new(),
+        closing,
+        stop: Signal::new(),
+        done: Arc::new(Signal::new()),
+        handled: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+      }),
+    };
+    rt.spawn(w.clone().feed());
+    rt.spawn(w.clone().retry_timer());
+    rt.spawn(w.clone().watch_shutdown());
+    w
+  }
+
+  pub fn done_signal(&self) -> Arc<Signal> {
+    self.inner.done.clone()
+  }
+
+  fn stopping(&self) -> bool {
+    self.inner.stop.is_fired()
+  }
+
+  async fn feed(self) {
+    loop {
+      let batch = tokio::select! {
+        b = self.inner.member.next_batch(FETCH, true) => b,
+        _ = self.inner.stop.wait() => return,
+      };
+      if batch.is_empty() {
+        return;
+      }
+      let mut st = self.inner.st.lock();
+      for d in batch {
+        place(&mut st, d);
+      }
+      drop(st);
+      self.inner.runnable.notify_one();
+    }
+  }
+
+  async fn retry_timer(self) {
+    loop {
+      let wake = self.inner.retry_wake.notified();
+      tokio::pin!(wake);
+      wake.as_mut().enable();
+      let next = {
+        let now = Instant::now();
+        let mut st = self.inner.st.lock();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut st.retries)
+          .into_iter()
+          .partition(|(at, _)| *at <= now);
+        st.retries = later;
+        let moved = !due.is_empty();
+        // A retry runs before the rest of its key (which waits behind it anyway).
+        for (_, d) in due.into_iter().rev() {
+          st.runnable.push_front(d);
+        }
+        if moved {
+          self.inner.runnable.notify_one();
+        }
+        st.retries.iter().map(|(at, _)| *at).min()
+      };
+      let sleep = async {
+        match next {
+          Some(at) => tokio::time::sleep_until(at.into()).await,
+          None => std::future::pending().await,
+        }
+      };
+      tokio::select! {
+        _ = sleep => {}
+        _ = &mut wake => {}
+        _ = self.inner.stop.wait() => return,
+      }
+    }
+  }
+
+  async fn watch_shutdown(self) {
+    tokio::select! {
+      _ = self.inner.closing.wait() => self.close().await,
+      _ = self.inner.stop.wait() => {}
+    }
+  }
+
+  /// Runnable events for free handler slots (none when all are busy or nothing waits).
+  pub fn take_runnable(&self) -> Vec<Delivery> {
+    if self.stopping() {
+      return Vec::new();
+    }
+    let mut st = self.inner.st.lock();
+    let free = self.inner.opts.concurrency.saturating_sub(st.running.len());
+    let mut out = Vec::new();
+    while out.len() < free {
+      let Some(d) = st.runnable.pop_front() else {
+        break;
+      };
+      st.running.insert(id_of(&d), d.clone());
+      out.push(d);
+    }
+    out
+  }
+
+  /// Waits for runnable events and a free slot; empty once the worker is closing.
+  pub async fn next_runnable(&self) -> Vec<Delivery> {
+    loop {
+      let notified = self.inner.runnable.notified();
+      tokio::pin!(notified);
+      notified.as_mut().enable();
+      if self.stopping() {
+        return Vec::new();
+      }
+      let out = self.take_runnable();
+      if !out.is_empty() {
+        return out;
+      }
+      tokio::select! {
+        _ = notified => {}
+        _ = self.inner.stop.wait() => {}
+      }
+    }
+  }
+
+  /// A handler finished: `error` is None when it resolved, else what it threw.
+  pub fn settle(&self, shard: u32, id: &str, error: Option<String>) {
+    let member = &self.inner.member;
+    let mut st = self.inner.st.lock();
+    let Some(mut d) = st.running.remove(&(shard, id.to_string())) else {
+      return;
+    };
+    match error {
+      None => {
+        self.inner.handled.fetch_add(1, Ordering::Relaxed);
+        member.ack(shard, id);
+        next_of_key(&mut st, &d);
+      }
+      Some(message) => {
+        self.inner.failed.fetch_add(1, Ordering::Relaxed);
+        let max = member.options().max_deliveries;
+        let retry = if d.deliveries >= max {
+          None
+        } else {
+          member.retrying(shard, id)
+        };
+        match retry {
+          Some(n) => {
+            d.deliveries = n;
+            let at = Instant::now() + self.inner.opts.delay(n);
+            st.retries.push((at, d));
+            self.inner.retry_wake.notify_one();
+          }
+          None => {
+            let reason = format!(
+              "handler failed on each of {} deliveries; last error: {message}",
+              d.deliveries
+            );
+            member.dead_letter(shard, id, &reason);
+            next_of_key(&mut st, &d);
+          }
+        }
+      }
+    }
+    if st.running.is_empty() {
+      self.inner.idle.notify_waiters();
+    }
+    drop(st);
+    self.inner.runnable.notify_one();
+  }
+
+  pub fn stats(&self) -> WorkerStats {
+    let st = self.inner.st.lock();
+    WorkerStats {
+      member: self.inner.member.stats(),
+      running: st.running.len() as u64,
+      queued: (st.runnable.len() + st.keys.values().map(VecDeque::len).sum::<usize>()) as u64,
+      retrying: st.retries.len() as u64,
+      handled: self.inner.handled.load(Ordering::Relaxed),
+      failed: self.inner.failed.load(Ordering::Relaxed),
+    }
+  }
+
+  /// Stops taking events, waits for running handlers to settle (their acks are committed),
+  /// gives back what was taken and not started, and closes the member. Idempotent.
+  pub async fn close(&self) {
+    if self.inner.stop.is_fired() {
+      self.inner.done.wait().await;
+      return;
+    }
+    self.inner.stop.fire();
+    self.inner.runnable.notify_waiters();
+    loop {
+      let idle = self.inner.idle.notified();
+      tokio::pin!(idle);
+      idle.as_mut().enable();
+      if self.inner.st.lock().running.is_empty() {
+        break;
+      }
+      idle.await;
+    }
+    let waiting: Vec<Delivery> = {
+      let mut st = self.inner.st.lock();
+      let mut all: Vec<Delivery> = st.runnable.drain(..).collect();
+      all.extend(st.retries.drain(..).map(|(_, d)| d));
+      for (_, q) in st.keys.drain() {
+        all.extend(q);
+      }
+      all
+    };
+    for d in waiting {
+      self.inner.member.give_back(d.event.shard, &d.event.id);
+    }
+    self.inner.member.close().await;
+    self.inner.done.fire();
+  }
+}
+
+/// Queues a new event: runnable unless an earlier event of its key is still in hand.
+fn place(st: &mut State, d: Delivery) {
+  match d.event.key.clone() {
+    None => st.runnable.push_back(d),
+    Some(k) => match st.keys.get_mut(&k) {
+      Some(q) => q.push_back(d),
+      None => {
+        st.keys.insert(k, VecDeque::new());
+        st.runnable.push_back(d);
+      }
+    },
+  }
+}
+
+/// `d` is finished: its key's next event becomes runnable, or the key is free.
+fn next_of_key(st: &mut State, d: &Delivery) {
+  let Some(k) = &d.event.key else { return };
+  let next = st.keys.get_mut(k).and_then(VecDeque::pop_front);
+  match next {
+    Some(n) => st.runnable.push_back(n),
+    None => {
+      st.keys.remove(k);
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn retry_delays_double_up_to_a_cap() {
+    let o = WorkerOptions {
+      concurrency: 1,
+      backoff: Duration::from_millis(100),
+    };
+    assert_eq!(o.delay(2), Duration::from_millis(100));
+    assert_eq!(o.delay(3), Duration::from_millis(200));
+    assert_eq!(o.delay(5), Duration::from_millis(800));
+    assert_eq!(o.delay(60), MAX_BACKOFF);
+    assert!(WorkerOptions::default().validate().is_ok());
+    let bad = WorkerOptions {
+      concurrency: 0,
+      ..Default::default()
+    };
+    assert!(bad.validate().unwrap_err().message.contains("concurrency"));
+  }
+}
