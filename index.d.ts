@@ -10,6 +10,46 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * A member of a consumer group (`bus.consumer()`). Iterate it with `for await`; ack each
+ * event. `break` ends the iteration and closes the member, as `close()` does.
+ */
+export declare class Consumer {
+  /** The group's name. */
+  get group(): string
+  /** This member's name. */
+  get member(): string
+  /** The next event (`{ done: false, value }`), or `{ done: true }` once closed. */
+  next(): Promise<ConsumerStep>
+  /** Ends the iteration (called by `break`) and closes the member. */
+  return(): Promise<ConsumerStep>
+  /**
+   * Acknowledges a delivered event: it is done for the group. Synchronous; acks reach the
+   * backend in batches (within about 50 ms). Returns false when this member no longer
+   * holds the event (already acked, dead-lettered, or its shard moved to another member,
+   * which delivers it again). Throws `ERR_INVALID_EVENT` for an object without
+   * `shardId` and `id`.
+   */
+  ack(event: GroupEvent): boolean
+  /**
+   * Delivers the event again, no sooner than `delayMs` (it counts as a delivery toward
+   * `maxDeliveries`). Returns false when this member does not hold it.
+   */
+  nack(event: GroupEvent, options?: NackOptions | undefined | null): boolean
+  /**
+   * For a long handler: pushes the event's ack deadline to `ackWaitMs` from now. Returns
+   * false when this member does not hold it.
+   */
+  touch(event: GroupEvent): boolean
+  /**
+   * Commits acks so far, gives this member's shards up and leaves the group; its unacked
+   * events go to the other members. Idempotent; iteration ends.
+   */
+  close(): Promise<undefined>
+  /** Counters as plain numbers, and the shards this member owns. */
+  stats(): ConsumerStats
+}
+
+/**
  * An event bus: synchronous sharded ingest, batched delivery to the adapter, and
  * `poll`/`subscribe` to read events back.
  */
@@ -61,6 +101,33 @@ export declare class EventBus {
    * Throws `ERR_INVALID_FILTER`, `ERR_INVALID_CURSOR`, `ERR_INVALID_CONFIG` or `ERR_SHUT_DOWN`.
    */
   subscribe(options?: SubscribeOptions): AsyncIterableIterator<BusEvent>
+  /**
+   * Joins a consumer group as a new member: `for await (const ev of consumer)`, then
+   * `consumer.ack(ev)`. The group is created on first use and lives in the backend.
+   * Rejects with `ERR_INVALID_CONFIG` (naming the option), `ERR_INVALID_FILTER`,
+   * `ERR_SHUT_DOWN`, or a backend error (`ERR_ADAPTER`, `ERR_TIMEOUT`).
+   */
+  consumer(options: ConsumerOptions): Promise<Consumer & AsyncIterableIterator<GroupEvent>>
+  /**
+   * Runs `handler` for the events of `group`: `concurrency` handlers at once across keys,
+   * one at a time per key. A handler that resolves acks its event; one that throws or
+   * rejects is retried with backoff before that key's later events, and after
+   * `maxDeliveries` its event becomes a dead letter with the error's message. Returns at
+   * once; the member joins in the background. Throws `ERR_INVALID_CONFIG`,
+   * `ERR_INVALID_FILTER` or `ERR_SHUT_DOWN`.
+   */
+  process(group: string, handler: (event: GroupEvent) => unknown, options?: Omit<ConsumerOptions, 'group'> & WorkerOptions): Worker
+  /**
+   * A page of `group`'s dead letters, oldest first: `{ events, cursor, hasMore }`.
+   * Each carries `reason`, `deliveries`, `deadLetteredAt` and `letterId`.
+   */
+  deadLetters(group: string, options?: DeadLettersOptions | undefined | null): Promise<DeadLetterPage>
+  /**
+   * Puts dead letters back into `group` (letters from `deadLetters()`, or their
+   * `letterId`s): the member owning each one's shard delivers it again, counting from 1.
+   * Resolves with how many were found and moved.
+   */
+  redeliver(group: string, letters: Array<DeadLetter | string>): Promise<number>
   /** Bus-wide counters as plain numbers; `ingested == stored + dropped + pending` holds. */
   stats(): BusStats
   /** Per-shard state and counters, sorted by shard id. */
@@ -92,6 +159,18 @@ export declare class Subscription {
   next(): Promise<SubscriptionStep>
   /** Ends the subscription (called by `break`); pending and later `next()` calls finish. */
   return(): Promise<SubscriptionStep>
+}
+
+/** A running `process()` worker. */
+export declare class Worker {
+  /**
+   * Stops taking events, waits for running handlers to finish and their acks to be
+   * committed, then leaves the group (events taken and not started go to the other
+   * members). Idempotent.
+   */
+  close(): Promise<undefined>
+  /** Counters as plain numbers, with the member's. */
+  stats(): WorkerStats
 }
 
 /** Where events are stored. */
@@ -227,6 +306,105 @@ export interface BusStats {
   retried: number
 }
 
+/** Options of `bus.consumer()`: a member of a consumer group. */
+export interface ConsumerOptions {
+  /**
+   * Required. The group's name: 1-64 of `A-Z a-z 0-9 _ -`. Members of one group share
+   * its events; each group gets every event.
+   */
+  group: string
+  /** This member's name, unique among live members (same charset). Default: random. */
+  member?: string
+  /** Only matching events are delivered; the others count as acked. Default: all. */
+  filter?: Record<string, unknown>
+  /**
+   * Where a NEW group starts: `'earliest'` (default, every stored event) or `'latest'`
+   * (events stored after it is created). An existing group continues where it was.
+   */
+  from?: 'earliest' | 'latest'
+  /**
+   * A delivered event not acked within this is delivered again (100 ms to 1 day).
+   * Default: 30000.
+   */
+  ackWaitMs?: number
+  /** After this many deliveries an event becomes a dead letter (1 to 1000000). Default: 5. */
+  maxDeliveries?: number
+  /** Events this member holds unacked at most (1 to 100000). Default: 1000. */
+  maxInFlight?: number
+  /**
+   * How long this member's hold on its shards lasts without renewal (renewed every
+   * third of it): a crashed member's shards move within about this (1000 to 600000).
+   * Default: 10000.
+   */
+  leaseMs?: number
+}
+
+/** A consumer's counters, as plain numbers. */
+export interface ConsumerStats {
+  /** Deliveries made (redeliveries included). */
+  delivered: number
+  acked: number
+  nacked: number
+  /**
+   * Deliveries after the first of an event (after an ack deadline, a nack, a failed
+   * handler or a hand-over).
+   */
+  redelivered: number
+  deadLettered: number
+  /** Delivered and not yet acked. */
+  inFlight: number
+  /**
+   * Events on this member's shards not yet acked: held (read, delivered or waiting) plus,
+   * on memory, stored and not yet read. On JetStream and Redis the unread part is not
+   * counted.
+   */
+  lag: number
+  /** The shard ids this member owns now. */
+  shards: Array<number>
+}
+
+/** One step of the iteration, as `for await` expects it. */
+export interface ConsumerStep {
+  done: boolean
+  value?: GroupEvent
+}
+
+/** An event a group gave up on (`bus.deadLetters()`). */
+export interface DeadLetter {
+  id: string
+  shardId: number
+  seq: number
+  timestamp: number
+  key?: string
+  raw: string
+  bytes?: Buffer
+  messageId: string
+  /** Deliveries made before it was given up. */
+  deliveries: number
+  /** Why: the handler's last error, or the ack deadline or nacks that used the deliveries up. */
+  reason: string
+  /** Milliseconds since the UNIX epoch when it was dead-lettered. */
+  deadLetteredAt: number
+  /** The letter's id: pass the letter (or this id) to `bus.redeliver()`. */
+  letterId: string
+}
+
+/** A page of dead letters. */
+export interface DeadLetterPage {
+  events: Array<DeadLetter>
+  /** Pass to the next `deadLetters` call to continue after this page. */
+  cursor?: string
+  hasMore: boolean
+}
+
+/** Options of `bus.deadLetters()`. */
+export interface DeadLettersOptions {
+  /** Most letters in the page (1–10000). Default: 100. */
+  limit?: number
+  /** Where the previous page ended. */
+  cursor?: string
+}
+
 /**
  * The `code` of every error ringbus throws or rejects with: compare `err.code` with these
  * (errors from the addon are not `instanceof Error` inside Jest's sandbox).
@@ -288,6 +466,20 @@ export interface FlushResult {
   dropped: number
 }
 
+/** An event delivered to a consumer group member. */
+export interface GroupEvent {
+  id: string
+  shardId: number
+  seq: number
+  timestamp: number
+  key?: string
+  raw: string
+  bytes?: Buffer
+  messageId: string
+  /** 1 on the first delivery; counts on across members and restarts. */
+  deliveries: number
+}
+
 /** Options of `ingest` and `ingestBatch`. */
 export interface IngestOptions {
   /**
@@ -297,6 +489,12 @@ export interface IngestOptions {
   key?: string
   /** `ingestBatch` only: one key per event (same length as the events array). */
   keys?: Array<string>
+}
+
+/** Options of `consumer.nack()`. */
+export interface NackOptions {
+  /** Deliver again no sooner than this (0 to 86400000). Default: 0. */
+  delayMs?: number
 }
 
 /** A page request for `poll()`. */
@@ -422,4 +620,33 @@ export interface TlsOptions {
   certFile?: string
   /** PEM private key of `certFile`. */
   keyFile?: string
+}
+
+/** Options of `bus.process()` beside those of a consumer (all but `group`). */
+export interface WorkerOptions {
+  /**
+   * Handlers running at once, across keys (1 to 10000); one at a time per key.
+   * Default: 16.
+   */
+  concurrency?: number
+  /**
+   * Wait before a failed event's first retry; doubles with each further retry, up to
+   * 30 s (0 to 3600000). Default: 100.
+   */
+  backoffMs?: number
+}
+
+/** A `process()` worker's counters, with its member's. */
+export interface WorkerStats {
+  /** Handlers running now. */
+  running: number
+  /** Taken from the group and waiting for their key or a free slot. */
+  queued: number
+  /** Failed, waiting for their retry. */
+  retrying: number
+  /** Handlers that resolved (each acked). */
+  handled: number
+  /** Handler calls that threw or rejected. */
+  failed: number
+  consumer: ConsumerStats
 }

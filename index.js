@@ -835,8 +835,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.Consumer = nativeBinding.Consumer
 module.exports.EventBus = nativeBinding.EventBus
 module.exports.Subscription = nativeBinding.Subscription
+module.exports.Worker = nativeBinding.Worker
 module.exports.BackpressureMode = nativeBinding.BackpressureMode
 module.exports.ErrorCode = nativeBinding.ErrorCode
 module.exports.StorageMode = nativeBinding.StorageMode

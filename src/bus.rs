@@ -427,15 +427,35 @@ impl Bus {
     Ok(member)
   }
 
-  /// Starts a `process()` worker over a new member of `opts.group`.
-  pub async fn process(&self, opts: GroupOptions, worker: WorkerOptions) -> Result<Worker> {
+  /// Starts a `process()` worker over a new member of `opts.group`. Returns at once; the
+  /// member joins in the background, retrying while the backend is unreachable.
+  pub fn process(&self, opts: GroupOptions, worker: WorkerOptions) -> Result<Worker> {
     worker.validate()?;
-    let member = self.start_member(opts, false).await?;
-    let w = Worker::start(member, worker, self.core.closing.clone(), &self.core.rt);
-    if let Err(e) = self.track(w.done_signal()) {
-      w.close().await;
-      return Err(e);
+    opts.validate()?;
+    self.group_store()?;
+    if !self.is_running() {
+      return Err(BusError::shut_down());
     }
+    let bus = self.clone();
+    let join = async move {
+      let mut failures = 0u32;
+      loop {
+        match bus.start_member(opts.clone(), false).await {
+          Ok(m) => return Some(m),
+          Err(e) if e.code == Code::ShutDown || e.code == Code::InvalidConfig => return None,
+          Err(_) => {
+            failures += 1;
+            let d = crate::retry::backoff(failures).min(Duration::from_secs(5));
+            tokio::select! {
+              _ = tokio::time::sleep(d) => {}
+              _ = bus.core.closing.wait() => return None,
+            }
+          }
+        }
+      }
+    };
+    let w = Worker::start(join, worker, self.core.closing.clone(), &self.core.rt);
+    self.track(w.done_signal())?;
     Ok(w)
   }
 

@@ -324,7 +324,7 @@ async fn process_retries_failures_before_the_key_moves_on() {
     concurrency: 8,
     backoff: Duration::from_millis(5),
   };
-  let w = bus.process(o, wopts).await.unwrap();
+  let w = bus.process(o, wopts).unwrap();
   // Every 7th event fails once, every 10th twice; #99 always (poison).
   let fails: Arc<dyn Fn(u64, u32) -> bool + Send + Sync> = Arc::new(|n, deliveries| {
     n == 99 || (n % 7 == 0 && deliveries < 2) || (n % 10 == 0 && deliveries < 3)

@@ -79,7 +79,8 @@ struct State {
 }
 
 struct Inner {
-  member: Member,
+  /// Set once the member has joined (`process()` returns before that).
+  member: tokio::sync::OnceCell<Member>,
   opts: WorkerOptions,
   st: Mutex<State>,
   /// Events became runnable or a slot freed.
@@ -105,17 +106,15 @@ fn id_of(d: &Delivery) -> Id {
 }
 
 impl Worker {
-  /// Starts feeding from `member` (which must not follow the bus's shutdown: the worker
-  /// closes it after its handlers finish).
-  pub fn start(
-    member: Member,
-    opts: WorkerOptions,
-    closing: Arc<Signal>,
-    rt: &tokio::runtime::Handle,
-  ) -> Worker {
+  /// Starts a worker whose member comes from `join` (a member that does not follow the
+  /// bus's shutdown: the worker closes it after its handlers finish).
+  pub fn start<F>(join: F, opts: WorkerOptions, closing: Arc<Signal>, rt: &tokio::runtime::Handle) -> Worker
+  where
+    F: std::future::Future<Output = Option<Member>> + Send + 'static,
+  {
     let w = Worker {
       inner: Arc::new(Inner {
-        member,
+        member: tokio::sync::OnceCell::new(),
         opts,
         st: Mutex::new(State::default()),
         runnable: Notify::new(),
@@ -128,7 +127,7 @@ impl Worker {
         failed: AtomicU64::new(0),
       }),
     };
-    rt.spawn(w.clone().feed());
+    rt.spawn(w.clone().feed(join));
     rt.spawn(w.clone().retry_timer());
     rt.spawn(w.clone().watch_shutdown());
     w
@@ -142,10 +141,30 @@ impl Worker {
     self.inner.stop.is_fired()
   }
 
-  async fn feed(self) {
+  async fn feed<F>(self, join: F)
+  where
+    F: std::future::Future<Output = Option<Member>>,
+  {
+    let member = tokio::select! {
+      m = join => m,
+      _ = self.inner.stop.wait() => None,
+    };
+    let Some(member) = member else {
+      // Closed before joining, or the bus shut down: nothing to hand over.
+      self.inner.stop.fire();
+      self.inner.done.fire();
+      return;
+    };
+    let member = self.inner.member.get_or_init(|| async { member }).await;
+    if self.stopping() {
+      // `close()` ran while the member was joining and found none to close.
+      member.close().await;
+      self.inner.done.fire();
+      return;
+    }
     loop {
       let batch = tokio::select! {
-        b = self.inner.member.next_batch(FETCH, true) => b,
+        b = member.next_batch(FETCH, true) => b,
         _ = self.inner.stop.wait() => return,
       };
       if batch.is_empty() {
@@ -243,7 +262,8 @@ impl Worker {
 
   /// A handler finished: `error` is None when it resolved, else what it threw.
   pub fn settle(&self, shard: u32, id: &str, error: Option<String>) {
-    let member = &self.inner.member;
+    // Events come from the member, so it is set.
+    let Some(member) = self.inner.member.get() else { return };
     let mut st = self.inner.st.lock();
     let Some(mut d) = st.running.remove(&(shard, id.to_string())) else {
       return;
@@ -290,7 +310,12 @@ impl Worker {
   pub fn stats(&self) -> WorkerStats {
     let st = self.inner.st.lock();
     WorkerStats {
-      member: self.inner.member.stats(),
+      member: self
+        .inner
+        .member
+        .get()
+        .map(Member::stats)
+        .unwrap_or_default(),
       running: st.running.len() as u64,
       queued: (st.runnable.len() + st.keys.values().map(VecDeque::len).sum::<usize>()) as u64,
       retrying: st.retries.len() as u64,
@@ -326,11 +351,15 @@ impl Worker {
       }
       all
     };
-    for d in waiting {
-      self.inner.member.give_back(d.event.shard, &d.event.id);
+    if let Some(member) = self.inner.member.get() {
+      for d in waiting {
+        member.give_back(d.event.shard, &d.event.id);
+      }
+      member.close().await;
+      self.inner.done.fire();
     }
-    self.inner.member.close().await;
-    self.inner.done.fire();
+    // Else the joining task closes what it gets and fires `done`.
+    self.inner.done.wait().await;
   }
 }
 

@@ -14,9 +14,13 @@ use crate::error::{BusError, Code};
 use crate::napi::convert::{self, BusStats, FlushResult, PollResult, ShardStat};
 use crate::napi::errors::{spawn, throw};
 use crate::napi::ingest;
-use crate::napi::options::{self, EventBusOptions};
+use crate::napi::options::{self, DeadLettersOptions, EventBusOptions};
 use crate::napi::scope::{self as napi_scope, Scope};
 use crate::napi::subscription::Subscription;
+use crate::napi::consumer::Consumer;
+use crate::napi::worker::Worker;
+use crate::napi::convert::DeadLetterPage;
+use crate::group::GroupOptions;
 
 /// Reads a user's option object as JSON text (undefined/null: None). What
 /// `JSON.stringify` cannot serialise (cycles, BigInt, a throwing getter) is `code`.
@@ -310,6 +314,120 @@ impl EventBus {
     })
   }
 
+  /// Joins a consumer group as a new member: `for await (const ev of consumer)`, then
+  /// `consumer.ack(ev)`. The group is created on first use and lives in the backend.
+  /// Rejects with `ERR_INVALID_CONFIG` (naming the option), `ERR_INVALID_FILTER`,
+  /// `ERR_SHUT_DOWN`, or a backend error (`ERR_ADAPTER`, `ERR_TIMEOUT`).
+  #[napi(ts_return_type = "Promise<Consumer & AsyncIterableIterator<GroupEvent>>")]
+  pub fn consumer<'env>(
+    &self,
+    env: &'env Env,
+    #[napi(ts_arg_type = "ConsumerOptions")] options: Unknown<'env>,
+  ) -> Result<PromiseRaw<'env, Object<'env>>> {
+    let opts = self.consumer_options(env, options);
+    let bus = self.bus.clone();
+    spawn(
+      env,
+      async move { bus.consumer(opts?).await },
+      |env, member| {
+        Consumer::new(member).into_iterable(env).map_err(|e| {
+          BusError::new(
+            Code::Internal,
+            format!("could not set up the consumer's iterator: {}", e.reason),
+          )
+        })
+      },
+    )
+  }
+
+  /// Runs `handler` for the events of `group`: `concurrency` handlers at once across keys,
+  /// one at a time per key. A handler that resolves acks its event; one that throws or
+  /// rejects is retried with backoff before that key's later events, and after
+  /// `maxDeliveries` its event becomes a dead letter with the error's message. Returns at
+  /// once; the member joins in the background. Throws `ERR_INVALID_CONFIG`,
+  /// `ERR_INVALID_FILTER` or `ERR_SHUT_DOWN`.
+  #[napi(
+    ts_args_type = "group: string, handler: (event: GroupEvent) => unknown, options?: Omit<ConsumerOptions, 'group'> & WorkerOptions",
+    ts_return_type = "Worker"
+  )]
+  pub fn process<'env>(
+    &self,
+    env: &'env Env,
+    group: Unknown<'env>,
+    handler: Unknown<'env>,
+    options: Option<Unknown<'env>>,
+  ) -> Result<Object<'env>, Code> {
+    let run = || -> std::result::Result<Object<'env>, BusError> {
+      let group = match group.get_type() {
+        Ok(ValueType::String) => {
+          // SAFETY: the type was checked just above.
+          unsafe { group.cast::<String>() }
+            .map_err(|_| BusError::config("process(): group must be a string"))?
+        }
+        _ => return Err(BusError::config("process(): group must be a string")),
+      };
+      if !matches!(handler.get_type(), Ok(ValueType::Function)) {
+        return Err(BusError::config(
+          "process(): handler must be a function (event) => Promise<void> | void",
+        ));
+      }
+      let json = options_json(env, options, "process options", Code::InvalidConfig)?;
+      let (member, worker) = options::process_options(json.as_deref(), &group)?;
+      let engine = self.bus.process(member, worker)?;
+      Worker::launch(env, engine, handler)
+    };
+    run().map_err(throw)
+  }
+
+  /// A page of `group`'s dead letters, oldest first: `{ events, cursor, hasMore }`.
+  /// Each carries `reason`, `deliveries`, `deadLetteredAt` and `letterId`.
+  #[napi(ts_args_type = "group: string, options?: DeadLettersOptions | undefined | null")]
+  pub fn dead_letters<'env>(
+    &self,
+    env: &'env Env,
+    group: String,
+    options: Option<DeadLettersOptions>,
+  ) -> Result<PromiseRaw<'env, DeadLetterPage>> {
+    let bus = self.bus.clone();
+    let (limit, cursor) = match options {
+      Some(o) => (o.limit, o.cursor),
+      None => (None, None),
+    };
+    spawn(
+      env,
+      async move {
+        let limit = poll::check_limit(limit)?;
+        bus.dead_letters(&group, cursor.as_deref(), limit).await
+      },
+      |_, page| {
+        Ok(DeadLetterPage {
+          events: convert::LetterList(page.letters),
+          cursor: page.next,
+          has_more: page.has_more,
+        })
+      },
+    )
+  }
+
+  /// Puts dead letters back into `group` (letters from `deadLetters()`, or their
+  /// `letterId`s): the member owning each one's shard delivers it again, counting from 1.
+  /// Resolves with how many were found and moved.
+  #[napi(ts_args_type = "group: string, letters: Array<DeadLetter | string>")]
+  pub fn redeliver<'env>(
+    &self,
+    env: &'env Env,
+    group: String,
+    letters: Vec<Unknown<'env>>,
+  ) -> Result<PromiseRaw<'env, u32>> {
+    let ids: std::result::Result<Vec<String>, BusError> = letters.iter().map(letter_id).collect();
+    let bus = self.bus.clone();
+    spawn(
+      env,
+      async move { Ok(bus.redeliver(&group, &ids?).await? as u32) },
+      |_, n| Ok(n),
+    )
+  }
+
   /// Bus-wide counters as plain numbers; `ingested == stored + dropped + pending` holds.
   #[napi]
   pub fn stats(&self) -> BusStats {
@@ -363,7 +481,38 @@ impl EventBus {
   }
 }
 
+/// A dead letter's id, from a letter object or the id itself.
+fn letter_id(v: &Unknown<'_>) -> std::result::Result<String, BusError> {
+  let bad = || BusError::config("redeliver() takes dead letters from deadLetters() or their letterId strings");
+  match v.get_type() {
+    // SAFETY: the type was checked by the match.
+    Ok(ValueType::String) => unsafe { v.cast::<String>() }.map_err(|_| bad()),
+    Ok(ValueType::Object) => {
+      // SAFETY: the type was checked by the match.
+      let obj = unsafe { v.cast::<Object>() }.map_err(|_| bad())?;
+      obj
+        .get_named_property::<Option<String>>("letterId")
+        .ok()
+        .flatten()
+        .ok_or_else(bad)
+    }
+    _ => Err(bad()),
+  }
+}
+
 impl EventBus {
+  fn consumer_options(
+    &self,
+    env: &Env,
+    options: Unknown<'_>,
+  ) -> std::result::Result<GroupOptions, BusError> {
+    let json = options_json(env, Some(options), "consumer options", Code::InvalidConfig)?
+      .ok_or_else(|| BusError::config("consumer options must be an object with at least a group"))?;
+    let opts: options::ConsumerOptions =
+      options::parse_json(&json, "consumer options", Code::InvalidConfig)?;
+    opts.into_group()
+  }
+
   /// `ingest`/`ingestBatch` through the class: binds the fast functions, then runs `call`.
   fn first_call(
     &self,

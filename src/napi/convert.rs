@@ -7,6 +7,9 @@ use napi_derive::napi;
 use crate::bus::{FlushReport, ShardStats, Stats};
 use crate::error::BusError;
 use crate::event::{PayloadKind, StoredEvent};
+use crate::group::member::{Delivery, MemberStats};
+use crate::group::store::Letter;
+use crate::group::worker::WorkerStats as EngineWorkerStats;
 use crate::napi::scope::{JsValue, Scope};
 use crate::shard::CounterSnapshot;
 
@@ -33,7 +36,45 @@ pub struct BusEvent {
   pub message_id: String,
 }
 
-const EVENT_KEYS: [&str; 8] = [
+/// An event delivered to a consumer group member.
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[allow(dead_code)]
+pub struct GroupEvent {
+  pub id: String,
+  pub shard_id: u32,
+  pub seq: f64,
+  pub timestamp: f64,
+  pub key: Option<String>,
+  pub raw: String,
+  pub bytes: Option<Buffer>,
+  pub message_id: String,
+  /// 1 on the first delivery; counts on across members and restarts.
+  pub deliveries: u32,
+}
+
+/// An event a group gave up on (`bus.deadLetters()`).
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[allow(dead_code)]
+pub struct DeadLetter {
+  pub id: String,
+  pub shard_id: u32,
+  pub seq: f64,
+  pub timestamp: f64,
+  pub key: Option<String>,
+  pub raw: String,
+  pub bytes: Option<Buffer>,
+  pub message_id: String,
+  /// Deliveries made before it was given up.
+  pub deliveries: u32,
+  /// Why: the handler's last error, or the ack deadline or nacks that used the deliveries up.
+  pub reason: String,
+  /// Milliseconds since the UNIX epoch when it was dead-lettered.
+  pub dead_lettered_at: f64,
+  /// The letter's id: pass the letter (or this id) to `bus.redeliver()`.
+  pub letter_id: String,
+}
+
+const EVENT_KEYS: [&str; 12] = [
   "id",
   "shardId",
   "seq",
@@ -42,20 +83,32 @@ const EVENT_KEYS: [&str; 8] = [
   "raw",
   "bytes",
   "messageId",
+  "deliveries",
+  "reason",
+  "deadLetteredAt",
+  "letterId",
 ];
 
 /// An event's property names as JS strings, made once per page: naming properties with C
 /// strings makes V8 look each name up again for every event.
-struct EventKeys<'s>([JsValue<'s>; 8]);
+struct EventKeys<'s>([JsValue<'s>; 12]);
 
 impl<'s> EventKeys<'s> {
   fn new(scope: &Scope<'s>) -> std::result::Result<Self, BusError> {
-    let mut keys = [scope.undefined()?; 8];
+    let mut keys = [scope.undefined()?; 12];
     for (slot, name) in keys.iter_mut().zip(EVENT_KEYS) {
       *slot = scope.string(name.as_bytes())?;
     }
     Ok(EventKeys(keys))
   }
+}
+
+/// What a read-back event carries beyond the stored record.
+#[derive(Clone, Copy)]
+pub enum Extra<'a> {
+  None,
+  Deliveries(u32),
+  Letter(&'a Letter),
 }
 
 /// One event as a plain object, all properties defined in one call. Absent `key` and
@@ -64,9 +117,11 @@ fn event_object<'s>(
   scope: &Scope<'s>,
   keys: &EventKeys<'s>,
   ev: &StoredEvent,
+  extra: Extra<'_>,
 ) -> std::result::Result<JsValue<'s>, BusError> {
-  let [id, shard_id, seq, timestamp, key, raw, bytes, message_id] = keys.0;
-  let mut props = [(id, id); 8];
+  let [id, shard_id, seq, timestamp, key, raw, bytes, message_id, deliveries, reason, dead_at, letter_id] =
+    keys.0;
+  let mut props = [(id, id); 12];
   let mut n = 0;
   let mut fields = [
     Some((id, scope.string(ev.id.as_bytes())?)),
@@ -78,6 +133,10 @@ fn event_object<'s>(
     Some((raw, scope.string(&ev.payload)?)),
     None,
     Some((message_id, scope.string(ev.message_id.as_bytes())?)),
+    None,
+    None,
+    None,
+    None,
   ];
   if let Some(k) = &ev.key {
     fields[4] = Some((key, scope.string(k.as_bytes())?));
@@ -85,11 +144,21 @@ fn event_object<'s>(
   if ev.kind == PayloadKind::Bytes {
     fields[6] = Some((bytes, scope.buffer_copy(&ev.payload)?));
   }
+  match extra {
+    Extra::None => {}
+    Extra::Deliveries(d) => fields[8] = Some((deliveries, scope.number(d as f64)?)),
+    Extra::Letter(l) => {
+      fields[8] = Some((deliveries, scope.number(l.deliveries as f64)?));
+      fields[9] = Some((reason, scope.string(l.reason.as_bytes())?));
+      fields[10] = Some((dead_at, scope.number(l.time_ms as f64)?));
+      fields[11] = Some((letter_id, scope.string(l.id.as_bytes())?));
+    }
+  }
   for field in fields.into_iter().flatten() {
     props[n] = field;
     n += 1;
   }
-  scope.object_with::<8>(&props[..n])
+  scope.object_with::<12>(&props[..n])
 }
 
 /// Runs `f` in the scope of the conversion napi-rs is doing; engine errors become napi's.
@@ -113,7 +182,7 @@ fn page<'s>(
   let keys = EventKeys::new(scope)?;
   let arr = scope.array(events.len())?;
   for (i, ev) in events.iter().enumerate() {
-    let obj = event_object(scope, &keys, ev)?;
+    let obj = event_object(scope, &keys, ev, Extra::None)?;
     scope.set_element(arr, i as u32, obj)?;
   }
   Ok(arr)
@@ -155,7 +224,7 @@ impl ToNapiValue for EventValue {
     // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
     unsafe {
       converting(env, |scope| {
-        event_object(scope, &EventKeys::new(scope)?, &ev.0)
+        event_object(scope, &EventKeys::new(scope)?, &ev.0, Extra::None)
       })
     }
   }
@@ -306,4 +375,157 @@ pub struct PollResult {
   /// More events were stored when this page was read (a filtered page can be short or
   /// empty and still have more).
   pub has_more: bool,
+}
+
+/// Group deliveries as an array of plain objects, each with `deliveries`.
+pub struct DeliveryList(pub Vec<Delivery>);
+
+impl TypeName for DeliveryList {
+  fn type_name() -> &'static str {
+    "Array<GroupEvent>"
+  }
+  fn value_type() -> ValueType {
+    ValueType::Object
+  }
+}
+
+impl ToNapiValue for DeliveryList {
+  unsafe fn to_napi_value(env: sys::napi_env, list: Self) -> Result<sys::napi_value> {
+    // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
+    unsafe {
+      converting(env, |scope| {
+        let keys = EventKeys::new(scope)?;
+        let arr = scope.array(list.0.len())?;
+        for (i, d) in list.0.iter().enumerate() {
+          let obj = event_object(scope, &keys, &d.event, Extra::Deliveries(d.deliveries))?;
+          scope.set_element(arr, i as u32, obj)?;
+        }
+        Ok(arr)
+      })
+    }
+  }
+}
+
+/// One group delivery (a consumer iteration step's value).
+pub struct DeliveryValue(pub Delivery);
+
+impl TypeName for DeliveryValue {
+  fn type_name() -> &'static str {
+    "GroupEvent"
+  }
+  fn value_type() -> ValueType {
+    ValueType::Object
+  }
+}
+
+impl ToNapiValue for DeliveryValue {
+  unsafe fn to_napi_value(env: sys::napi_env, d: Self) -> Result<sys::napi_value> {
+    // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
+    unsafe {
+      converting(env, |scope| {
+        let keys = EventKeys::new(scope)?;
+        event_object(scope, &keys, &d.0.event, Extra::Deliveries(d.0.deliveries))
+      })
+    }
+  }
+}
+
+/// Dead letters as an array of plain objects.
+pub struct LetterList(pub Vec<Letter>);
+
+impl TypeName for LetterList {
+  fn type_name() -> &'static str {
+    "Array<DeadLetter>"
+  }
+  fn value_type() -> ValueType {
+    ValueType::Object
+  }
+}
+
+impl ToNapiValue for LetterList {
+  unsafe fn to_napi_value(env: sys::napi_env, list: Self) -> Result<sys::napi_value> {
+    // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
+    unsafe {
+      converting(env, |scope| {
+        let keys = EventKeys::new(scope)?;
+        let arr = scope.array(list.0.len())?;
+        for (i, l) in list.0.iter().enumerate() {
+          let obj = event_object(scope, &keys, &l.event, Extra::Letter(l))?;
+          scope.set_element(arr, i as u32, obj)?;
+        }
+        Ok(arr)
+      })
+    }
+  }
+}
+
+/// A page of dead letters.
+#[napi(object, object_from_js = false)]
+pub struct DeadLetterPage {
+  #[napi(ts_type = "Array<DeadLetter>")]
+  pub events: LetterList,
+  /// Pass to the next `deadLetters` call to continue after this page.
+  pub cursor: Option<String>,
+  pub has_more: bool,
+}
+
+/// A consumer's counters, as plain numbers.
+#[napi(object)]
+pub struct ConsumerStats {
+  /// Deliveries made (redeliveries included).
+  pub delivered: f64,
+  pub acked: f64,
+  pub nacked: f64,
+  /// Deliveries after the first of an event (after an ack deadline, a nack, a failed
+  /// handler or a hand-over).
+  pub redelivered: f64,
+  pub dead_lettered: f64,
+  /// Delivered and not yet acked.
+  pub in_flight: f64,
+  /// Events on this member's shards not yet acked: held (read, delivered or waiting) plus,
+  /// on memory, stored and not yet read. On JetStream and Redis the unread part is not
+  /// counted.
+  pub lag: f64,
+  /// The shard ids this member owns now.
+  pub shards: Vec<u32>,
+}
+
+pub fn consumer_stats(s: &MemberStats) -> ConsumerStats {
+  ConsumerStats {
+    delivered: s.delivered as f64,
+    acked: s.acked as f64,
+    nacked: s.nacked as f64,
+    redelivered: s.redelivered as f64,
+    dead_lettered: s.dead_lettered as f64,
+    in_flight: s.in_flight as f64,
+    lag: s.lag as f64,
+    shards: s.shards.clone(),
+  }
+}
+
+/// A `process()` worker's counters, with its member's.
+#[napi(object)]
+pub struct WorkerStats {
+  /// Handlers running now.
+  pub running: f64,
+  /// Taken from the group and waiting for their key or a free slot.
+  pub queued: f64,
+  /// Failed, waiting for their retry.
+  pub retrying: f64,
+  /// Handlers that resolved (each acked).
+  pub handled: f64,
+  /// Handler calls that threw or rejected.
+  pub failed: f64,
+  pub consumer: ConsumerStats,
+}
+
+pub fn worker_stats(s: &EngineWorkerStats) -> WorkerStats {
+  WorkerStats {
+    running: s.running as f64,
+    queued: s.queued as f64,
+    retrying: s.retrying as f64,
+    handled: s.handled as f64,
+    failed: s.failed as f64,
+    consumer: consumer_stats(&s.member),
+  }
 }

@@ -8,6 +8,7 @@
 )]
 
 mod bus;
+mod consumer;
 mod convert;
 mod errors;
 mod ingest;
@@ -15,6 +16,7 @@ mod options;
 mod scope;
 mod subscription;
 mod teardown;
+mod worker;
 
 use napi_derive::module_init;
 

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 mod acks;
 mod config;
 mod decode;
+mod groups;
 mod read;
 mod stream;
 mod write;
@@ -44,6 +45,8 @@ pub struct JetStreamAdapter {
   shards_seen: super::Cached<Vec<u32>>,
   /// Until when reads go through the stream leader instead of consumers.
   fallback_until: Mutex<Option<std::time::Instant>>,
+  /// The consumer-group bucket, opened on first use.
+  groups_kv: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
 }
 
 fn connect_err(msg: String) -> BusError {
@@ -132,6 +135,7 @@ impl JetStreamAdapter {
       secrets,
       fallback_until: Mutex::new(None),
       shards_seen: Default::default(),
+      groups_kv: Default::default(),
     };
     if let Err(e) = adapter.ensure_stream().await {
       let _ = tokio::time::timeout(Duration::from_secs(1), adapter.client.drain()).await;
@@ -157,6 +161,10 @@ impl JetStreamAdapter {
 impl Adapter for JetStreamAdapter {
   fn kind(&self) -> &'static str {
     "jetstream"
+  }
+
+  fn groups(&self) -> Option<&dyn crate::group::store::GroupStore> {
+    Some(self)
   }
 
   fn cursor_scope(&self) -> String {

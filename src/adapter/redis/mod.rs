@@ -10,6 +10,7 @@
 mod config;
 mod conn;
 mod decode;
+mod groups;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -365,6 +366,10 @@ async fn run(
 impl Adapter for RedisAdapter {
   fn kind(&self) -> &'static str {
     "redis"
+  }
+
+  fn groups(&self) -> Option<&dyn crate::group::store::GroupStore> {
+    Some(self)
   }
 
   fn cursor_scope(&self) -> String {

@@ -1,0 +1,356 @@
+//! Consumer-group state in a JetStream key-value bucket beside the stream
+//! (`rbg_<stream>`, same storage and replicas, one value per key). Works on nats-server
+//! 2.9: no per-key TTL is needed, because leases and memberships carry their expiry
+//! (wall-clock ms) and change only by compare-and-set on the key's revision.
+//!
+//! - `members.<group>`: `member expiry` lines;
+//! - `lease.<group>.<shard>`: `member expiry`;
+//! - `commit.<group>.<shard>`: the commit record (written after checking the lease);
+//! - `start.<group>`: the start record, created once;
+//! - `dead.<group>.<id>`, `back.<group>.<id>`: letters.
+
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use async_nats::jetstream::stream::{self, StorageType};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+
+use super::JetStreamAdapter;
+use crate::adapter::AdapterError;
+use crate::group::member::now_ms;
+use crate::group::store::{letter_id, GroupStore, Letter, LetterPage, Tray};
+
+/// Compare-and-set attempts on a contended key before giving up for this round.
+const CAS_ATTEMPTS: usize = 5;
+
+fn bucket_name(stream: &str) -> String {
+  format!("rbg_{stream}")
+}
+
+/// `member expiry` → (member, expiry ms).
+fn holder(value: &[u8]) -> Option<(String, u64)> {
+  let text = std::str::from_utf8(value).ok()?;
+  let (m, exp) = text.split_once(' ')?;
+  Some((m.to_string(), exp.parse().ok()?))
+}
+
+fn live(entry: &kv::Entry) -> bool {
+  matches!(entry.operation, kv::Operation::Put) && !entry.value.is_empty()
+}
+
+impl JetStreamAdapter {
+  fn kv_err(&self, what: &str, e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::retryable(super::scrub(
+      &self.secrets,
+      format!("JetStream group state ({what}) failed: {e}"),
+    ))
+  }
+
+  /// The bucket, opened (or created) on first use.
+  async fn bucket(&self) -> Result<&kv::Store, AdapterError> {
+    self
+      .groups_kv
+      .get_or_try_init(|| async {
+        let name = bucket_name(&self.config.stream);
+        if let Ok(store) = self.js.get_key_value(&name).await {
+          return Ok(store);
+        }
+        let storage = match self.config.storage {
+          super::StorageKind::File => StorageType::File,
+          super::StorageKind::Memory => StorageType::Memory,
+        };
+        // The stream a KV bucket is, made directly: async-nats's `create_key_value` first
+        // asks for account limits in a form nats-server 2.9 does not answer.
+        let config = stream::Config {
+          name: format!("KV_{name}"),
+          description: Some("ringbus consumer groups".into()),
+          subjects: vec![format!("$KV.{name}.>")],
+          max_messages_per_subject: 1,
+          storage,
+          num_replicas: self.config.replicas.max(1),
+          allow_rollup: true,
+          deny_delete: true,
+          allow_direct: true,
+          discard: stream::DiscardPolicy::New,
+          ..Default::default()
+        };
+        self
+          .js
+          .get_or_create_stream(config)
+          .await
+          .map_err(|e| self.kv_err("bucket creation", e))?;
+        self
+          .js
+          .get_key_value(&name)
+          .await
+          .map_err(|e| self.kv_err("bucket open", e))
+      })
+      .await
+  }
+
+  async fn entry(&self, key: &str) -> Result<Option<kv::Entry>, AdapterError> {
+    let kv = self.bucket().await?;
+    let e = kv.entry(key).await.map_err(|e| self.kv_err("read", e))?;
+    Ok(e.filter(live))
+  }
+
+  /// Sets `key` to `value` if its revision is still `rev` (None: the key must not exist).
+  /// False when another writer got there first.
+  async fn cas(&self, key: &str, value: String, rev: Option<u64>) -> Result<bool, AdapterError> {
+    let kv = self.bucket().await?;
+    let value = Bytes::from(value);
+    match rev {
+      Some(r) => match kv.update(key, value, r).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+        Err(e) => Err(self.kv_err("update", e)),
+      },
+      None => match kv.create(key, value).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(self.kv_err("create", e)),
+      },
+    }
+  }
+
+  /// Rewrites the member list with `change` applied (expired members pruned).
+  async fn change_members(
+    &self,
+    group: &str,
+    change: impl Fn(&mut Vec<(String, u64)>),
+  ) -> Result<Vec<String>, AdapterError> {
+    let key = format!("members.{group}");
+    for _ in 0..CAS_ATTEMPTS {
+      let entry = self.entry(&key).await?;
+      let now = now_ms();
+      let mut list: Vec<(String, u64)> = entry
+        .as_ref()
+        .map(|e| {
+          String::from_utf8_lossy(&e.value)
+            .lines()
+            .filter_map(|l| holder(l.as_bytes()))
+            .filter(|(_, exp)| *exp > now)
+            .collect()
+        })
+        .unwrap_or_default();
+      change(&mut list);
+      let text: Vec<String> = list.iter().map(|(m, e)| format!("{m} {e}")).collect();
+      if self
+        .cas(&key, text.join("\n"), entry.map(|e| e.revision))
+        .await?
+      {
+        let mut names: Vec<String> = list.into_iter().map(|(m, _)| m).collect();
+        names.sort();
+        return Ok(names);
+      }
+    }
+    Err(AdapterError::retryable(format!(
+      "JetStream group state: the member list of {group:?} kept changing; trying again"
+    )))
+  }
+
+  async fn letter_keys(&self, group: &str, tray: Tray) -> Result<Vec<String>, AdapterError> {
+    let kv = self.bucket().await?;
+    let prefix = format!("{}.{group}.", tray.name());
+    let keys = kv.keys().await.map_err(|e| self.kv_err("key listing", e))?;
+    let all: Vec<String> = keys
+      .try_collect()
+      .await
+      .map_err(|e| self.kv_err("key listing", e))?;
+    let mut ids: Vec<String> = all
+      .into_iter()
+      .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+      .collect();
+    ids.sort();
+    Ok(ids)
+  }
+}
+
+#[async_trait]
+impl GroupStore for JetStreamAdapter {
+  async fn heartbeat(&self, group: &str, member: &str, ttl: Duration) -> Result<(), AdapterError> {
+    let until = now_ms() + ttl.as_millis() as u64;
+    self
+      .change_members(group, |list| {
+        list.retain(|(m, _)| m != member);
+        list.push((member.to_string(), until));
+      })
+      .await
+      .map(|_| ())
+  }
+
+  async fn leave(&self, group: &str, member: &str) -> Result<(), AdapterError> {
+    self
+      .change_members(group, |list| list.retain(|(m, _)| m != member))
+      .await
+      .map(|_| ())
+  }
+
+  async fn members(&self, group: &str) -> Result<Vec<String>, AdapterError> {
+    let key = format!("members.{group}");
+    let now = now_ms();
+    let Some(entry) = self.entry(&key).await? else {
+      return Ok(Vec::new());
+    };
+    let mut names: Vec<String> = String::from_utf8_lossy(&entry.value)
+      .lines()
+      .filter_map(|l| holder(l.as_bytes()))
+      .filter(|(_, exp)| *exp > now)
+      .map(|(m, _)| m)
+      .collect();
+    names.sort();
+    Ok(names)
+  }
+
+  async fn lease(
+    &self,
+    group: &str,
+    shard: u32,
+    member: &str,
+    ttl: Duration,
+  ) -> Result<bool, AdapterError> {
+    let key = format!("lease.{group}.{shard}");
+    let entry = self.entry(&key).await?;
+    let free = match &entry {
+      None => true,
+      Some(e) => holder(&e.value).is_none_or(|(m, exp)| m == member || exp <= now_ms()),
+    };
+    if !free {
+      return Ok(false);
+    }
+    let value = format!("{member} {}", now_ms() + ttl.as_millis() as u64);
+    self.cas(&key, value, entry.map(|e| e.revision)).await
+  }
+
+  async fn release(&self, group: &str, shard: u32, member: &str) -> Result<(), AdapterError> {
+    let key = format!("lease.{group}.{shard}");
+    let Some(entry) = self.entry(&key).await? else {
+      return Ok(());
+    };
+    if holder(&entry.value).is_some_and(|(m, _)| m == member) {
+      // An empty value is a free lease; losing the race means someone else holds it now.
+      self.cas(&key, String::new(), Some(entry.revision)).await?;
+    }
+    Ok(())
+  }
+
+  async fn committed(&self, group: &str, shard: u32) -> Result<Option<String>, AdapterError> {
+    let entry = self.entry(&format!("commit.{group}.{shard}")).await?;
+    Ok(entry.map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+  }
+
+  async fn commit(
+    &self,
+    group: &str,
+    shard: u32,
+    member: &str,
+    record: &str,
+  ) -> Result<bool, AdapterError> {
+    // Checked, then written: the lease outlives this by far more than the two requests.
+    let lease = self.entry(&format!("lease.{group}.{shard}")).await?;
+    let held = lease
+      .and_then(|e| holder(&e.value))
+      .is_some_and(|(m, exp)| m == member && exp > now_ms());
+    if !held {
+      return Ok(false);
+    }
+    let kv = self.bucket().await?;
+    kv.put(format!("commit.{group}.{shard}"), Bytes::from(record.to_string()))
+      .await
+      .map_err(|e| self.kv_err("commit", e))?;
+    Ok(true)
+  }
+
+  async fn start(&self, group: &str, proposal: &str) -> Result<String, AdapterError> {
+    let key = format!("start.{group}");
+    if self.cas(&key, proposal.to_string(), None).await? {
+      return Ok(proposal.to_string());
+    }
+    Ok(
+      self
+        .entry(&key)
+        .await?
+        .map(|e| String::from_utf8_lossy(&e.value).into_owned())
+        .unwrap_or_else(|| proposal.to_string()),
+    )
+  }
+
+  async fn put_letters(
+    &self,
+    group: &str,
+    tray: Tray,
+    letters: &[Letter],
+  ) -> Result<(), AdapterError> {
+    let kv = self.bucket().await?;
+    let now = now_ms();
+    for (i, l) in letters.iter().enumerate() {
+      let mut b = [0u8; 2];
+      let _ = getrandom::fill(&mut b);
+      // Time, index and a random part: unique across members writing at the same time.
+      let id = letter_id(now, (i as u64) * 65536 + u16::from_le_bytes(b) as u64);
+      let key = format!("{}.{group}.{id}", tray.name());
+      kv.put(key, Bytes::from(l.encode()))
+        .await
+        .map_err(|e| self.kv_err("letter write", e))?;
+    }
+    Ok(())
+  }
+
+  async fn letters(
+    &self,
+    group: &str,
+    tray: Tray,
+    after: Option<&str>,
+    limit: usize,
+  ) -> Result<LetterPage, AdapterError> {
+    let ids = self.letter_keys(group, tray).await?;
+    let start = match after {
+      Some(a) => ids.partition_point(|id| id.as_str() <= a),
+      None => 0,
+    };
+    let chosen: Vec<&String> = ids[start..].iter().take(limit).collect();
+    let kv = self.bucket().await?;
+    let mut letters = Vec::with_capacity(chosen.len());
+    for id in &chosen {
+      let key = format!("{}.{group}.{id}", tray.name());
+      if let Some(bytes) = kv.get(key).await.map_err(|e| self.kv_err("letter read", e))? {
+        letters.extend(Letter::decode(id, &bytes));
+      }
+    }
+    Ok(LetterPage {
+      next: chosen.last().map(|s| s.to_string()),
+      has_more: ids.len() > start + chosen.len(),
+      letters,
+    })
+  }
+
+  async fn take_letters(
+    &self,
+    group: &str,
+    tray: Tray,
+    ids: &[String],
+  ) -> Result<Vec<Letter>, AdapterError> {
+    let kv = self.bucket().await?;
+    let mut out = Vec::new();
+    for id in ids {
+      let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+      if !valid {
+        continue;
+      }
+      let key = format!("{}.{group}.{id}", tray.name());
+      let Some(entry) = kv.entry(&key).await.map_err(|e| self.kv_err("letter read", e))? else {
+        continue;
+      };
+      if !live(&entry) {
+        continue;
+      }
+      kv.purge(&key)
+        .await
+        .map_err(|e| self.kv_err("letter removal", e))?;
+      out.extend(Letter::decode(id, &entry.value));
+    }
+    Ok(out)
+  }
+}

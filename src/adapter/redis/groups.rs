@@ -1,0 +1,290 @@
+//! Consumer-group state in Redis. Every key of a group shares the hash tag
+//! `{<prefix>:g:<group>}`, so the scripts below touch one slot on a cluster.
+//!
+//! - `…:members`: sorted set, member → expiry (server time, ms);
+//! - `…:lease:<shard>`: the holder's name, with PX;
+//! - `…:commit:<shard>`: the commit record, written only by the lease holder (one script);
+//! - `…:start`: the start record, set once;
+//! - `…:dead`, `…:back`: streams of letters (field `l`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Value;
+
+use super::decode::is_entry_id;
+use super::RedisAdapter;
+use crate::adapter::AdapterError;
+use crate::group::store::{GroupStore, Letter, LetterPage, Tray};
+
+/// Server time in ms, so that every member measures expiry on one clock.
+const NOW: &str = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) ";
+
+fn heartbeat_script() -> String {
+  format!(
+    "{NOW} redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) \
+     redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) \
+     redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10) return 1"
+  )
+}
+
+fn members_script() -> String {
+  format!("{NOW} redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) return redis.call('ZRANGE', KEYS[1], 0, -1)")
+}
+
+const LEASE: &str = "local h = redis.call('GET', KEYS[1]) \
+  if (not h) or h == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end return 0";
+
+const RELEASE: &str =
+  "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1";
+
+const COMMIT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+  redis.call('SET', KEYS[2], ARGV[2]) return 1 end return 0";
+
+const START: &str =
+  "redis.call('SET', KEYS[1], ARGV[1], 'NX') return redis.call('GET', KEYS[1])";
+
+/// Removes the letters by id and returns `[id, fields]` of each one found.
+const TAKE: &str = "local out = {} for i, id in ipairs(ARGV) do \
+  local r = redis.call('XRANGE', KEYS[1], id, id) \
+  if #r > 0 then redis.call('XDEL', KEYS[1], id) table.insert(out, r[1]) end end return out";
+
+fn tag(prefix: &str, group: &str) -> String {
+  format!("{{{prefix}:g:{group}}}")
+}
+
+fn eval(script: &str, keys: &[String], args: &[String]) -> redis::Cmd {
+  let mut cmd = redis::cmd("EVAL");
+  cmd.arg(script).arg(keys.len());
+  for k in keys {
+    cmd.arg(k);
+  }
+  for a in args {
+    cmd.arg(a);
+  }
+  cmd
+}
+
+fn text(v: &Value) -> Option<String> {
+  match v {
+    Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+    Value::SimpleString(s) => Some(s.clone()),
+    _ => None,
+  }
+}
+
+fn int(v: &Value) -> i64 {
+  match v {
+    Value::Int(n) => *n,
+    _ => 0,
+  }
+}
+
+/// `[id, [field, value, ...]]` entries as letters; unreadable ones are skipped.
+fn letters_of(entries: Vec<Value>) -> Vec<Letter> {
+  entries
+    .into_iter()
+    .filter_map(|e| {
+      let Value::Array(parts) = e else { return None };
+      let id = text(parts.first()?)?;
+      let Value::Array(fields) = parts.get(1)? else { return None };
+      let at = fields.iter().position(|f| text(f).as_deref() == Some("l"))?;
+      let Value::BulkString(bytes) = fields.get(at + 1)? else { return None };
+      Letter::decode(&id, bytes)
+    })
+    .collect()
+}
+
+impl RedisAdapter {
+  fn group_key(&self, group: &str, rest: &str) -> String {
+    format!("{}:{rest}", tag(&self.config.key_prefix, group))
+  }
+
+  async fn group_query(&self, cmd: &redis::Cmd, what: &str) -> Result<Value, AdapterError> {
+    let reply = super::run(self.writer()?, cmd, self.config.command_timeout, what).await;
+    reply.map_err(|e| AdapterError {
+      message: super::scrub(&self.secrets, e.message),
+      ..e
+    })
+  }
+}
+
+#[async_trait]
+impl GroupStore for RedisAdapter {
+  async fn heartbeat(&self, group: &str, member: &str, ttl: Duration) -> Result<(), AdapterError> {
+    let cmd = eval(
+      &heartbeat_script(),
+      &[self.group_key(group, "members")],
+      &[member.to_string(), ttl.as_millis().to_string()],
+    );
+    self.group_query(&cmd, "group heartbeat").await.map(|_| ())
+  }
+
+  async fn leave(&self, group: &str, member: &str) -> Result<(), AdapterError> {
+    let mut cmd = redis::cmd("ZREM");
+    cmd.arg(self.group_key(group, "members")).arg(member);
+    self.group_query(&cmd, "group leave (ZREM)").await.map(|_| ())
+  }
+
+  async fn members(&self, group: &str) -> Result<Vec<String>, AdapterError> {
+    let cmd = eval(&members_script(), &[self.group_key(group, "members")], &[]);
+    let reply = self.group_query(&cmd, "group members").await?;
+    let mut out: Vec<String> = match reply {
+      Value::Array(items) => items.iter().filter_map(text).collect(),
+      _ => Vec::new(),
+    };
+    out.sort();
+    Ok(out)
+  }
+
+  async fn lease(
+    &self,
+    group: &str,
+    shard: u32,
+    member: &str,
+    ttl: Duration,
+  ) -> Result<bool, AdapterError> {
+    let cmd = eval(
+      LEASE,
+      &[self.group_key(group, &format!("lease:{shard}"))],
+      &[member.to_string(), ttl.as_millis().to_string()],
+    );
+    Ok(int(&self.group_query(&cmd, "shard lease").await?) == 1)
+  }
+
+  async fn release(&self, group: &str, shard: u32, member: &str) -> Result<(), AdapterError> {
+    let cmd = eval(
+      RELEASE,
+      &[self.group_key(group, &format!("lease:{shard}"))],
+      &[member.to_string()],
+    );
+    self.group_query(&cmd, "shard release").await.map(|_| ())
+  }
+
+  async fn committed(&self, group: &str, shard: u32) -> Result<Option<String>, AdapterError> {
+    let mut cmd = redis::cmd("GET");
+    cmd.arg(self.group_key(group, &format!("commit:{shard}")));
+    Ok(text(&self.group_query(&cmd, "commit read (GET)").await?))
+  }
+
+  async fn commit(
+    &self,
+    group: &str,
+    shard: u32,
+    member: &str,
+    record: &str,
+  ) -> Result<bool, AdapterError> {
+    let cmd = eval(
+      COMMIT,
+      &[
+        self.group_key(group, &format!("lease:{shard}")),
+        self.group_key(group, &format!("commit:{shard}")),
+      ],
+      &[member.to_string(), record.to_string()],
+    );
+    Ok(int(&self.group_query(&cmd, "commit").await?) == 1)
+  }
+
+  async fn start(&self, group: &str, proposal: &str) -> Result<String, AdapterError> {
+    let cmd = eval(
+      START,
+      &[self.group_key(group, "start")],
+      &[proposal.to_string()],
+    );
+    let reply = self.group_query(&cmd, "group start record").await?;
+    Ok(text(&reply).unwrap_or_else(|| proposal.to_string()))
+  }
+
+  async fn put_letters(
+    &self,
+    group: &str,
+    tray: Tray,
+    letters: &[Letter],
+  ) -> Result<(), AdapterError> {
+    if letters.is_empty() {
+      return Ok(());
+    }
+    let key = self.group_key(group, tray.name());
+    let mut pipe = redis::pipe();
+    for l in letters {
+      pipe.cmd("XADD").arg(&key).arg("*").arg("l").arg(l.encode());
+    }
+    let mut conn = self.writer()?;
+    let timeout = self.config.command_timeout;
+    match tokio::time::timeout(timeout, pipe.query_async::<Value>(&mut conn)).await {
+      Ok(Ok(_)) => Ok(()),
+      Ok(Err(e)) => Err(AdapterError::retryable(super::scrub(
+        &self.secrets,
+        format!("Redis letter write (XADD) failed: {e}"),
+      ))),
+      Err(_) => Err(AdapterError {
+        code: crate::error::Code::Timeout,
+        retryable: true,
+        message: format!(
+          "Redis letter write (XADD) timed out after commandTimeoutMs ({} ms)",
+          timeout.as_millis()
+        ),
+      }),
+    }
+  }
+
+  async fn letters(
+    &self,
+    group: &str,
+    tray: Tray,
+    after: Option<&str>,
+    limit: usize,
+  ) -> Result<LetterPage, AdapterError> {
+    let start = match after {
+      None => "-".to_string(),
+      Some(a) if is_entry_id(a) => format!("({a}"),
+      Some(a) => {
+        return Err(AdapterError {
+          code: crate::error::Code::InvalidCursor,
+          retryable: false,
+          message: format!("dead letter cursor {a:?} is not one returned by deadLetters()"),
+        })
+      }
+    };
+    let mut cmd = redis::cmd("XRANGE");
+    cmd
+      .arg(self.group_key(group, tray.name()))
+      .arg(start)
+      .arg("+")
+      .arg("COUNT")
+      .arg(limit + 1);
+    let entries = match self.group_query(&cmd, "letter read (XRANGE)").await? {
+      Value::Array(items) => items,
+      _ => Vec::new(),
+    };
+    let has_more = entries.len() > limit;
+    let entries: Vec<Value> = entries.into_iter().take(limit).collect();
+    // The cursor moves past unreadable entries too.
+    let next = entries.last().and_then(|e| match e {
+      Value::Array(parts) => parts.first().and_then(text),
+      _ => None,
+    });
+    Ok(LetterPage {
+      letters: letters_of(entries),
+      next,
+      has_more,
+    })
+  }
+
+  async fn take_letters(
+    &self,
+    group: &str,
+    tray: Tray,
+    ids: &[String],
+  ) -> Result<Vec<Letter>, AdapterError> {
+    let ids: Vec<String> = ids.iter().filter(|i| is_entry_id(i)).cloned().collect();
+    if ids.is_empty() {
+      return Ok(Vec::new());
+    }
+    let cmd = eval(TAKE, &[self.group_key(group, tray.name())], &ids);
+    match self.group_query(&cmd, "letter removal").await? {
+      Value::Array(items) => Ok(letters_of(items)),
+      _ => Ok(Vec::new()),
+    }
+  }
+}
