@@ -108,7 +108,12 @@ fn id_of(d: &Delivery) -> Id {
 impl Worker {
   /// Starts a worker whose member comes from `join` (a member that does not follow the
   /// bus's shutdown: the worker closes it after its handlers finish).
-  pub fn start<F>(join: F, opts: WorkerOptions, closing: Arc<Signal>, rt: &tokio::runtime::Handle) -> Worker
+  pub fn start<F>(
+    join: F,
+    opts: WorkerOptions,
+    closing: Arc<Signal>,
+    rt: &tokio::runtime::Handle,
+  ) -> Worker
   where
     F: std::future::Future<Output = Option<Member>> + Send + 'static,
   {
@@ -263,7 +268,9 @@ impl Worker {
   /// A handler finished: `error` is None when it resolved, else what it threw.
   pub fn settle(&self, shard: u32, id: &str, error: Option<String>) {
     // Events come from the member, so it is set.
-    let Some(member) = self.inner.member.get() else { return };
+    let Some(member) = self.inner.member.get() else {
+      return;
+    };
     let mut st = self.inner.st.lock();
     let Some(mut d) = st.running.remove(&(shard, id.to_string())) else {
       return;

@@ -11,16 +11,16 @@ use crate::consume::filter::Filter;
 use crate::consume::poll::{self, PageOrder};
 use crate::consume::subscribe::StartAt;
 use crate::error::{BusError, Code};
+use crate::group::GroupOptions;
+use crate::napi::consumer::Consumer;
+use crate::napi::convert::DeadLetterPage;
 use crate::napi::convert::{self, BusStats, FlushResult, PollResult, ShardStat};
 use crate::napi::errors::{spawn, throw};
 use crate::napi::ingest;
 use crate::napi::options::{self, DeadLettersOptions, EventBusOptions};
 use crate::napi::scope::{self as napi_scope, Scope};
 use crate::napi::subscription::Subscription;
-use crate::napi::consumer::Consumer;
 use crate::napi::worker::Worker;
-use crate::napi::convert::DeadLetterPage;
-use crate::group::GroupOptions;
 
 /// Reads a user's option object as JSON text (undefined/null: None). What
 /// `JSON.stringify` cannot serialise (cycles, BigInt, a throwing getter) is `code`.
@@ -483,7 +483,9 @@ impl EventBus {
 
 /// A dead letter's id, from a letter object or the id itself.
 fn letter_id(v: &Unknown<'_>) -> std::result::Result<String, BusError> {
-  let bad = || BusError::config("redeliver() takes dead letters from deadLetters() or their letterId strings");
+  let bad = || {
+    BusError::config("redeliver() takes dead letters from deadLetters() or their letterId strings")
+  };
   match v.get_type() {
     // SAFETY: the type was checked by the match.
     Ok(ValueType::String) => unsafe { v.cast::<String>() }.map_err(|_| bad()),
@@ -507,7 +509,9 @@ impl EventBus {
     options: Unknown<'_>,
   ) -> std::result::Result<GroupOptions, BusError> {
     let json = options_json(env, Some(options), "consumer options", Code::InvalidConfig)?
-      .ok_or_else(|| BusError::config("consumer options must be an object with at least a group"))?;
+      .ok_or_else(|| {
+        BusError::config("consumer options must be an object with at least a group")
+      })?;
     let opts: options::ConsumerOptions =
       options::parse_json(&json, "consumer options", Code::InvalidConfig)?;
     opts.into_group()

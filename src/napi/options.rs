@@ -598,7 +598,10 @@ pub struct WorkerOptions {
 }
 
 /// Splits `process()` options into the worker's and the member's (`group` given apart).
-pub fn process_options(json: Option<&str>, group: &str) -> Result<(GroupOptions, EngineWorkerOptions)> {
+pub fn process_options(
+  json: Option<&str>,
+  group: &str,
+) -> Result<(GroupOptions, EngineWorkerOptions)> {
   let mut map = match json {
     Some(j) => match serde_json::from_str::<serde_json::Value>(j) {
       Ok(serde_json::Value::Object(m)) => m,

@@ -74,9 +74,9 @@ impl Worker {
       let driver = scope
         .script(DRIVER_JS)
         .map_err(|reason| BusError::new(Code::Internal, reason))?;
-      scope
-        .call(driver, [target, handler])
-        .map_err(|reason| BusError::new(Code::Internal, format!("starting the worker: {reason}")))?;
+      scope.call(driver, [target, handler]).map_err(|reason| {
+        BusError::new(Code::Internal, format!("starting the worker: {reason}"))
+      })?;
       Ok::<(), BusError>(())
     };
     // SAFETY: called from a napi-rs method, on the JS thread, within the call of `env`.

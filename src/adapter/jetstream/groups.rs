@@ -90,10 +90,11 @@ impl JetStreamAdapter {
       .await
   }
 
+  /// The key's latest entry, deleted or emptied ones included: their revision is what a
+  /// compare-and-set must name.
   async fn entry(&self, key: &str) -> Result<Option<kv::Entry>, AdapterError> {
     let kv = self.bucket().await?;
-    let e = kv.entry(key).await.map_err(|e| self.kv_err("read", e))?;
-    Ok(e.filter(live))
+    kv.entry(key).await.map_err(|e| self.kv_err("read", e))
   }
 
   /// Sets `key` to `value` if its revision is still `rev` (None: the key must not exist).
@@ -127,6 +128,7 @@ impl JetStreamAdapter {
       let now = now_ms();
       let mut list: Vec<(String, u64)> = entry
         .as_ref()
+        .filter(|e| live(e))
         .map(|e| {
           String::from_utf8_lossy(&e.value)
             .lines()
@@ -191,7 +193,7 @@ impl GroupStore for JetStreamAdapter {
   async fn members(&self, group: &str) -> Result<Vec<String>, AdapterError> {
     let key = format!("members.{group}");
     let now = now_ms();
-    let Some(entry) = self.entry(&key).await? else {
+    let Some(entry) = self.entry(&key).await?.filter(live) else {
       return Ok(Vec::new());
     };
     let mut names: Vec<String> = String::from_utf8_lossy(&entry.value)
@@ -213,7 +215,7 @@ impl GroupStore for JetStreamAdapter {
   ) -> Result<bool, AdapterError> {
     let key = format!("lease.{group}.{shard}");
     let entry = self.entry(&key).await?;
-    let free = match &entry {
+    let free = match entry.as_ref().filter(|e| live(e)) {
       None => true,
       Some(e) => holder(&e.value).is_none_or(|(m, exp)| m == member || exp <= now_ms()),
     };
@@ -226,7 +228,7 @@ impl GroupStore for JetStreamAdapter {
 
   async fn release(&self, group: &str, shard: u32, member: &str) -> Result<(), AdapterError> {
     let key = format!("lease.{group}.{shard}");
-    let Some(entry) = self.entry(&key).await? else {
+    let Some(entry) = self.entry(&key).await?.filter(live) else {
       return Ok(());
     };
     if holder(&entry.value).is_some_and(|(m, _)| m == member) {
@@ -238,7 +240,11 @@ impl GroupStore for JetStreamAdapter {
 
   async fn committed(&self, group: &str, shard: u32) -> Result<Option<String>, AdapterError> {
     let entry = self.entry(&format!("commit.{group}.{shard}")).await?;
-    Ok(entry.map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+    Ok(
+      entry
+        .filter(live)
+        .map(|e| String::from_utf8_lossy(&e.value).into_owned()),
+    )
   }
 
   async fn commit(
@@ -251,15 +257,19 @@ impl GroupStore for JetStreamAdapter {
     // Checked, then written: the lease outlives this by far more than the two requests.
     let lease = self.entry(&format!("lease.{group}.{shard}")).await?;
     let held = lease
+      .filter(live)
       .and_then(|e| holder(&e.value))
       .is_some_and(|(m, exp)| m == member && exp > now_ms());
     if !held {
       return Ok(false);
     }
     let kv = self.bucket().await?;
-    kv.put(format!("commit.{group}.{shard}"), Bytes::from(record.to_string()))
-      .await
-      .map_err(|e| self.kv_err("commit", e))?;
+    kv.put(
+      format!("commit.{group}.{shard}"),
+      Bytes::from(record.to_string()),
+    )
+    .await
+    .map_err(|e| self.kv_err("commit", e))?;
     Ok(true)
   }
 
@@ -272,6 +282,7 @@ impl GroupStore for JetStreamAdapter {
       self
         .entry(&key)
         .await?
+        .filter(live)
         .map(|e| String::from_utf8_lossy(&e.value).into_owned())
         .unwrap_or_else(|| proposal.to_string()),
     )
@@ -315,7 +326,11 @@ impl GroupStore for JetStreamAdapter {
     let mut letters = Vec::with_capacity(chosen.len());
     for id in &chosen {
       let key = format!("{}.{group}.{id}", tray.name());
-      if let Some(bytes) = kv.get(key).await.map_err(|e| self.kv_err("letter read", e))? {
+      if let Some(bytes) = kv
+        .get(key)
+        .await
+        .map_err(|e| self.kv_err("letter read", e))?
+      {
         letters.extend(Letter::decode(id, &bytes));
       }
     }
@@ -340,7 +355,11 @@ impl GroupStore for JetStreamAdapter {
         continue;
       }
       let key = format!("{}.{group}.{id}", tray.name());
-      let Some(entry) = kv.entry(&key).await.map_err(|e| self.kv_err("letter read", e))? else {
+      let Some(entry) = kv
+        .entry(&key)
+        .await
+        .map_err(|e| self.kv_err("letter read", e))?
+      else {
         continue;
       };
       if !live(&entry) {

@@ -41,8 +41,7 @@ const RELEASE: &str =
 const COMMIT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
   redis.call('SET', KEYS[2], ARGV[2]) return 1 end return 0";
 
-const START: &str =
-  "redis.call('SET', KEYS[1], ARGV[1], 'NX') return redis.call('GET', KEYS[1])";
+const START: &str = "redis.call('SET', KEYS[1], ARGV[1], 'NX') return redis.call('GET', KEYS[1])";
 
 /// Removes the letters by id and returns `[id, fields]` of each one found.
 const TAKE: &str = "local out = {} for i, id in ipairs(ARGV) do \
@@ -87,9 +86,15 @@ fn letters_of(entries: Vec<Value>) -> Vec<Letter> {
     .filter_map(|e| {
       let Value::Array(parts) = e else { return None };
       let id = text(parts.first()?)?;
-      let Value::Array(fields) = parts.get(1)? else { return None };
-      let at = fields.iter().position(|f| text(f).as_deref() == Some("l"))?;
-      let Value::BulkString(bytes) = fields.get(at + 1)? else { return None };
+      let Value::Array(fields) = parts.get(1)? else {
+        return None;
+      };
+      let at = fields
+        .iter()
+        .position(|f| text(f).as_deref() == Some("l"))?;
+      let Value::BulkString(bytes) = fields.get(at + 1)? else {
+        return None;
+      };
       Letter::decode(&id, bytes)
     })
     .collect()
@@ -123,7 +128,10 @@ impl GroupStore for RedisAdapter {
   async fn leave(&self, group: &str, member: &str) -> Result<(), AdapterError> {
     let mut cmd = redis::cmd("ZREM");
     cmd.arg(self.group_key(group, "members")).arg(member);
-    self.group_query(&cmd, "group leave (ZREM)").await.map(|_| ())
+    self
+      .group_query(&cmd, "group leave (ZREM)")
+      .await
+      .map(|_| ())
   }
 
   async fn members(&self, group: &str) -> Result<Vec<String>, AdapterError> {
