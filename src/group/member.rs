@@ -39,6 +39,9 @@ const COMMIT_DELAY: Duration = Duration::from_millis(50);
 /// Returned letters picked up per renewal.
 const RETURNED_PAGE: usize = 256;
 const ERROR_BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// A read or wait on the store that takes longer than this is abandoned and issued again:
+/// a request lost with a server restart must not stall the member silently.
+const READ_BOUND: Duration = Duration::from_secs(10);
 
 /// An event handed to the application, and how many times it has been delivered.
 #[derive(Debug, Clone)]
@@ -1131,8 +1134,9 @@ impl Member {
       }
       if targets.is_empty() {
         let (ids, positions) = waiting;
+        let wait = self.inner.adapter.wait_for_data(&ids, &positions, MAX_WAIT);
         tokio::select! {
-          _ = self.inner.adapter.wait_for_data(&ids, &positions, MAX_WAIT) => {}
+          _ = tokio::time::timeout(MAX_WAIT + READ_BOUND, wait) => {}
           _ = &mut room => {}
           _ = self.stopped() => {}
         }
@@ -1144,17 +1148,18 @@ impl Member {
       }
       let per_shard = (space / targets.len()).clamp(1, PAGE);
       for (shard, gen, pos) in targets {
-        let read = self
-          .inner
-          .adapter
-          .read(shard, pos.as_deref(), per_shard)
-          .await;
+        let read = self.inner.adapter.read(shard, pos.as_deref(), per_shard);
+        let read = tokio::select! {
+          r = tokio::time::timeout(READ_BOUND, read) => r,
+          _ = self.stopped() => return,
+        };
         match read {
-          Ok(page) => {
+          Ok(Ok(page)) => {
             failures = 0;
             self.accept(shard, gen, pos, page);
           }
-          Err(_) => {
+          // A failed read, or one past its bound: back off, then read again.
+          Ok(Err(_)) | Err(_) => {
             failures += 1;
             let d = crate::retry::backoff(failures).min(ERROR_BACKOFF_CAP);
             tokio::select! {

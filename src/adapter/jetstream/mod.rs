@@ -59,8 +59,18 @@ impl JetStreamAdapter {
     config.validate()?;
     let secrets = config.secrets();
     let shown: Vec<String> = config.servers.iter().map(|s| redact_url(s)).collect();
+    let pool: std::sync::Arc<Pool> = Default::default();
+    let watched = std::sync::Arc::downgrade(&pool);
     let mut opts = ConnectOptions::new()
       .name("ringbus")
+      .event_callback(move |event| {
+        let pool = watched.clone();
+        async move {
+          if let (async_nats::Event::Connected, Some(pool)) = (event, pool.upgrade()) {
+            pool.reconnected();
+          }
+        }
+      })
       .connection_timeout(config.connect_timeout)
       .request_timeout(Some(config.request_timeout))
       // Reconnect forever after a successful start; the dispatcher's retries bound writes.
@@ -129,7 +139,7 @@ impl JetStreamAdapter {
       client,
       js,
       acks,
-      pool: Default::default(),
+      pool,
       corrupt: AtomicU64::new(0),
       logged: Mutex::new(HashSet::new()),
       secrets,

@@ -60,6 +60,8 @@ pub(super) struct Reader {
   /// It follows the tail of its shard for a subscriber: once read dry it waits on the
   /// server again at once, so the next message needs no round trip to be noticed.
   tailing: bool,
+  /// The connection it was made on ([`Pool::connection`]).
+  connection: u64,
   _owned: Owned,
 }
 
@@ -154,9 +156,24 @@ pub(super) struct Pool {
   /// Consumers of readers that exist, by name.
   live: Mutex<HashSet<String>>,
   closing: AtomicBool,
+  /// Counts (re)connections. A server restart loses its in-memory consumers, and a fetch on
+  /// a lost consumer comes back empty rather than failing: readers made on an earlier
+  /// connection are dropped instead of being read (or waited on) again.
+  connection: AtomicU64,
 }
 
 impl Pool {
+  /// The client (re)connected: every idle reader may stand on a lost consumer.
+  pub(super) fn reconnected(&self) {
+    self.connection.fetch_add(1, Ordering::AcqRel);
+    self.readers.lock().clear();
+    self.arrived.send_modify(|n| *n = n.wrapping_add(1));
+  }
+
+  fn current(&self, reader: &Reader) -> bool {
+    reader.connection == self.connection.load(Ordering::Acquire)
+  }
+
   /// Adds a reader to a shard's list; the least recently used one goes when it is full: a
   /// few per shard (one per concurrent consumer of this bus) is plenty, and keeping old
   /// ones instead would make a reader in use start a new consumer on every page.
@@ -176,7 +193,7 @@ impl Pool {
           if let Idle::Waiting { task, .. } = list.remove(i) {
             task.release();
           }
-          if let Some(r) = reader {
+          if let Some(r) = reader.filter(|r| self.current(r)) {
             list.push(Idle::Ready(Box::new(r)));
           }
         }
@@ -372,6 +389,9 @@ impl JetStreamAdapter {
 
   /// Leaves `reader` waiting on the server for its shard's next message.
   fn start_wait(&self, shard: u32, mut reader: Reader, max_wait: Duration) {
+    if !self.pool.current(&reader) {
+      return;
+    }
     let pool = self.pool.clone();
     let id = pool.next_wait.fetch_add(1, Ordering::Relaxed);
     let position = reader.position;
@@ -467,6 +487,7 @@ impl JetStreamAdapter {
     let name = consumer.cached_info().name.clone();
     self.pool.live.lock().insert(name.clone());
     Ok(Reader {
+      connection: self.pool.connection.load(Ordering::Acquire),
       _owned: Owned {
         js: self.js.clone(),
         stream: self.config.stream.clone(),
@@ -485,6 +506,9 @@ impl JetStreamAdapter {
   /// Returns a reader to the idle list. When the server holds more for it and fewer than
   /// `next_page` messages are buffered, the rest of the next page is fetched meanwhile.
   fn give_back(&self, shard: u32, mut reader: Reader, next_page: usize) {
+    if !self.pool.current(&reader) {
+      return;
+    }
     let want = next_page.max(PREFETCH);
     let idle = if reader.buffer.len() < want && reader.server_pending > 0 {
       let position = reader.position;
