@@ -38,6 +38,10 @@ const GOALS = {
     judge: (r) => r.stats.p50 <= r.peerStats.p50 + 0.3 && r.stats.p99 <= r.peerStats.p99 + 1,
     text: "p50 ≤ peer's + 0.3 ms, p99 ≤ peer's + 1 ms",
   },
+  groupMemory: { text: 'none (reported)' },
+  groupRedis: { ratio: 1.5, text: '≥ 1.5× ioredis' },
+  groupBullmq: { ratio: 5, text: '≥ 5× BullMQ' },
+  groupJetStream: { ratio: 1.5, text: '≥ 1.5× nats.js' },
   latMemory50000: { text: 'none (reported)' },
   latJetStream50000: { text: 'none (reported)' },
   latRedis50000: { text: 'none (reported)' },
@@ -55,14 +59,15 @@ function verdict(row) {
 
 async function main() {
   const sizes = smoke
-    ? { ingest: { events: 20_000, rounds: 1 }, net: { events: 5_000, rounds: 1 }, system: { events: 20_000, rounds: 1, idleMs: 500 }, latency: { seconds: 0.2, rounds: 1 } }
-    : { ingest: { events: 1_000_000, rounds: 5 }, net: { events: 200_000, rounds: 3 }, system: { events: 1_000_000, rounds: 3, idleMs: 5000 }, latency: { seconds: 3, rounds: 3 } }
+    ? { ingest: { events: 20_000, rounds: 1 }, net: { events: 5_000, rounds: 1 }, system: { events: 20_000, rounds: 1, idleMs: 500 }, latency: { seconds: 0.2, rounds: 1 }, groups: { events: 2_000, rounds: 1 } }
+    : { ingest: { events: 1_000_000, rounds: 5 }, net: { events: 200_000, rounds: 3 }, system: { events: 1_000_000, rounds: 3, idleMs: 5000 }, latency: { seconds: 3, rounds: 3 }, groups: { events: 200_000, rounds: 3 } }
   const parts = [
     await require('./ingest').run(sizes.ingest),
     await require('./jetstream').run(sizes.net),
     await require('./redis').run(sizes.net),
     await require('./system').run(sizes.system),
     await require('./latency').run(sizes.latency),
+    await require('./groups').run(sizes.groups),
   ]
   const rows = parts.flatMap((p) => p.rows)
   const versions = Object.assign({}, ...parts.map((p) => p.versions ?? {}))

@@ -1,0 +1,206 @@
+// Consumer-group benchmark: `bus.process()` with a no-op handler over events already
+// stored, beside BullMQ and ioredis XREADGROUP (Redis) and a nats.js durable pull consumer
+// (JetStream), in the same run, rounds alternating. Each side's events are written before
+// its clock starts; the clock stops when the handler has run for the last one.
+// Part of `npm run bench` (bench/run.js); alone: node bench/groups.js [--events N --rounds R]
+'use strict'
+
+const { Redis } = require('ioredis')
+const { Queue, Worker } = require('bullmq')
+const { connect } = require('@nats-io/transport-node')
+const { jetstream, jetstreamManager, AckPolicy } = require('@nats-io/jetstream')
+const { EventBus } = require('..')
+
+const { makeEvent, now, fmt, alternate, standalone, busOptions, sleep } = require('./common')
+
+let N = 200_000
+const REDIS = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
+const NATS = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
+const CONCURRENCY = 50
+const KEYS = 1000
+let nameNo = 0
+const uniq = (who) => `benchg_${who}_${process.pid}_${nameNo++}`
+
+/** Stores N keyed events through a ringbus bus (untimed), then times process() over them. */
+async function ringbusGroup(adapter) {
+  const bus = await EventBus.create(busOptions({ shards: 4, adapter }))
+  for (let i = 0; i < N; i++) {
+    try {
+      bus.ingest(makeEvent(i), { key: `c-${i % KEYS}` })
+    } catch (e) {
+      if (e.code !== 'ERR_BACKPRESSURE') throw e
+      await sleep(1)
+      i--
+    }
+  }
+  await bus.flush()
+  let handled = 0
+  let done
+  const finished = new Promise((r) => (done = r))
+  const t0 = now()
+  const worker = bus.process(
+    'bench',
+    (ev) => {
+      if (ev.raw.length > 0 && ++handled === N) done()
+    },
+    { concurrency: CONCURRENCY, maxInFlight: 10_000 },
+  )
+  await finished
+  const secs = now() - t0
+  await worker.close()
+  const s = worker.stats()
+  if (s.handled !== N || s.consumer.acked !== N) throw new Error(`ringbus handled ${s.handled}, acked ${s.consumer.acked}`)
+  await bus.shutdown()
+  return N / secs
+}
+
+async function fillStream(client, key) {
+  for (let i = 0; i < N; i += 1000) {
+    const pipe = client.pipeline()
+    for (let j = i; j < Math.min(N, i + 1000); j++) pipe.xadd(key, '*', 'd', JSON.stringify(makeEvent(j)))
+    await pipe.exec()
+  }
+}
+
+/** ioredis: XREADGROUP COUNT 1000, the handler per entry, one XACK per batch. */
+async function ioredisGroup(client) {
+  const key = uniq('ior')
+  await fillStream(client, key)
+  await client.xgroup('CREATE', key, 'g', '0')
+  const handler = (raw) => raw.length > 0
+  const t0 = now()
+  let n = 0
+  for (;;) {
+    const reply = await client.xreadgroup('GROUP', 'g', 'c1', 'COUNT', 1000, 'STREAMS', key, '>')
+    if (!reply) break
+    const entries = reply[0][1]
+    if (entries.length === 0) break
+    const ids = []
+    for (const [id, fields] of entries) {
+      if (handler(fields[1])) n++
+      ids.push(id)
+    }
+    await client.xack(key, 'g', ...ids)
+    if (n === N) break
+  }
+  const secs = now() - t0
+  await client.del(key)
+  if (n !== N) throw new Error(`ioredis handled ${n}`)
+  return N / secs
+}
+
+/** BullMQ: Queue.addBulk (untimed), a Worker with the same concurrency and a no-op. */
+async function bullmqGroup() {
+  const name = uniq('bull')
+  const url = new URL(REDIS)
+  const connection = { host: url.hostname, port: Number(url.port || 6379) }
+  const queue = new Queue(name, { connection })
+  for (let i = 0; i < N; i += 1000) {
+    const jobs = []
+    for (let j = i; j < Math.min(N, i + 1000); j++) jobs.push({ name: 'e', data: makeEvent(j), opts: { removeOnComplete: true } })
+    await queue.addBulk(jobs)
+  }
+  let n = 0
+  let done
+  const finished = new Promise((r) => (done = r))
+  const t0 = now()
+  const worker = new Worker(
+    name,
+    async (job) => {
+      if (job.data && ++n === N) done()
+    },
+    { connection, concurrency: CONCURRENCY },
+  )
+  await finished
+  const secs = now() - t0
+  await worker.close()
+  await queue.obliterate({ force: true })
+  await queue.close()
+  return N / secs
+}
+
+/** nats.js: a durable pull consumer with explicit acks, `ack()` per message. */
+async function natsGroup() {
+  const stream = uniq('njs')
+  const nc = await connect({ servers: NATS })
+  try {
+    const jsm = await jetstreamManager(nc)
+    await jsm.streams.add({ name: stream, subjects: [`${stream}.*`] })
+    const js = jetstream(nc)
+    const inflight = []
+    for (let i = 0; i < N; i++) {
+      inflight.push(js.publish(`${stream}.${i % 4}`, JSON.stringify(makeEvent(i))))
+      if (inflight.length >= 1000) await inflight.shift()
+    }
+    await Promise.all(inflight)
+    await jsm.consumers.add(stream, { durable_name: 'g', ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 })
+    const c = await js.consumers.get(stream, 'g')
+    const t0 = now()
+    let n = 0
+    const iter = await c.consume({ max_messages: 1000 })
+    for await (const m of iter) {
+      if (m.string().length > 0) n++
+      m.ack()
+      if (n === N) break
+    }
+    const secs = now() - t0
+    await jsm.streams.delete(stream)
+    return N / secs
+  } finally {
+    await nc.close()
+  }
+}
+
+async function run({ events = 200_000, rounds = 3 } = {}) {
+  N = events
+  const client = new Redis(REDIS)
+  const res = { mem: [], rbRedis: [], ior: [], bull: [], rbJs: [], njs: [], rbRedis2: [] }
+  const cleanupStreams = []
+  try {
+    for (let r = 0; r < rounds; r++) res.mem.push(await ringbusGroup({ type: 'memory' }))
+    await alternate(
+      rounds,
+      async () => res.rbRedis.push(await ringbusGroup({ type: 'redis', url: REDIS, keyPrefix: uniq('rb') })),
+      async () => res.ior.push(await ioredisGroup(client)),
+    )
+    await alternate(
+      rounds,
+      async () => res.rbRedis2.push(await ringbusGroup({ type: 'redis', url: REDIS, keyPrefix: uniq('rb') })),
+      async () => res.bull.push(await bullmqGroup()),
+    )
+    await alternate(
+      rounds,
+      async () => {
+        const stream = uniq('rbjs')
+        cleanupStreams.push(stream)
+        res.rbJs.push(await ringbusGroup({ type: 'jetstream', servers: NATS, stream }))
+      },
+      async () => res.njs.push(await natsGroup()),
+    )
+  } finally {
+    const keys = await client.keys('*benchg_rb_*')
+    if (keys.length) await client.del(...keys)
+    client.disconnect()
+    const nc = await connect({ servers: NATS })
+    const jsm = await jetstreamManager(nc)
+    for (const s of cleanupStreams) {
+      await jsm.streams.delete(s).catch(() => undefined)
+      await jsm.streams.delete(`KV_rbg_${s}`).catch(() => undefined)
+    }
+    await nc.close()
+  }
+  const scenario = (where) => `process() no-op, concurrency ${CONCURRENCY}, ${fmt(N)} stored in ${where}`
+  return {
+    title: `groups: ${fmt(N)} events x ${rounds} rounds`,
+    rows: [
+      { key: 'groupMemory', scenario: scenario('memory'), rb: res.mem, unit: 'ev/s' },
+      { key: 'groupRedis', scenario: scenario('Redis'), rb: res.rbRedis, peer: 'ioredis XREADGROUP COUNT 1000 + XACK per batch (one consumer, no key order)', peerRates: res.ior, unit: 'ev/s' },
+      { key: 'groupBullmq', scenario: scenario('Redis'), rb: res.rbRedis2, peer: `BullMQ Worker, concurrency ${CONCURRENCY} (jobs from Queue.addBulk)`, peerRates: res.bull, unit: 'ev/s' },
+      { key: 'groupJetStream', scenario: scenario('JetStream'), rb: res.rbJs, peer: 'nats.js durable pull consumer, ack() each', peerRates: res.njs, unit: 'ev/s' },
+    ],
+  }
+}
+
+module.exports = { run }
+
+if (require.main === module) standalone(run, { events: 200_000, rounds: 3 })
