@@ -454,6 +454,18 @@ impl Member {
     out
   }
 
+  /// Room for this many events wakes the reader: it reads pages, not one event per ack.
+  fn refill(&self) -> usize {
+    (self.inner.opts.max_in_flight / 4).clamp(1, PAGE)
+  }
+
+  /// One held event was released: wake the reader when that made room for a page.
+  fn freed(&self, st: &State) {
+    if st.held + self.refill() == self.inner.opts.max_in_flight {
+      self.inner.room.notify_one();
+    }
+  }
+
   /// Marks that commit records changed; wakes the coordinator once per batch of changes.
   fn note_commit(&self, st: &mut State) {
     if !st.commit_pending {
@@ -466,7 +478,6 @@ impl Member {
   /// acked, never delivered here, or its shard was handed over).
   pub fn ack(&self, shard: u32, id: &str) -> bool {
     let mut st = self.inner.state.lock();
-    let full = st.held >= self.inner.opts.max_in_flight;
     let acked = match st.find(shard, id) {
       Some(Found::Read(o, local)) => {
         let e = o.entries.get_mut(&local).expect("indexed entry");
@@ -494,9 +505,7 @@ impl Member {
       st.held -= 1;
       self.inner.c.acked.fetch_add(1, Ordering::Relaxed);
       self.note_commit(&mut st);
-      if full {
-        self.inner.room.notify_one();
-      }
+      self.freed(&st);
     }
     acked
   }
@@ -582,7 +591,6 @@ impl Member {
   /// Moves a held event to the dead letters with `reason`.
   pub fn dead_letter(&self, shard: u32, id: &str, reason: &str) -> bool {
     let mut st = self.inner.state.lock();
-    let full = st.held >= self.inner.opts.max_in_flight;
     let letter = match st.find(shard, id) {
       Some(Found::Read(o, local)) => {
         let e = o.entries.get_mut(&local).expect("indexed entry");
@@ -614,9 +622,7 @@ impl Member {
     st.held -= 1;
     self.inner.c.dead_lettered.fetch_add(1, Ordering::Relaxed);
     self.note_commit(&mut st);
-    if full {
-      self.inner.room.notify_one();
-    }
+    self.freed(&st);
     true
   }
 
@@ -648,6 +654,7 @@ impl Member {
       st.out -= 1;
       st.held -= 1;
       self.note_commit(&mut st);
+      self.freed(&st);
     }
   }
 
@@ -817,6 +824,8 @@ impl Member {
       }
     }
     self.finish_handovers().await;
+    // Shards given up or lost released what they held.
+    self.inner.room.notify_one();
     // Take what is ours and free.
     for s in mine {
       if owned.iter().any(|(o, _)| *o == s) || self.stopping() {
@@ -1125,7 +1134,7 @@ impl Member {
           .collect();
         (space, targets, (ids, waiting))
       };
-      if space == 0 || (targets.is_empty() && waiting.0.is_empty()) {
+      if space < self.refill() || (targets.is_empty() && waiting.0.is_empty()) {
         tokio::select! {
           _ = &mut room => {}
           _ = self.stopped() => {}
