@@ -102,6 +102,54 @@ async function ringbusSide(adapter, total, cleanup) {
 
 const memory = (total) => ringbusSide({ type: 'memory' }, total)
 
+/** The same, to the start of a `process()` handler of a new group from 'latest'. */
+async function ringbusGroupSide(adapter, total, cleanup) {
+  const bus = await EventBus.create(busOptions({ adapter }))
+  const c = collector(total)
+  let finished
+  const done = new Promise((r) => (finished = r))
+  const worker = bus.process(
+    'latency',
+    (ev) => {
+      if (c.take(JSON.parse(ev.raw))) finished()
+    },
+    { from: 'latest', concurrency: 50 },
+  )
+  // The member has joined once it owns every shard of the bus.
+  while (worker.stats().consumer.shards.length < bus.numShards) await sleep(5)
+  return {
+    send: (i) => bus.ingest(event(i), { key: `k-${i % KEYS}` }),
+    warm: c.warm,
+    received: c.received,
+    close: async () => {
+      await done
+      await worker.close()
+      await bus.shutdown()
+      if (cleanup) await cleanup()
+    },
+  }
+}
+
+const groupMemory = (total) => ringbusGroupSide({ type: 'memory' }, total)
+
+function groupJetStream(total) {
+  const stream = name('rbg')
+  return ringbusGroupSide({ type: 'jetstream', servers: NATS_URL, stream }, total, async () => {
+    await dropStream(stream)
+    await dropStream(`KV_rbg_${stream}`)
+  })
+}
+
+function groupRedis(total) {
+  const keyPrefix = name('rbg')
+  return ringbusGroupSide({ type: 'redis', url: REDIS_URL, keyPrefix }, total, async () => {
+    const r = new Redis(REDIS_URL)
+    const keys = await r.keys(`{${keyPrefix}*`)
+    if (keys.length) await r.del(...keys)
+    await r.quit()
+  })
+}
+
 async function dropStream(stream) {
   const nc = await connect({ servers: NATS_URL })
   try {
@@ -199,6 +247,13 @@ async function run({ seconds = 3, rounds = 3, only, rates = [5_000, 50_000] } = 
       { key: `latJetStream${rate}`, backend: 'JetStream', ours: ringbusJetStream, peer: natsJetStream, peerName: 'nats.js publish -> ordered consumer' },
       { key: `latRedis${rate}`, backend: 'Redis', ours: ringbusRedis, peer: ioredisStreams, peerName: 'ioredis XADD -> XREAD BLOCK' },
     ]
+    if (rate === 5_000) {
+      scenarios.push(
+        { key: 'latGroupMemory5000', backend: 'memory', ours: groupMemory, to: 'process() handler' },
+        { key: 'latGroupJetStream5000', backend: 'JetStream', ours: groupJetStream, peer: natsJetStream, peerName: 'nats.js publish -> ordered consumer', to: 'process() handler' },
+        { key: 'latGroupRedis5000', backend: 'Redis', ours: groupRedis, peer: ioredisStreams, peerName: 'ioredis XADD -> XREAD BLOCK', to: 'process() handler' },
+      )
+    }
     for (const sc of scenarios.filter((s) => !only || s.backend.toLowerCase() === only)) {
       const rb = []
       const peer = []
@@ -209,7 +264,7 @@ async function run({ seconds = 3, rounds = 3, only, rates = [5_000, 50_000] } = 
       )
       rows.push({
         key: sc.key,
-        scenario: `latency${load} ingest -> subscriber at ${fmt(rate)} ev/s, ${sc.backend}, default options`,
+        scenario: `latency${load} ingest -> ${sc.to ?? 'subscriber'} at ${fmt(rate)} ev/s, ${sc.backend}, default options`,
         rb: rb.map((r) => r.p50),
         text: show(rb),
         peer: sc.peerName,

@@ -42,6 +42,15 @@ const GOALS = {
   groupRedis: { ratio: 1.5, text: '≥ 1.5× ioredis' },
   groupBullmq: { ratio: 5, text: '≥ 5× BullMQ' },
   groupJetStream: { ratio: 1.5, text: '≥ 1.5× nats.js' },
+  latGroupMemory5000: { judge: (r) => r.stats.p50 <= 0.3 && r.stats.p99 <= 2, text: 'p50 ≤ 0.3 ms, p99 ≤ 2 ms' },
+  latGroupJetStream5000: {
+    judge: (r) => r.stats.p50 <= r.peerStats.p50 + 0.5 && r.stats.p99 <= r.peerStats.p99,
+    text: "p50 ≤ peer's + 0.5 ms, p99 ≤ peer's",
+  },
+  latGroupRedis5000: {
+    judge: (r) => r.stats.p50 <= r.peerStats.p50 + 0.5 && r.stats.p99 <= r.peerStats.p99,
+    text: "p50 ≤ peer's + 0.5 ms, p99 ≤ peer's",
+  },
   latMemory50000: { text: 'none (reported)' },
   latJetStream50000: { text: 'none (reported)' },
   latRedis50000: { text: 'none (reported)' },
