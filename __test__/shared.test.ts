@@ -168,7 +168,7 @@ async function scalingProducerTest(backend: Backend) {
   const done = await producer.waitFor((m) => !!m.done)
   expect(done.accepted).toBe(total)
   expect(done.stats?.stored).toBe(total)
-  expect(producer.messages.filter((m) => m.scaled).map((m) => m.scaled)).toEqual([8, 6])
+  expect(producer.messages.filter((m) => m.scaled).map((m) => m.scaled)).toEqual([4, -2])
   expect(await backend.stored(8)).toBe(total)
   const subscribed = await live
   expectAllInOrder(subscribed, total)

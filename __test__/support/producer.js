@@ -2,7 +2,7 @@
 // argv[2]: JSON { name, options (EventBusOptions), total, keys, steps: [{ at, scale }] }.
 // Ingests `{ p: name, i, key }` keyed `${name}-k${i % keys}`; at event `at` it starts
 // scaleUp/scaleDown (by `scale`) and keeps ingesting while the change runs. Messages to
-// the parent: { scaled: n, at } after each change, { done, accepted, stats } at the end.
+// the parent: { scaled: ±shards, at } after each change, { done, accepted, stats } at the end.
 // With `hold`, it flushes, reports { flushed } and waits to be killed.
 const { EventBus } = require('../../index.js')
 
@@ -17,7 +17,8 @@ async function main() {
     for (const step of cfg.steps ?? []) {
       if (step.at === i) {
         const change = step.scale > 0 ? bus.scaleUp(step.scale) : bus.scaleDown(-step.scale)
-        changes.push(change.then(() => process.send({ scaled: bus.numShards, at: i })))
+        // The change's own size: by the time it resolves, a later one may have started.
+        changes.push(change.then((ids) => process.send({ scaled: step.scale > 0 ? ids.length : -ids.length, at: i })))
         if (step.wait) await change
       }
     }
