@@ -16,7 +16,7 @@ use crate::error::{BusError, Code};
 use crate::group::member::{Delivery, Member};
 use crate::napi::convert::{self, ConsumerStats, DeliveryValue};
 use crate::napi::errors::{spawn, throw};
-use crate::napi::scope::Scope;
+use crate::napi::subscription::async_iterable;
 
 /// Deliveries taken per native hop.
 const BATCH: usize = 64;
@@ -88,21 +88,7 @@ impl Consumer {
   /// Wraps the native object so `for await` finds `[Symbol.asyncIterator]`.
   pub fn into_iterable(self, env: &Env) -> Result<Object<'_>> {
     let instance = self.into_instance(env)?;
-    let object = instance.as_object(env);
-    let run = |scope: &mut Scope<'_>| {
-      // SAFETY: `object` was created in this running call.
-      let target = unsafe { scope.adopt(object.raw()) };
-      let global = scope.global()?;
-      let symbol = scope.named(global, c"Symbol", "Symbol")?;
-      let key = scope.named(symbol, c"asyncIterator", "Symbol.asyncIterator")?;
-      let returns_this = scope
-        .script("(function () { return this })")
-        .map_err(|reason| BusError::new(Code::Internal, reason))?;
-      scope.set_property(target, key, returns_this)
-    };
-    // SAFETY: napi-rs runs the calling method on the JS thread within the call of `env`.
-    unsafe { Scope::with(env.raw(), run) }.map_err(|e| Error::from_reason(e.message))?;
-    Ok(object)
+    async_iterable(env, instance.as_object(env))
   }
 
   /// Gives back what was taken and not yet yielded: the next owner delivers it.

@@ -174,15 +174,17 @@ unsafe fn converting(
     .map_err(|e| Error::from_reason(e.message))
 }
 
-/// The events as a JS array of plain objects.
-fn page<'s>(
+/// `items` as a JS array of plain event objects; `parts` gives each one's record and extras.
+fn page<'s, T>(
   scope: &Scope<'s>,
-  events: &[StoredEvent],
+  items: &[T],
+  parts: impl for<'a> Fn(&'a T) -> (&'a StoredEvent, Extra<'a>),
 ) -> std::result::Result<JsValue<'s>, BusError> {
   let keys = EventKeys::new(scope)?;
-  let arr = scope.array(events.len())?;
-  for (i, ev) in events.iter().enumerate() {
-    let obj = event_object(scope, &keys, ev, Extra::None)?;
+  let arr = scope.array(items.len())?;
+  for (i, item) in items.iter().enumerate() {
+    let (ev, extra) = parts(item);
+    let obj = event_object(scope, &keys, ev, extra)?;
     scope.set_element(arr, i as u32, obj)?;
   }
   Ok(arr)
@@ -203,7 +205,7 @@ impl TypeName for EventList {
 impl ToNapiValue for EventList {
   unsafe fn to_napi_value(env: sys::napi_env, list: Self) -> Result<sys::napi_value> {
     // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
-    unsafe { converting(env, |scope| page(scope, &list.0)) }
+    unsafe { converting(env, |scope| page(scope, &list.0, |ev| (ev, Extra::None))) }
   }
 }
 
@@ -394,13 +396,9 @@ impl ToNapiValue for DeliveryList {
     // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
     unsafe {
       converting(env, |scope| {
-        let keys = EventKeys::new(scope)?;
-        let arr = scope.array(list.0.len())?;
-        for (i, d) in list.0.iter().enumerate() {
-          let obj = event_object(scope, &keys, &d.event, Extra::Deliveries(d.deliveries))?;
-          scope.set_element(arr, i as u32, obj)?;
-        }
-        Ok(arr)
+        page(scope, &list.0, |d| {
+          (&d.event, Extra::Deliveries(d.deliveries))
+        })
       })
     }
   }
@@ -447,13 +445,7 @@ impl ToNapiValue for LetterList {
     // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
     unsafe {
       converting(env, |scope| {
-        let keys = EventKeys::new(scope)?;
-        let arr = scope.array(list.0.len())?;
-        for (i, l) in list.0.iter().enumerate() {
-          let obj = event_object(scope, &keys, &l.event, Extra::Letter(l))?;
-          scope.set_element(arr, i as u32, obj)?;
-        }
-        Ok(arr)
+        page(scope, &list.0, |l| (&l.event, Extra::Letter(l)))
       })
     }
   }

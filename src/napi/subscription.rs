@@ -65,22 +65,26 @@ impl Subscription {
   /// Wraps the native object so `for await` finds `[Symbol.asyncIterator]`.
   pub fn into_iterable(self, env: &Env) -> Result<Object<'_>> {
     let instance = self.into_instance(env)?;
-    let object = instance.as_object(env);
-    let run = |scope: &mut Scope<'_>| {
-      // SAFETY: `object` was created in this running call.
-      let target = unsafe { scope.adopt(object.raw()) };
-      let global = scope.global()?;
-      let symbol = scope.named(global, c"Symbol", "Symbol")?;
-      let key = scope.named(symbol, c"asyncIterator", "Symbol.asyncIterator")?;
-      let returns_this = scope
-        .script("(function () { return this })")
-        .map_err(|reason| BusError::new(Code::Internal, reason))?;
-      scope.set_property(target, key, returns_this)
-    };
-    // SAFETY: napi-rs runs the calling method on the JS thread within the call of `env`.
-    unsafe { Scope::with(env.raw(), run) }.map_err(|e| Error::from_reason(e.message))?;
-    Ok(object)
+    async_iterable(env, instance.as_object(env))
   }
+}
+
+/// Gives `object` a `[Symbol.asyncIterator]` returning itself, so `for await` takes it.
+pub(crate) fn async_iterable<'env>(env: &'env Env, object: Object<'env>) -> Result<Object<'env>> {
+  let run = |scope: &mut Scope<'_>| {
+    // SAFETY: `object` was created in this running call.
+    let target = unsafe { scope.adopt(object.raw()) };
+    let global = scope.global()?;
+    let symbol = scope.named(global, c"Symbol", "Symbol")?;
+    let key = scope.named(symbol, c"asyncIterator", "Symbol.asyncIterator")?;
+    let returns_this = scope
+      .script("(function () { return this })")
+      .map_err(|reason| BusError::new(Code::Internal, reason))?;
+    scope.set_property(target, key, returns_this)
+  };
+  // SAFETY: napi-rs runs the calling method on the JS thread within the call of `env`.
+  unsafe { Scope::with(env.raw(), run) }.map_err(|e| Error::from_reason(e.message))?;
+  Ok(object)
 }
 
 impl Drop for Subscription {
