@@ -36,8 +36,11 @@ const PAGE: usize = 512;
 const MAX_WAIT: Duration = Duration::from_secs(2);
 /// Acks are committed at most this long after they are made.
 const COMMIT_DELAY: Duration = Duration::from_millis(50);
-/// Returned letters picked up per renewal.
+/// Returned letters picked up per look.
 const RETURNED_PAGE: usize = 256;
+/// Renewals between looks for returned letters: listing them is the costliest request of a
+/// renewal (JetStream lists the bucket's keys), and a slow renewal lets the membership lapse.
+const RETURNED_EVERY: u64 = 5;
 const ERROR_BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// A read or wait on the store that takes longer than this is abandoned and issued again:
 /// a request lost with a server restart must not stall the member silently.
@@ -276,6 +279,7 @@ struct Inner {
   stop: Signal,
   done: Arc<Signal>,
   c: Counters,
+  ticks: AtomicU64,
 }
 
 /// A member of a consumer group. Clones share it.
@@ -333,6 +337,7 @@ impl Member {
         stop: Signal::new(),
         done: Arc::new(Signal::new()),
         c: Counters::default(),
+        ticks: AtomicU64::new(0),
       }),
     };
     // Join before the first renewal so that others count this member at once.
@@ -856,7 +861,9 @@ impl Member {
       drop(st);
       self.inner.room.notify_one();
     }
-    self.pick_up_returned().await;
+    if self.inner.ticks.fetch_add(1, Ordering::Relaxed) % RETURNED_EVERY == 0 {
+      self.pick_up_returned().await;
+    }
   }
 
   /// Shards being handed over are released once their delivered events are acked (or
