@@ -861,7 +861,12 @@ impl Member {
       drop(st);
       self.inner.room.notify_one();
     }
-    if self.inner.ticks.fetch_add(1, Ordering::Relaxed) % RETURNED_EVERY == 0 {
+    if self
+      .inner
+      .ticks
+      .fetch_add(1, Ordering::Relaxed)
+      .is_multiple_of(RETURNED_EVERY)
+    {
       self.pick_up_returned().await;
     }
   }
