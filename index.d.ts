@@ -354,9 +354,10 @@ export interface ConsumerStats {
   /** Delivered and not yet acked. */
   inFlight: number
   /**
-   * Events on this member's shards not yet acked: held (read, delivered or waiting) plus,
-   * on memory, stored and not yet read. On JetStream and Redis the unread part is not
-   * counted.
+   * Events on this member's shards not yet acked: held (read, delivered or waiting) plus
+   * stored and not yet read. Memory and JetStream count the unread part with each read;
+   * Redis (7 or later) recounts it at each lease renewal (`leaseMs / 3`) and counts off
+   * the pages read between.
    */
   lag: number
   /** The shard ids this member owns now. */

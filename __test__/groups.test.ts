@@ -182,6 +182,35 @@ describe.each(backends)('consumer groups on $name', ({ name, options }) => {
     await second.close()
   })
 
+  it('lag counts the stored backlog, also for a member that continues mid-stream', async () => {
+    const opts = options(2)
+    const bus = await create(opts)
+    await produce(bus, 0, 400)
+    const group = uniqueName('lag')
+    const first = await bus.consumer({ group, maxInFlight: 20, ...lease })
+    // Nothing delivered yet: the whole backlog, once the member has read and counted.
+    await until(() => first.stats().lag === 400 && first.stats().shards.length === 2, 15_000)
+    let acked = 0
+    await take(first, () => acked >= 30, (ev) => {
+      expect(first.ack(ev)).toBe(true)
+      acked++
+    })
+    await first.close()
+    // Another bus on the same store (memory: the same bus) continues past the 30 acked.
+    const other = name === 'memory' ? bus : await create(opts)
+    const second = await other.consumer({ group, maxInFlight: 20, ...lease })
+    await until(() => second.stats().lag === 370, 15_000)
+    let more = 0
+    await take(second, () => more >= 10, (ev) => {
+      expect(second.ack(ev)).toBe(true)
+      more++
+    })
+    // Lag is what the group has not acked: in flight or not yet delivered.
+    await until(() => second.stats().lag === 360, 15_000)
+    expect(second.stats().acked).toBe(10)
+    await second.close()
+  })
+
   it('a new group from "latest" starts at the end of every shard', async () => {
     const bus = await create(options(3))
     await produce(bus, 0, 90)

@@ -288,22 +288,24 @@ async fn drive(
 ) -> Vec<(String, u64)> {
   let handled = Arc::new(Mutex::new(Vec::new()));
   loop {
-    let batch = w.next_runnable().await;
-    if batch.is_empty() {
+    let taken = w.next_runnable().await;
+    if taken.deliveries.is_empty() {
       break;
     }
-    for d in batch {
+    for (i, d) in taken.deliveries.into_iter().enumerate() {
+      let token = taken.first.wrapping_add(i as u32);
       let (w, handled, fails) = (w.clone(), handled.clone(), fails.clone());
       tokio::spawn(async move {
         let n = number(&d);
         tokio::time::sleep(Duration::from_micros(200 * (n % 3))).await;
         if fails(n, d.deliveries) {
-          w.settle(d.event.shard, &d.event.id, Some(format!("boom {n}")));
+          w.settle(token, Some(format!("boom {n}")));
         } else {
           handled
             .lock()
             .push((d.event.key.as_deref().unwrap().to_string(), n));
-          w.settle(d.event.shard, &d.event.id, None);
+          // Successes go back in batches from JS; one at a time is a batch of one.
+          w.settle_all(&[token]);
         }
       });
     }

@@ -483,6 +483,19 @@ impl Member {
   /// acked, never delivered here, or its shard was handed over).
   pub fn ack(&self, shard: u32, id: &str) -> bool {
     let mut st = self.inner.state.lock();
+    self.ack_locked(&mut st, shard, id)
+  }
+
+  /// Acknowledges several delivered events under one lock; returns how many it held.
+  pub fn ack_all<'a>(&self, events: impl IntoIterator<Item = (u32, &'a str)>) -> usize {
+    let mut st = self.inner.state.lock();
+    events
+      .into_iter()
+      .filter(|(shard, id)| self.ack_locked(&mut st, *shard, id))
+      .count()
+  }
+
+  fn ack_locked(&self, st: &mut State, shard: u32, id: &str) -> bool {
     let acked = match st.find(shard, id) {
       Some(Found::Read(o, local)) => {
         let e = o.entries.get_mut(&local).expect("indexed entry");
@@ -509,8 +522,8 @@ impl Member {
       st.out -= 1;
       st.held -= 1;
       self.inner.c.acked.fetch_add(1, Ordering::Relaxed);
-      self.note_commit(&mut st);
-      self.freed(&st);
+      self.note_commit(st);
+      self.freed(st);
     }
     acked
   }
@@ -774,6 +787,33 @@ impl Member {
     self.inner.done.fire();
   }
 
+  /// Refreshes what follows each held shard's read position, where only the store knows.
+  async fn count_backlog(&self) {
+    let asked: Vec<(u32, u64, Option<String>)> = {
+      let st = self.inner.state.lock();
+      st.shards
+        .iter()
+        .filter(|(_, o)| o.draining.is_none())
+        .map(|(s, o)| (*s, o.gen, o.read_pos.clone()))
+        .collect()
+    };
+    if asked.is_empty() {
+      return;
+    }
+    let positions: Vec<(u32, Option<String>)> =
+      asked.iter().map(|(s, _, p)| (*s, p.clone())).collect();
+    let counts = self.store().backlog(&positions).await;
+    let mut st = self.inner.state.lock();
+    for ((s, gen, pos), count) in asked.into_iter().zip(counts) {
+      if let (Some(o), Some(n)) = (st.shards.get_mut(&s), count) {
+        // A page read meanwhile moved the position: its own count stands.
+        if o.gen == gen && o.read_pos == pos {
+          o.remaining = Some(n);
+        }
+      }
+    }
+  }
+
   /// Membership, leases and the split; returned letters.
   async fn tick(&self) {
     let store = self.store();
@@ -829,6 +869,7 @@ impl Member {
       }
     }
     self.finish_handovers().await;
+    self.count_backlog().await;
     // Shards given up or lost released what they held.
     self.inner.room.notify_one();
     // Take what is ours and free.
@@ -1206,6 +1247,7 @@ impl Member {
       return;
     }
     let mut queued = 0usize;
+    let examined = page.events.len();
     for ev in page.events {
       let local = o.next_local;
       o.next_local += 1;
@@ -1231,7 +1273,12 @@ impl Member {
       o.read_pos = Some(next);
     }
     o.at_end = !page.has_more;
-    o.remaining = page.remaining;
+    o.remaining = match page.remaining {
+      Some(r) => Some(r),
+      None if o.at_end => Some(0),
+      // The store counts at renewals only (Redis): count this page off until the next.
+      None => o.remaining.map(|r| r.saturating_sub(examined as u64)),
+    };
     o.advance();
     let dirty = o.dirty;
     st.held += queued;

@@ -186,6 +186,12 @@ pub trait GroupStore: Send + Sync {
     tray: Tray,
     ids: &[String],
   ) -> Result<Vec<Letter>, AdapterError>;
+
+  /// How many records follow each `(shard, read position)`, for stores whose read pages
+  /// cannot tell (`ReadPage::remaining`); None where it is unknown.
+  async fn backlog(&self, positions: &[(u32, Option<String>)]) -> Vec<Option<u64>> {
+    vec![None; positions.len()]
+  }
 }
 
 /// Letter ids that sort in the order letters were stored: milliseconds and a counter,

@@ -2,7 +2,9 @@
 //! keys and one event at a time per key. A failed event is retried in place, with backoff,
 //! while that key's later events wait behind it; past `maxDeliveries` it becomes a dead
 //! letter and the key moves on. The handler itself runs in JS: the JS side takes runnable
-//! events with [`Worker::next_runnable`] and reports each outcome with [`Worker::settle`].
+//! events with [`Worker::next_runnable`] and reports each outcome with [`Worker::settle`]
+//! (or the successes of a whole turn with [`Worker::settle_all`]). Each taken event has a
+//! token, a number, so the JS side reports it without reading anything off the event.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,11 +69,19 @@ pub struct WorkerStats {
   pub failed: u64,
 }
 
-type Id = (u32, String);
+/// Events handed to JS, numbered consecutively from `first`.
+#[derive(Debug, Default)]
+pub struct Taken {
+  pub first: u32,
+  pub deliveries: Vec<Delivery>,
+}
 
 #[derive(Default)]
 struct State {
-  running: HashMap<Id, Delivery>,
+  /// Token → event whose handler runs. Tokens wrap around; fewer than `concurrency` are
+  /// ever live at once.
+  running: HashMap<u32, Delivery>,
+  next_token: u32,
   /// Key → its events waiting behind the one running or retrying. Present: key busy.
   keys: HashMap<Arc<str>, VecDeque<Delivery>>,
   runnable: VecDeque<Delivery>,
@@ -99,10 +109,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Worker {
   inner: Arc<Inner>,
-}
-
-fn id_of(d: &Delivery) -> Id {
-  (d.event.shard, d.event.id.clone())
 }
 
 impl Worker {
@@ -228,34 +234,37 @@ impl Worker {
   }
 
   /// Runnable events for free handler slots (none when all are busy or nothing waits).
-  pub fn take_runnable(&self) -> Vec<Delivery> {
+  pub fn take_runnable(&self) -> Taken {
     if self.stopping() {
-      return Vec::new();
+      return Taken::default();
     }
     let mut st = self.inner.st.lock();
     let free = self.inner.opts.concurrency.saturating_sub(st.running.len());
-    let mut out = Vec::new();
-    while out.len() < free {
+    let first = st.next_token;
+    let mut deliveries = Vec::new();
+    while deliveries.len() < free {
       let Some(d) = st.runnable.pop_front() else {
         break;
       };
-      st.running.insert(id_of(&d), d.clone());
-      out.push(d);
+      let token = st.next_token;
+      st.next_token = token.wrapping_add(1);
+      st.running.insert(token, d.clone());
+      deliveries.push(d);
     }
-    out
+    Taken { first, deliveries }
   }
 
   /// Waits for runnable events and a free slot; empty once the worker is closing.
-  pub async fn next_runnable(&self) -> Vec<Delivery> {
+  pub async fn next_runnable(&self) -> Taken {
     loop {
       let notified = self.inner.runnable.notified();
       tokio::pin!(notified);
       notified.as_mut().enable();
       if self.stopping() {
-        return Vec::new();
+        return Taken::default();
       }
       let out = self.take_runnable();
-      if !out.is_empty() {
+      if !out.deliveries.is_empty() {
         return out;
       }
       tokio::select! {
@@ -265,21 +274,54 @@ impl Worker {
     }
   }
 
-  /// A handler finished: `error` is None when it resolved, else what it threw.
-  pub fn settle(&self, shard: u32, id: &str, error: Option<String>) {
-    // Events come from the member, so it is set.
+  /// The handler of the event taken as `token` finished: `error` is None when it
+  /// resolved, else what it threw. Unknown tokens are ignored.
+  pub fn settle(&self, token: u32, error: Option<String>) {
+    let mut st = self.inner.st.lock();
+    self.settle_one(&mut st, token, error);
+    self.settled(st);
+  }
+
+  /// The handlers of all these tokens resolved (one lock each for a JS turn's worth).
+  pub fn settle_all(&self, tokens: &[u32]) {
     let Some(member) = self.inner.member.get() else {
       return;
     };
     let mut st = self.inner.st.lock();
-    let Some(mut d) = st.running.remove(&(shard, id.to_string())) else {
+    let done: Vec<Delivery> = tokens.iter().filter_map(|t| st.running.remove(t)).collect();
+    member.ack_all(done.iter().map(|d| (d.event.shard, d.event.id.as_str())));
+    self
+      .inner
+      .handled
+      .fetch_add(done.len() as u64, Ordering::Relaxed);
+    for d in &done {
+      next_of_key(&mut st, d);
+    }
+    self.settled(st);
+  }
+
+  fn settled(&self, st: parking_lot::MutexGuard<'_, State>) {
+    if st.running.is_empty() {
+      self.inner.idle.notify_waiters();
+    }
+    drop(st);
+    self.inner.runnable.notify_one();
+  }
+
+  fn settle_one(&self, st: &mut State, token: u32, error: Option<String>) {
+    // Events come from the member, so it is set.
+    let Some(member) = self.inner.member.get() else {
       return;
     };
+    let Some(mut d) = st.running.remove(&token) else {
+      return;
+    };
+    let (shard, id) = (d.event.shard, d.event.id.as_str());
     match error {
       None => {
         self.inner.handled.fetch_add(1, Ordering::Relaxed);
         member.ack(shard, id);
-        next_of_key(&mut st, &d);
+        next_of_key(st, &d);
       }
       Some(message) => {
         self.inner.failed.fetch_add(1, Ordering::Relaxed);
@@ -302,16 +344,11 @@ impl Worker {
               d.deliveries
             );
             member.dead_letter(shard, id, &reason);
-            next_of_key(&mut st, &d);
+            next_of_key(st, &d);
           }
         }
       }
     }
-    if st.running.is_empty() {
-      self.inner.idle.notify_waiters();
-    }
-    drop(st);
-    self.inner.runnable.notify_one();
   }
 
   pub fn stats(&self) -> WorkerStats {

@@ -9,7 +9,7 @@ use crate::error::BusError;
 use crate::event::{PayloadKind, StoredEvent};
 use crate::group::member::{Delivery, MemberStats};
 use crate::group::store::Letter;
-use crate::group::worker::WorkerStats as EngineWorkerStats;
+use crate::group::worker::{Taken, WorkerStats as EngineWorkerStats};
 use crate::napi::scope::{JsValue, Scope};
 use crate::shard::CounterSnapshot;
 
@@ -379,10 +379,11 @@ pub struct PollResult {
   pub has_more: bool,
 }
 
-/// Group deliveries as an array of plain objects, each with `deliveries`.
-pub struct DeliveryList(pub Vec<Delivery>);
+/// A worker's turn of events: the array of deliveries, with the token of its first as
+/// `first` (the others follow, one apart).
+pub struct TakenList(pub Taken);
 
-impl TypeName for DeliveryList {
+impl TypeName for TakenList {
   fn type_name() -> &'static str {
     "Array<GroupEvent>"
   }
@@ -391,14 +392,17 @@ impl TypeName for DeliveryList {
   }
 }
 
-impl ToNapiValue for DeliveryList {
-  unsafe fn to_napi_value(env: sys::napi_env, list: Self) -> Result<sys::napi_value> {
+impl ToNapiValue for TakenList {
+  unsafe fn to_napi_value(env: sys::napi_env, taken: Self) -> Result<sys::napi_value> {
     // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
     unsafe {
       converting(env, |scope| {
-        page(scope, &list.0, |d| {
+        let list = page(scope, &taken.0.deliveries, |d| {
           (&d.event, Extra::Deliveries(d.deliveries))
-        })
+        })?;
+        let (name, first) = (scope.string(b"first")?, scope.uint32(taken.0.first)?);
+        scope.set_property(list, name, first)?;
+        Ok(list)
       })
     }
   }
@@ -474,9 +478,10 @@ pub struct ConsumerStats {
   pub dead_lettered: f64,
   /// Delivered and not yet acked.
   pub in_flight: f64,
-  /// Events on this member's shards not yet acked: held (read, delivered or waiting) plus,
-  /// on memory, stored and not yet read. On JetStream and Redis the unread part is not
-  /// counted.
+  /// Events on this member's shards not yet acked: held (read, delivered or waiting) plus
+  /// stored and not yet read. Memory and JetStream count the unread part with each read;
+  /// Redis (7 or later) recounts it at each lease renewal (`leaseMs / 3`) and counts off
+  /// the pages read between.
   pub lag: f64,
   /// The shard ids this member owns now.
   pub shards: Vec<u32>,

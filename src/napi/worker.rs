@@ -8,16 +8,15 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use crate::error::{BusError, Code};
-use crate::group::member::Delivery;
 use crate::group::worker::Worker as EngineWorker;
-use crate::napi::consumer::event_ref;
-use crate::napi::convert::{self, DeliveryList, WorkerStats};
-use crate::napi::errors::{spawn, throw};
+use crate::napi::convert::{self, TakenList, WorkerStats};
+use crate::napi::errors::spawn;
 use crate::napi::scope::Scope;
 
-/// The JS side of a worker: take runnable events, run the handler, settle each with its
-/// error's message (or undefined). A handler that throws synchronously counts as failed;
-/// an error whose message cannot be read is described instead.
+/// The JS side of a worker: take runnable events, run the handler, report each outcome
+/// by the event's token. Successes of one JS turn go back in one call (`settleAll`, in a
+/// microtask, or before the next take); a failure goes at once with its error's message. A handler that throws
+/// synchronously counts as failed; an error whose message cannot be read is described.
 const DRIVER_JS: &str = r#"(function (worker, handler) {
   const describe = (e) => {
     try {
@@ -27,25 +26,37 @@ const DRIVER_JS: &str = r#"(function (worker, handler) {
       return 'handler failed with a value that cannot be described'
     }
   }
-  const run = (ev) => {
+  let done = []
+  const flush = () => {
+    if (done.length === 0) return
+    const tokens = done
+    done = []
+    worker.settleAll(tokens)
+  }
+  const ok = (token) => {
+    if (done.push(token) === 1) queueMicrotask(flush)
+  }
+  const run = (ev, token) => {
     let p
     try {
       p = handler(ev)
     } catch (e) {
-      worker.settle(ev, describe(e))
+      worker.settle(token, describe(e))
       return
     }
     if (p !== null && (typeof p === 'object' || typeof p === 'function') && typeof p.then === 'function') {
-      p.then(() => worker.settle(ev), (e) => worker.settle(ev, describe(e)))
+      p.then(() => ok(token), (e) => worker.settle(token, describe(e)))
     } else {
-      worker.settle(ev)
+      ok(token)
     }
   }
   const loop = async () => {
     for (;;) {
+      // Slots free up only when settled: settle before asking for more.
+      flush()
       const batch = await worker.take()
       if (batch.length === 0) return
-      for (const ev of batch) run(ev)
+      for (let i = 0; i < batch.length; i++) run(batch[i], (batch.first + i) >>> 0)
     }
   }
   loop()
@@ -87,27 +98,33 @@ impl Worker {
 
 #[napi]
 impl Worker {
-  /// Runnable events (the driver's next batch); empty once the worker is closing.
+  /// Runnable events (the driver's next batch, tokens from `first`); empty once the
+  /// worker is closing.
   #[napi(skip_typescript)]
-  pub fn take<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, DeliveryList>> {
-    let ready: Vec<Delivery> = self.worker.take_runnable();
-    if !ready.is_empty() {
-      return PromiseRaw::resolve(env, DeliveryList(ready));
+  pub fn take<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, TakenList>> {
+    let ready = self.worker.take_runnable();
+    if !ready.deliveries.is_empty() {
+      return PromiseRaw::resolve(env, TakenList(ready));
     }
     let worker = self.worker.clone();
     spawn(
       env,
       async move { Ok(worker.next_runnable().await) },
-      |_, batch| Ok(DeliveryList(batch)),
+      |_, taken| Ok(TakenList(taken)),
     )
   }
 
-  /// The handler finished with `event`: `error` is its error's message when it failed.
+  /// The handler of the event taken as `token` finished: `error` is its error's message
+  /// when it failed.
   #[napi(skip_typescript)]
-  pub fn settle(&self, event: Object, error: Option<String>) -> Result<(), Code> {
-    let (shard, id) = event_ref(&event, "settle").map_err(throw)?;
-    self.worker.settle(shard, &id, error);
-    Ok(())
+  pub fn settle(&self, token: u32, error: Option<String>) {
+    self.worker.settle(token, error);
+  }
+
+  /// The handlers of these tokens resolved.
+  #[napi(skip_typescript)]
+  pub fn settle_all(&self, tokens: Vec<u32>) {
+    self.worker.settle_all(&tokens);
   }
 
   /// Stops taking events, waits for running handlers to finish and their acks to be

@@ -270,7 +270,10 @@ impl JetStreamAdapter {
     }
     if matches!(self.look(shard, position), Found::Waiting) {
       // A pending pull proves the shard has nothing after `position`; no round trip.
-      return Ok(ReadPage::default());
+      return Ok(ReadPage {
+        remaining: Some(0),
+        ..ReadPage::default()
+      });
     }
     let mut reader = match self.lease(shard, position).await {
       Ok(r) => r,
@@ -322,6 +325,9 @@ impl JetStreamAdapter {
       }
     }
     page.has_more = !reader.buffer.is_empty() || reader.server_pending > 0;
+    // The consumer reports what the server still holds for its subject after the last
+    // delivery; what was delivered but not yet paged out waits in the buffer.
+    page.remaining = Some(reader.server_pending + reader.buffer.len() as u64);
     if reader.tailing && reader.buffer.is_empty() && reader.server_pending == 0 {
       self.start_wait(shard, reader, TAIL_WAIT);
     } else {

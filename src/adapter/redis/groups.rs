@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::Value;
 
+use super::backlog;
 use super::decode::is_entry_id;
 use super::RedisAdapter;
 use crate::adapter::AdapterError;
@@ -294,5 +295,23 @@ impl GroupStore for RedisAdapter {
       Value::Array(items) => Ok(letters_of(items)),
       _ => Ok(Vec::new()),
     }
+  }
+
+  async fn backlog(&self, positions: &[(u32, Option<String>)]) -> Vec<Option<u64>> {
+    let asks = positions.iter().map(|(shard, pos)| async move {
+      let pos = pos.as_deref().unwrap_or("");
+      let key = super::stream_key(&self.config.key_prefix, *shard);
+      let args = backlog::args(pos, self.numbered.get(*shard, pos));
+      let reply = self
+        .query(&eval(backlog::SCRIPT, &[key], &args), "group backlog")
+        .await
+        .ok()?;
+      let (after, number) = backlog::reply(&reply);
+      if let Some(n) = number {
+        self.numbered.set(*shard, pos, n);
+      }
+      after
+    });
+    futures_util::future::join_all(asks).await
   }
 }

@@ -7,6 +7,7 @@
 //! after the cursor's entry id; subscribers wait with `XREAD BLOCK` on connections of their
 //! own. The braces make each shard's keys one hash tag, so Redis Cluster works unchanged.
 
+mod backlog;
 mod config;
 mod conn;
 mod decode;
@@ -60,6 +61,8 @@ pub struct RedisAdapter {
   ahead: Mutex<HashMap<u32, ReadAhead>>,
   script: redis::Script,
   corrupt: AtomicU64,
+  /// Numbers of read positions, for group lag (see `backlog.rs`).
+  numbered: backlog::Numbered,
   logged: Mutex<HashSet<String>>,
   secrets: Vec<String>,
 }
@@ -125,6 +128,7 @@ impl RedisAdapter {
       ahead: Mutex::new(HashMap::new()),
       script,
       corrupt: AtomicU64::new(0),
+      numbered: backlog::Numbered::default(),
       logged: Mutex::new(HashSet::new()),
       secrets,
     })
@@ -475,6 +479,7 @@ impl Adapter for RedisAdapter {
       has_more: entries.len() > limit || (count <= limit && entries.len() == count),
       ..ReadPage::default()
     };
+    let examined = entries.len().min(limit);
     for v in entries.into_iter().take(limit) {
       let Some((id, event)) = decode::entry(shard, v) else {
         return Err(self.error(true, "malformed XRANGE entry".into()));
@@ -485,6 +490,9 @@ impl Adapter for RedisAdapter {
       }
       // The position moves past unreadable entries too, so one never wedges a shard.
       page.next = Some(id);
+    }
+    if let Some(next) = &page.next {
+      self.numbered.carry(shard, &start, next, examined);
     }
     if page.has_more {
       if let Some(next) = &page.next {
