@@ -492,6 +492,27 @@ export interface IngestOptions {
   keys?: Array<string>
 }
 
+/** Options of `setLogger`. */
+export interface LoggerOptions {
+  /**
+   * The least severe level delivered. Default: the filter in `RINGBUS_LOG` when it is
+   * set, else `'info'`.
+   */
+  level?: 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'off'
+}
+
+/** One log record. */
+export interface LogRecord {
+  level: 'error' | 'warn' | 'info' | 'debug' | 'trace'
+  /** The module that logged it, e.g. `ringbus::adapter::redis`. */
+  target: string
+  message: string
+  /** Structured context (shard, stream or key prefix, counts, reasons); never a secret. */
+  fields: Record<string, string | number | boolean>
+  /** Milliseconds since the UNIX epoch. */
+  timestamp: number
+}
+
 /** Options of `consumer.nack()`. */
 export interface NackOptions {
   /** Deliver again no sooner than this (0 to 86400000). Default: 0. */
@@ -565,6 +586,12 @@ export interface ScalingOptions {
   /** Most shards one decision adds or removes (1–1024). Default: 2. */
   maxStep?: number
 }
+
+/**
+ * Sends ringbus's log records to `sink` instead of stderr, or back to stderr with `null`.
+ * `sink` runs on the JS thread, after the record was made; what it throws is ignored.
+ */
+export declare function setLogger(sink: ((record: LogRecord) => void) | null, options?: LoggerOptions): void
 
 /** One shard's state and counters. */
 export interface ShardStat {

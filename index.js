@@ -841,4 +841,5 @@ module.exports.Subscription = nativeBinding.Subscription
 module.exports.Worker = nativeBinding.Worker
 module.exports.BackpressureMode = nativeBinding.BackpressureMode
 module.exports.ErrorCode = nativeBinding.ErrorCode
+module.exports.setLogger = nativeBinding.setLogger
 module.exports.StorageMode = nativeBinding.StorageMode

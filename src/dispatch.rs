@@ -218,8 +218,31 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
       dropped.extend(retry.iter().map(|e| e.seq));
       break;
     }
+    let why = last_error.as_ref().map_or("", |e| e.message.as_str());
+    let delay = backoff(attempt);
+    let delay_ms = delay.as_millis() as u64;
+    // The first retry of a batch is worth a warning; the rest of a streak only at debug.
+    if attempt == 1 {
+      tracing::warn!(
+        shard = shard.id,
+        events = retry.len(),
+        attempt,
+        delay_ms,
+        reason = why,
+        "write failed, retrying: {why}"
+      );
+    } else {
+      tracing::debug!(
+        shard = shard.id,
+        events = retry.len(),
+        attempt,
+        delay_ms,
+        reason = why,
+        "write failed, retrying: {why}"
+      );
+    }
     tokio::select! {
-      _ = tokio::time::sleep(backoff(attempt)) => {}
+      _ = tokio::time::sleep(delay) => {}
       _ = ctx.abort.wait() => {
         dropped.extend(retry.iter().map(|e| e.seq));
         reason = DropReason::Shutdown;
@@ -243,6 +266,16 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
       _ => e.message,
     })
   };
+  if let Some(why) = &error {
+    tracing::error!(
+      shard = shard.id,
+      dropped = dropped.len(),
+      stored,
+      reason = why.as_str(),
+      "dropped {} events: {why}",
+      dropped.len()
+    );
+  }
   shard.finish_batch(stored, &dropped, reason, error);
   *batch = todo;
 }

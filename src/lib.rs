@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod group;
 pub mod identity;
+pub mod log;
 pub mod retry;
 pub mod routing;
 pub mod scaling;

@@ -91,29 +91,35 @@ pub fn start_monitor(
       let (result, to) = match decision {
         Decision::Hold => continue,
         Decision::Up(n) => {
-          eprintln!(
-            "ringbus: scaling up from {active} to {} shards: mean fill ratio {fill:.2} >= scaleUpFillRatio {} for {} windows of {} ms",
+          tracing::info!(
+            from = active,
+            to = active + n,
+            fill,
+            threshold = policy.scale_up_fill,
+            windows = policy.up_windows,
+            window_ms = policy.window.as_millis() as u64,
+            "scaling up from {active} to {} shards: mean fill ratio {fill:.2} >= scaleUpFillRatio",
             active + n,
-            policy.scale_up_fill,
-            policy.up_windows,
-            policy.window.as_millis()
           );
           (shards.scale_up(n).await.map(|_| ()), active + n)
         }
         Decision::Down(n) => {
-          eprintln!(
-            "ringbus: scaling down from {active} to {} shards: mean fill ratio {fill:.2} <= scaleDownFillRatio {} for {} windows of {} ms",
+          tracing::info!(
+            from = active,
+            to = active - n,
+            fill,
+            threshold = policy.scale_down_fill,
+            windows = policy.down_windows,
+            window_ms = policy.window.as_millis() as u64,
+            "scaling down from {active} to {} shards: mean fill ratio {fill:.2} <= scaleDownFillRatio",
             active - n,
-            policy.scale_down_fill,
-            policy.down_windows,
-            policy.window.as_millis()
           );
           (shards.scale_down(n).await.map(|_| ()), active - n)
         }
       };
       if let Err(e) = result {
         if !closing.is_fired() {
-          eprintln!("ringbus: scaling to {to} shards failed: {}", e.message);
+          tracing::warn!(to, reason = %e.message, "scaling to {to} shards failed: {}", e.message);
         }
       }
     }

@@ -854,7 +854,10 @@ impl Member {
             o.renewed = Instant::now();
           }
         }
-        Ok(false) => self.inner.state.lock().forget(*s),
+        Ok(false) => {
+          tracing::warn!(group = g, member = me, shard = *s, "lost the lease on shard {s} to another member (a renewal came too late); its unacked events go to the new owner");
+          self.inner.state.lock().forget(*s)
+        }
         Err(_) => {
           let mut st = self.inner.state.lock();
           let expired = st
@@ -862,6 +865,12 @@ impl Member {
             .get(s)
             .is_some_and(|o| o.renewed.elapsed() >= opts.lease);
           if expired {
+            tracing::warn!(
+              group = g,
+              member = me,
+              shard = *s,
+              "could not renew the lease on shard {s} within leaseMs; giving it up"
+            );
             // Others may own it by now: stop delivering from it.
             st.forget(*s);
           }
@@ -895,6 +904,13 @@ impl Member {
           continue;
         }
       };
+      tracing::info!(
+        group = g,
+        member = me,
+        shard = s,
+        from = record.watermark.as_deref().unwrap_or("start"),
+        "took shard {s}"
+      );
       let mut st = self.inner.state.lock();
       st.next_gen += 1;
       let gen = st.next_gen;
@@ -935,6 +951,7 @@ impl Member {
     }
     let store = self.store();
     for s in ready {
+      tracing::info!(group = %self.inner.opts.group, member = %self.inner.opts.member, shard = s, "handed shard {s} over, acks committed");
       self.inner.state.lock().forget(s);
       let _ = store
         .release(&self.inner.opts.group, s, &self.inner.opts.member)

@@ -12,6 +12,7 @@ mod consumer;
 mod convert;
 mod errors;
 mod ingest;
+mod logger;
 mod options;
 mod scope;
 mod subscription;
@@ -39,6 +40,7 @@ fn init() {
     .build()
     .expect("the ringbus tokio runtime can be built");
   napi::bindgen_prelude::create_custom_tokio_runtime(rt);
+  crate::log::init();
 }
 
 /// The `RINGBUS_THREADS` error, if the variable was set to something unusable.

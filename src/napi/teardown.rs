@@ -3,7 +3,7 @@
 //! Each JS environment (the main thread or a worker) keeps a list of its live buses. At
 //! process `exit` (which `process.exit()` also emits) and at environment teardown, every
 //! bus still running gets a bounded best-effort drain, and whatever it could not deliver
-//! is reported on stderr.
+//! is logged, to stderr even when a `setLogger` sink was set (JS no longer runs).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,18 +39,23 @@ fn report(bus: &Bus) {
   if !bus.is_running() {
     return;
   }
+  // A JS sink cannot run any more: what is logged from here on must reach stderr.
+  crate::log::exiting();
   let before = bus.stats().counters.pending();
   match bus.shutdown_blocking(TEARDOWN_BOUND) {
     Some(stats) => {
       let lost = stats.counters.dropped_shutdown;
       if lost > 0 {
-        eprintln!(
-          "ringbus: an EventBus was not shut down before exit; {lost} of {before} pending events could not be delivered. Call `await bus.shutdown()` before exiting."
+        tracing::error!(
+          lost,
+          pending = before,
+          "an EventBus was not shut down before exit; {lost} of {before} pending events could not be delivered. Call `await bus.shutdown()` before exiting."
         );
       }
     }
-    None => eprintln!(
-      "ringbus: an EventBus was not shut down before exit; delivery of {before} pending events could not be confirmed within {} ms. Call `await bus.shutdown()` before exiting.",
+    None => tracing::error!(
+      pending = before,
+      "an EventBus was not shut down before exit; delivery of {before} pending events could not be confirmed within {} ms. Call `await bus.shutdown()` before exiting.",
       TEARDOWN_BOUND.as_millis()
     ),
   }

@@ -57,9 +57,12 @@ impl JetStreamAdapter {
     self.corrupt.fetch_add(1, Ordering::Relaxed);
     let mut logged = self.logged.lock();
     if logged.len() < MAX_LOGGED_CORRUPT && logged.insert(stream_seq) {
-      eprintln!(
-        "ringbus: skipped a corrupt record in JetStream stream {} at sequence {stream_seq}: {reason}",
-        self.config.stream
+      let stream = &self.config.stream;
+      tracing::warn!(
+        stream = %stream,
+        seq = stream_seq,
+        reason,
+        "skipped a corrupt record in JetStream stream {stream} at sequence {stream_seq}: {reason}"
       );
     }
   }

@@ -61,12 +61,23 @@ impl JetStreamAdapter {
     let shown: Vec<String> = config.servers.iter().map(|s| redact_url(s)).collect();
     let pool: std::sync::Arc<Pool> = Default::default();
     let watched = std::sync::Arc::downgrade(&pool);
+    let stream_name = config.stream.clone();
     let mut opts = ConnectOptions::new()
       .name("ringbus")
       .event_callback(move |event| {
         let pool = watched.clone();
+        let stream = stream_name.clone();
         async move {
-          if let (async_nats::Event::Connected, Some(pool)) = (event, pool.upgrade()) {
+          use async_nats::Event;
+          match &event {
+            Event::Connected => tracing::info!(stream = %stream, "connected to NATS"),
+            Event::Disconnected => {
+              tracing::warn!(stream = %stream, "disconnected from NATS; reconnecting")
+            }
+            Event::Closed => tracing::info!(stream = %stream, "NATS connection closed"),
+            other => tracing::warn!(stream = %stream, event = %other, "NATS connection: {other}"),
+          }
+          if let (Event::Connected, Some(pool)) = (event, pool.upgrade()) {
             pool.reconnected();
           }
         }

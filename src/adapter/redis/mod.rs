@@ -117,6 +117,7 @@ impl RedisAdapter {
       }
       Ok(Ok(c)) => c,
     };
+    tracing::info!(url = %shown, key_prefix = %config.key_prefix, "connected to Redis");
     Ok(RedisAdapter {
       config,
       endpoint,
@@ -290,9 +291,13 @@ impl RedisAdapter {
     self.corrupt.fetch_add(1, Ordering::Relaxed);
     let mut logged = self.logged.lock();
     if logged.len() < MAX_LOGGED_CORRUPT && logged.insert(format!("{shard}/{id}")) {
-      eprintln!(
-        "ringbus: skipped a corrupt entry in Redis stream {} at id {id}: {reason}",
-        stream_key(&self.config.key_prefix, shard)
+      let stream = stream_key(&self.config.key_prefix, shard);
+      tracing::warn!(
+        stream = %stream,
+        shard,
+        id,
+        reason,
+        "skipped a corrupt entry in Redis stream {stream} at id {id}: {reason}"
       );
     }
   }
