@@ -267,6 +267,8 @@ export interface BusEvent {
   bytes?: Buffer
   /** Producer nonce, generation, shard and sequence: the id used for deduplication. */
   messageId: string
+  /** Headers given at ingest (`ingest(event, { headers })`), when there were any. */
+  headers?: Record<string, string>
 }
 
 /** Counters as plain numbers (never BigInt). `ingested == stored + dropped + pending`. */
@@ -380,6 +382,8 @@ export interface DeadLetter {
   raw: string
   bytes?: Buffer
   messageId: string
+  /** Headers given at ingest (`ingest(event, { headers })`), when there were any. */
+  headers?: Record<string, string>
   /** Deliveries made before it was given up. */
   deliveries: number
   /** Why: the handler's last error, or the ack deadline or nacks that used the deliveries up. */
@@ -477,6 +481,8 @@ export interface GroupEvent {
   raw: string
   bytes?: Buffer
   messageId: string
+  /** Headers given at ingest (`ingest(event, { headers })`), when there were any. */
+  headers?: Record<string, string>
   /** 1 on the first delivery; counts on across members and restarts. */
   deliveries: number
 }
@@ -490,6 +496,13 @@ export interface IngestOptions {
   key?: string
   /** `ingestBatch` only: one key per event (same length as the events array). */
   keys?: Array<string>
+  /**
+   * A small string map stored with the event and returned on read as `ev.headers`, e.g.
+   * W3C `traceparent` and `tracestate`. At most 16; names 1-64 of `A-Z a-z 0-9 - _ .`,
+   * not starting with `Rb-` or `Nats-`; values without line breaks; names and values
+   * together at most 4096 bytes. `ingestBatch` gives them to every event. Default: none.
+   */
+  headers?: Record<string, string>
 }
 
 /** Options of `setLogger`. */

@@ -10,6 +10,77 @@ use crate::error::{BusError, Result};
 /// Longest partition key, in UTF-8 bytes.
 pub const MAX_KEY_BYTES: usize = 4096;
 
+/// A small string map carried with an event (e.g. W3C `traceparent`), in the order given.
+pub type Headers = Arc<[(Box<str>, Box<str>)]>;
+/// Most headers on one event.
+pub const MAX_HEADERS: usize = 16;
+/// Longest header name, in bytes.
+pub const MAX_HEADER_NAME_BYTES: usize = 64;
+/// Most bytes of one event's header names and values together.
+pub const MAX_HEADER_BYTES: usize = 4096;
+
+/// Headers as pairs of owned strings (for serde), and back.
+pub fn headers_to_pairs(h: &Headers) -> Vec<(String, String)> {
+  h.iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect()
+}
+
+pub fn headers_from_pairs(pairs: Vec<(String, String)>) -> Option<Headers> {
+  (!pairs.is_empty()).then(|| {
+    pairs
+      .into_iter()
+      .map(|(n, v)| (n.into_boxed_str(), v.into_boxed_str()))
+      .collect()
+  })
+}
+
+/// Header names ringbus and NATS use themselves (`Rb`, `Rb-*`, `Nats-*`, any case).
+pub fn is_reserved_header(name: &str) -> bool {
+  let lower = name.to_ascii_lowercase();
+  lower == "rb" || lower.starts_with("rb-") || lower.starts_with("nats-")
+}
+
+/// Checks headers against the limits every backend can store: names of `A-Z a-z 0-9 - _ .`
+/// (NATS header names, Redis field text), values without CR or LF (NATS header framing).
+pub fn check_headers(headers: &[(Box<str>, Box<str>)]) -> Result<()> {
+  if headers.len() > MAX_HEADERS {
+    return Err(BusError::invalid_event(format!(
+      "options.headers has {} entries, over the {MAX_HEADERS}-header limit; carry less context per event",
+      headers.len()
+    )));
+  }
+  let mut total = 0;
+  for (name, value) in headers {
+    let ok = (1..=MAX_HEADER_NAME_BYTES).contains(&name.len())
+      && name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+      return Err(BusError::invalid_event(format!(
+        "options.headers name {name:?} must be 1-{MAX_HEADER_NAME_BYTES} of A-Z a-z 0-9 - _ ."
+      )));
+    }
+    if is_reserved_header(name) {
+      return Err(BusError::invalid_event(format!(
+        "options.headers name {name:?} is reserved (names starting with Rb- or Nats- carry ringbus's and NATS's own data); rename it"
+      )));
+    }
+    if value.contains(['\r', '\n']) {
+      return Err(BusError::invalid_event(format!(
+        "options.headers.{name} contains a line break, which headers cannot carry; encode it (e.g. base64)"
+      )));
+    }
+    total += name.len() + value.len();
+  }
+  if total > MAX_HEADER_BYTES {
+    return Err(BusError::invalid_event(format!(
+      "options.headers take {total} bytes, over the {MAX_HEADER_BYTES}-byte limit; carry less context per event"
+    )));
+  }
+  Ok(())
+}
+
 /// How the payload was given to `ingest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadKind {
@@ -30,6 +101,7 @@ pub struct Event {
   pub key: Option<Arc<str>>,
   pub payload: Bytes,
   pub stamp: Stamp,
+  pub headers: Option<Headers>,
 }
 
 /// The producer's topology when an event was routed, stored with it so readers can keep
@@ -46,7 +118,10 @@ pub struct Stamp {
 impl Event {
   /// Bytes counted against batch and retention limits.
   pub fn size(&self) -> usize {
-    self.payload.len() + self.key.as_ref().map_or(0, |k| k.len())
+    let headers = self.headers.as_ref().map_or(0, |h| {
+      h.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+    });
+    self.payload.len() + self.key.as_ref().map_or(0, |k| k.len()) + headers
   }
 }
 
@@ -57,6 +132,7 @@ pub struct Incoming {
   pub(crate) kind: PayloadKind,
   pub(crate) key: Option<Arc<str>>,
   pub(crate) payload: Bytes,
+  pub(crate) headers: Option<Headers>,
 }
 
 /// Checks JSON text the way readers parse it (numbers in range, at most 128 levels deep),
@@ -144,7 +220,21 @@ impl Incoming {
     if let Some(k) = &key {
       check_key_size(k.len(), false)?;
     }
-    Ok(Incoming { kind, key, payload })
+    Ok(Incoming {
+      kind,
+      key,
+      payload,
+      headers: None,
+    })
+  }
+
+  /// Carries `headers` (checked against the limits; empty means none).
+  pub fn with_headers(mut self, headers: Option<Headers>) -> Result<Incoming> {
+    if let Some(h) = &headers {
+      check_headers(h)?;
+    }
+    self.headers = headers.filter(|h| !h.is_empty());
+    Ok(self)
   }
 
   pub fn kind(&self) -> PayloadKind {
@@ -157,6 +247,10 @@ impl Incoming {
 
   pub fn payload(&self) -> &Bytes {
     &self.payload
+  }
+
+  pub fn headers(&self) -> Option<&Headers> {
+    self.headers.as_ref()
   }
 }
 
@@ -225,6 +319,7 @@ pub struct StoredEvent {
   pub message_id: String,
   /// Zero for records written before stamps were stored.
   pub stamp: Stamp,
+  pub headers: Option<Headers>,
 }
 
 impl StoredEvent {

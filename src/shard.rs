@@ -302,6 +302,7 @@ impl Shard {
         key: inc.key,
         payload: inc.payload,
         stamp: st.stamp,
+        headers: inc.headers,
       };
       let size = ev.size();
       let before_bytes = st.ring_bytes;

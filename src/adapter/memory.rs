@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::{
   parse_numeric_position, Adapter, AdapterError, Positions, ReadPage, WriteBatch, WriteResult,
 };
-use crate::event::{PayloadKind, ProducerId, Stamp, StoredEvent};
+use crate::event::{Headers, PayloadKind, ProducerId, Stamp, StoredEvent};
 
 /// Events kept across all shards by default.
 pub const DEFAULT_MAX_EVENTS: usize = 1 << 20;
@@ -29,11 +29,15 @@ struct Record {
   payload: Bytes,
   producer: ProducerId,
   stamp: Stamp,
+  headers: Option<Headers>,
 }
 
 impl Record {
   fn size(&self) -> usize {
-    self.payload.len() + self.key.as_ref().map_or(0, |k| k.len())
+    let headers = self.headers.as_ref().map_or(0, |h| {
+      h.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+    });
+    self.payload.len() + self.key.as_ref().map_or(0, |k| k.len()) + headers
   }
 }
 
@@ -151,6 +155,7 @@ impl Adapter for MemoryAdapter {
           payload: ev.payload.clone(),
           producer: batch.producer,
           stamp: ev.stamp,
+          headers: ev.headers.clone(),
         };
         added_bytes += rec.size();
         added_events += 1;
@@ -203,6 +208,7 @@ impl Adapter for MemoryAdapter {
         payload: r.payload.clone(),
         message_id: r.producer.message_id(shard, r.seq).to_string(),
         stamp: r.stamp,
+        headers: r.headers.clone(),
       });
     }
     let last = start + take as u64 - 1;
@@ -284,6 +290,7 @@ mod tests {
         key: None,
         payload: Bytes::from(format!("{{\"n\":{seq}}}")),
         stamp: Default::default(),
+        headers: None,
       })
       .collect()
   }

@@ -753,6 +753,9 @@ impl Member {
   /// Final hand-over: nothing more is delivered, acks so far are committed, leases are
   /// released and the member leaves. Events delivered and not acked go to the next owner.
   async fn leave(&self) {
+    // Events nacked or past their deadline on their last delivery become dead letters now,
+    // so the final commit writes them (the loop may have stopped before it got to them).
+    self.redeliver_due(Instant::now());
     let shards: Vec<u32> = {
       let mut st = self.inner.state.lock();
       st.closed = true;

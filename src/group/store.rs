@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::AdapterError;
-use crate::event::{PayloadKind, Stamp, StoredEvent};
+use crate::event::{headers_from_pairs, headers_to_pairs, PayloadKind, Stamp, StoredEvent};
 
 /// Where a letter is kept: past `maxDeliveries`, or put back by `bus.redeliver`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +62,8 @@ struct LetterHead {
   reason: String,
   n: u32,
   t: u64,
+  #[serde(default, skip_serializing_if = "Vec::is_empty")]
+  h: Vec<(String, String)>,
 }
 
 impl Letter {
@@ -81,6 +83,7 @@ impl Letter {
       reason: self.reason.clone(),
       n: self.deliveries,
       t: self.time_ms,
+      h: e.headers.as_ref().map(headers_to_pairs).unwrap_or_default(),
     };
     let mut out = serde_json::to_vec(&head).unwrap_or_default();
     out.push(b'\n');
@@ -112,6 +115,7 @@ impl Letter {
           epoch: head.stamp.0,
           span: head.stamp.1,
         },
+        headers: headers_from_pairs(head.h),
       },
       reason: head.reason,
       deliveries: head.n,
@@ -219,6 +223,7 @@ mod tests {
         payload: bytes::Bytes::from_static(b"\x00\n\xff"),
         message_id: "ab-0-3-9".into(),
         stamp: Stamp { epoch: 2, span: 4 },
+        headers: headers_from_pairs(vec![("traceparent".into(), "00-ab-cd-01".into())]),
       },
       reason: "handler threw: \"boom\"\nline".into(),
       deliveries: 5,
@@ -228,6 +233,10 @@ mod tests {
     assert_eq!(back.id, "L1");
     assert_eq!(back.event.payload.as_ref(), b"\x00\n\xff");
     assert_eq!(back.event.key.as_deref(), Some("user\n7"));
+    assert_eq!(
+      back.event.headers.as_deref(),
+      Some(&[("traceparent".into(), "00-ab-cd-01".into())][..])
+    );
     assert_eq!(back.event.kind, PayloadKind::Bytes);
     assert_eq!(back.event.stamp, Stamp { epoch: 2, span: 4 });
     assert_eq!(

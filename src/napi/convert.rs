@@ -6,7 +6,7 @@ use napi_derive::napi;
 
 use crate::bus::{FlushReport, ShardStats, Stats};
 use crate::error::BusError;
-use crate::event::{PayloadKind, StoredEvent};
+use crate::event::{Headers, PayloadKind, StoredEvent};
 use crate::group::member::{Delivery, MemberStats};
 use crate::group::store::Letter;
 use crate::group::worker::{Taken, WorkerStats as EngineWorkerStats};
@@ -34,6 +34,8 @@ pub struct BusEvent {
   pub bytes: Option<Buffer>,
   /// Producer nonce, generation, shard and sequence: the id used for deduplication.
   pub message_id: String,
+  /// Headers given at ingest (`ingest(event, { headers })`), when there were any.
+  pub headers: Option<std::collections::HashMap<String, String>>,
 }
 
 /// An event delivered to a consumer group member.
@@ -48,6 +50,8 @@ pub struct GroupEvent {
   pub raw: String,
   pub bytes: Option<Buffer>,
   pub message_id: String,
+  /// Headers given at ingest (`ingest(event, { headers })`), when there were any.
+  pub headers: Option<std::collections::HashMap<String, String>>,
   /// 1 on the first delivery; counts on across members and restarts.
   pub deliveries: u32,
 }
@@ -64,6 +68,8 @@ pub struct DeadLetter {
   pub raw: String,
   pub bytes: Option<Buffer>,
   pub message_id: String,
+  /// Headers given at ingest (`ingest(event, { headers })`), when there were any.
+  pub headers: Option<std::collections::HashMap<String, String>>,
   /// Deliveries made before it was given up.
   pub deliveries: u32,
   /// Why: the handler's last error, or the ack deadline or nacks that used the deliveries up.
@@ -74,7 +80,7 @@ pub struct DeadLetter {
   pub letter_id: String,
 }
 
-const EVENT_KEYS: [&str; 12] = [
+const EVENT_KEYS: [&str; 13] = [
   "id",
   "shardId",
   "seq",
@@ -87,15 +93,16 @@ const EVENT_KEYS: [&str; 12] = [
   "reason",
   "deadLetteredAt",
   "letterId",
+  "headers",
 ];
 
 /// An event's property names as JS strings, made once per page: naming properties with C
 /// strings makes V8 look each name up again for every event.
-struct EventKeys<'s>([JsValue<'s>; 12]);
+struct EventKeys<'s>([JsValue<'s>; 13]);
 
 impl<'s> EventKeys<'s> {
   fn new(scope: &Scope<'s>) -> std::result::Result<Self, BusError> {
-    let mut keys = [scope.undefined()?; 12];
+    let mut keys = [scope.undefined()?; 13];
     for (slot, name) in keys.iter_mut().zip(EVENT_KEYS) {
       *slot = scope.string(name.as_bytes())?;
     }
@@ -119,9 +126,9 @@ fn event_object<'s>(
   ev: &StoredEvent,
   extra: Extra<'_>,
 ) -> std::result::Result<JsValue<'s>, BusError> {
-  let [id, shard_id, seq, timestamp, key, raw, bytes, message_id, deliveries, reason, dead_at, letter_id] =
+  let [id, shard_id, seq, timestamp, key, raw, bytes, message_id, deliveries, reason, dead_at, letter_id, headers] =
     keys.0;
-  let mut props = [(id, id); 12];
+  let mut props = [(id, id); 13];
   let mut n = 0;
   let mut fields = [
     Some((id, scope.string(ev.id.as_bytes())?)),
@@ -137,7 +144,11 @@ fn event_object<'s>(
     None,
     None,
     None,
+    None,
   ];
+  if let Some(h) = &ev.headers {
+    fields[12] = Some((headers, headers_object(scope, h)?));
+  }
   if let Some(k) = &ev.key {
     fields[4] = Some((key, scope.string(k.as_bytes())?));
   }
@@ -158,7 +169,23 @@ fn event_object<'s>(
     props[n] = field;
     n += 1;
   }
-  scope.object_with::<12>(&props[..n])
+  scope.object_with::<13>(&props[..n])
+}
+
+/// An event's headers as a plain object of strings.
+fn headers_object<'s>(
+  scope: &Scope<'s>,
+  h: &Headers,
+) -> std::result::Result<JsValue<'s>, BusError> {
+  let mut props = Vec::with_capacity(h.len());
+  // Ingest allows no more; a record written elsewhere is cut to the same.
+  for (name, value) in h.iter().take(crate::event::MAX_HEADERS) {
+    props.push((
+      scope.string(name.as_bytes())?,
+      scope.string(value.as_bytes())?,
+    ));
+  }
+  scope.object_with::<{ crate::event::MAX_HEADERS }>(&props)
 }
 
 /// Runs `f` in the scope of the conversion napi-rs is doing; engine errors become napi's.

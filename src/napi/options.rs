@@ -282,6 +282,11 @@ pub struct IngestOptions {
   pub key: Option<String>,
   /// `ingestBatch` only: one key per event (same length as the events array).
   pub keys: Option<Vec<String>>,
+  /// A small string map stored with the event and returned on read as `ev.headers`, e.g.
+  /// W3C `traceparent` and `tracestate`. At most 16; names 1-64 of `A-Z a-z 0-9 - _ .`,
+  /// not starting with `Rb-` or `Nats-`; values without line breaks; names and values
+  /// together at most 4096 bytes. `ingestBatch` gives them to every event. Default: none.
+  pub headers: Option<std::collections::HashMap<String, String>>,
 }
 
 /// Parses JSON text of a user's option object into `T`, naming the offending key.

@@ -182,6 +182,40 @@ impl<'s> Scope<'s> {
     Ok(n)
   }
 
+  /// The names of an object's own enumerable string-keyed properties, as a JS array (a
+  /// Proxy's `ownKeys` trap that throws is the caller's input).
+  pub fn own_keys(&mut self, object: JsValue<'s>, what: &str) -> Result<JsValue<'s>, BusError> {
+    let mut out = ptr::null_mut();
+    // SAFETY: live env, a value of this scope (an object, checked by the caller), a valid
+    // out-pointer.
+    let status = unsafe {
+      sys::napi_get_all_property_names(
+        self.env,
+        object.raw,
+        sys::KeyCollectionMode::own_only,
+        sys::KeyFilter::enumerable | sys::KeyFilter::skip_symbols,
+        sys::KeyConversion::numbers_to_strings,
+        &mut out,
+      )
+    };
+    self.read_status(status, what)?;
+    Ok(self.value(out))
+  }
+
+  /// `object[key]` for a key that is a JS value (e.g. from [`Scope::own_keys`]).
+  pub fn property(
+    &mut self,
+    object: JsValue<'s>,
+    key: JsValue<'s>,
+    what: &str,
+  ) -> Result<JsValue<'s>, BusError> {
+    let mut out = ptr::null_mut();
+    // SAFETY: live env, two values of this scope, a valid out-pointer.
+    let status = unsafe { sys::napi_get_property(self.env, object.raw, key.raw, &mut out) };
+    self.read_status(status, what)?;
+    Ok(self.value(out))
+  }
+
   /// `array[i]`; the caller has checked that `array` is an array.
   pub fn element(
     &mut self,

@@ -109,6 +109,20 @@ impl JetStreamAdapter {
       self.note_corrupt(stream_seq, "payload marked JSON is not valid JSON");
       return None;
     }
+    let mut own = Vec::new();
+    for (name, values) in headers.iter() {
+      let name = name.to_string();
+      if crate::event::is_reserved_header(&name) {
+        continue;
+      }
+      let Some(value) = values.first().and_then(|v| header_unescape(v.as_str())) else {
+        self.note_corrupt(stream_seq, "undecodable event header");
+        return None;
+      };
+      own.push((name, value));
+    }
+    // The map keeps no order: sorted, so every read of an event gives the same.
+    own.sort();
     Some(StoredEvent {
       id: stream_seq.to_string(),
       position: stream_seq.to_string(),
@@ -120,6 +134,7 @@ impl JetStreamAdapter {
       payload: payload.clone(),
       message_id: get(H_MSG_ID).unwrap_or_default(),
       stamp,
+      headers: crate::event::headers_from_pairs(own),
     })
   }
 }

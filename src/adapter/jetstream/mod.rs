@@ -75,7 +75,9 @@ impl JetStreamAdapter {
               tracing::warn!(stream = %stream, "disconnected from NATS; reconnecting")
             }
             Event::Closed => tracing::info!(stream = %stream, "NATS connection closed"),
-            other => tracing::warn!(stream = %stream, event = %other, "NATS connection: {other}"),
+            // Part of every shutdown.
+            Event::Draining => tracing::debug!(stream = %stream, "NATS connection draining"),
+            other => tracing::warn!(stream = %stream, "NATS connection: {other}"),
           }
           if let (Event::Connected, Some(pool)) = (event, pool.upgrade()) {
             pool.reconnected();

@@ -50,6 +50,11 @@ impl JetStreamAdapter {
       let mut meta = String::with_capacity(40);
       meta::write(&mut meta, ev.timestamp_ms, ev.seq, ev.kind, ev.stamp);
       headers.insert(H_META, meta.as_str());
+      // The event's own headers go under their names, so NATS clients see them as sent
+      // (names never collide: Rb-* and Nats-* are refused at ingest).
+      for (name, value) in ev.headers.iter().flat_map(|h| h.iter()) {
+        headers.insert(name.as_ref(), header_escape(value).as_str());
+      }
       if let Some(k) = &ev.key {
         headers.insert(H_KEY, header_escape(k).as_str());
       }

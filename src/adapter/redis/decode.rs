@@ -45,7 +45,7 @@ fn decode_fields(shard: u32, id: &str, fields: Value) -> Result<StoredEvent, &'s
   let Value::Array(items) = fields else {
     return Err("fields are not a list");
   };
-  let (mut data, mut meta, mut key) = (None, None, None);
+  let (mut data, mut meta, mut key, mut headers) = (None, None, None, None);
   let mut items = items.into_iter();
   while let (Some(name), Some(value)) = (items.next(), items.next()) {
     let name = text(name).ok_or("a field name is not a string")?;
@@ -54,6 +54,7 @@ fn decode_fields(shard: u32, id: &str, fields: Value) -> Result<StoredEvent, &'s
       b"d" => data = Some(value),
       b"m" => meta = Some(value),
       b"k" => key = Some(value),
+      b"h" => headers = Some(value),
       _ => {}
     }
   }
@@ -77,6 +78,14 @@ fn decode_fields(shard: u32, id: &str, fields: Value) -> Result<StoredEvent, &'s
     )),
     None => None,
   };
+  let headers = match headers {
+    Some(h) => {
+      let pairs: Vec<(String, String)> =
+        serde_json::from_slice(&h).map_err(|_| "'h' (headers) is not a JSON list of pairs")?;
+      crate::event::headers_from_pairs(pairs)
+    }
+    None => None,
+  };
   Ok(StoredEvent {
     id: id.to_string(),
     position: id.to_string(),
@@ -88,6 +97,7 @@ fn decode_fields(shard: u32, id: &str, fields: Value) -> Result<StoredEvent, &'s
     payload: Bytes::from(data),
     message_id: message_id.to_string(),
     stamp: parsed.stamp,
+    headers,
   })
 }
 

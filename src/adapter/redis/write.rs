@@ -24,8 +24,8 @@ use crate::error::Code;
 /// ARGV[1]: the mark's lifetime in ms. ARGV[2]: MAXLEN for `~` trimming ('0': none).
 /// ARGV[3]: the last sequence of the previous chunk of the same write ('-1': none); it
 /// must be stored already, or nothing is written (the chunks arrived out of order).
-/// Then four per event: sequence, meta (`<ts> <seq> <json|bytes> <message id>`), payload,
-/// key ('' for none, '=' .. key otherwise).
+/// Then five per event: sequence, meta (`<ts> <seq> <json|bytes> <message id>`), payload,
+/// key ('' for none, '=' .. key otherwise), headers ('' for none, else their JSON).
 /// Returns {appended, index of the first event not stored (-1: all stored), error}.
 pub const SCRIPT: &str = r#"
 local mark = tonumber(redis.call('GET', KEYS[2]) or '-1')
@@ -34,12 +34,20 @@ if mark < tonumber(ARGV[3]) then
 end
 local trim = ARGV[2] ~= '0'
 local top, top_arg, appended = mark, nil, 0
-for i = 4, #ARGV, 4 do
+for i = 4, #ARGV, 5 do
   local seq = tonumber(ARGV[i])
   if seq > top then
-    local key = ARGV[i + 3]
+    local key, h = ARGV[i + 3], ARGV[i + 4]
     local r
-    if trim then
+    if h ~= '' then
+      -- Rare enough to build the arguments in a table; the common shapes below do not.
+      local a = {KEYS[1]}
+      if trim then a[#a + 1] = 'MAXLEN' a[#a + 1] = '~' a[#a + 1] = ARGV[2] end
+      a[#a + 1] = '*' a[#a + 1] = 'd' a[#a + 1] = ARGV[i + 2] a[#a + 1] = 'm' a[#a + 1] = ARGV[i + 1]
+      if key ~= '' then a[#a + 1] = 'k' a[#a + 1] = string.sub(key, 2) end
+      a[#a + 1] = 'h' a[#a + 1] = h
+      r = redis.pcall('XADD', unpack(a))
+    elseif trim then
       if key == '' then
         r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'd', ARGV[i + 2], 'm', ARGV[i + 1])
       else
@@ -52,7 +60,7 @@ for i = 4, #ARGV, 4 do
     end
     if type(r) == 'table' and r.err then
       if top_arg then redis.call('SET', KEYS[2], top_arg, 'PX', ARGV[1]) end
-      return {appended, (i - 4) / 4, r.err}
+      return {appended, (i - 4) / 5, r.err}
     end
     top, top_arg, appended = seq, ARGV[i], appended + 1
   end
@@ -100,6 +108,7 @@ pub fn build(
   let mut start = 0;
   let mut meta = String::new();
   let mut key = String::new();
+  let mut headers = String::new();
   for events in batch.events.chunks(chunk) {
     let mut cmd = redis::cmd("EVALSHA");
     cmd
@@ -123,11 +132,16 @@ pub fn build(
         key.push('=');
         key.push_str(k);
       }
+      headers.clear();
+      if let Some(h) = &ev.headers {
+        headers = serde_json::to_string(&crate::event::headers_to_pairs(h)).unwrap_or_default();
+      }
       cmd
         .arg(ev.seq)
         .arg(meta.as_str())
         .arg(&ev.payload[..])
-        .arg(key.as_str());
+        .arg(key.as_str())
+        .arg(headers.as_str());
     }
     pipe.add_command(cmd);
     ranges.push(start..start + events.len());

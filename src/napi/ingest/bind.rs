@@ -81,6 +81,14 @@ unsafe extern "C" fn ingest_stringified_cb(
   unsafe { dispatch(env, info, Ingestor::ingest_stringified, "ingest") }
 }
 
+unsafe extern "C" fn ingest_stringified_headers_cb(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  // SAFETY: Node calls this for a call of the function `bound` made with it.
+  unsafe { dispatch(env, info, Ingestor::ingest_stringified_headers, "ingest") }
+}
+
 unsafe extern "C" fn ingest_batch_cb(
   env: sys::napi_env,
   info: sys::napi_callback_info,
@@ -149,12 +157,14 @@ fn bound<'s>(
   Ok((unsafe { scope.adopt(f) }, ing))
 }
 
-/// `ingest` itself is this JS function, closed over two bound native ones. Objects are
+/// `ingest` itself is this JS function, closed over three bound native ones. Objects are
 /// serialised here, in JS: calling `JSON.stringify` from native code costs more per event
 /// than the serialisation itself (BENCHMARKS.md, "ingest(object)" and the class-method
-/// rows). Everything else, and every object `JSON.stringify` refuses, goes to the native
-/// `ingest`, which reports it with a code.
-const INGEST_JS: &str = r#"(function (stringified, native) {
+/// rows). Whether options carry headers is also asked here, where a missing property
+/// costs next to nothing: only calls with headers pay for reading them natively.
+/// Everything else, every object `JSON.stringify` refuses and every options object that
+/// throws goes to the native `ingest`, which reports it with a code.
+const INGEST_JS: &str = r#"(function (stringified, withHeaders, native) {
   const stringify = JSON.stringify
   const isView = ArrayBuffer.isView
   return function ingest(event, options) {
@@ -165,20 +175,30 @@ const INGEST_JS: &str = r#"(function (stringified, native) {
       } catch {
         return native(event, options)
       }
-      if (typeof json === 'string') return stringified(json, options)
+      if (typeof json === 'string') {
+        if (options === undefined || options === null) return stringified(json, options)
+        let headers
+        try {
+          headers = options.headers
+        } catch {
+          return native(event, options)
+        }
+        return headers === undefined ? stringified(json, options) : withHeaders(json, options)
+      }
     }
     return native(event, options)
   }
 })"#;
 
-/// Compiles [`INGEST_JS`] and calls it with the two native functions.
+/// Compiles [`INGEST_JS`] and calls it with the three native functions.
 fn ingest_js<'s>(
   scope: &mut Scope<'s>,
   stringified: JsValue<'s>,
+  with_headers: JsValue<'s>,
   native: JsValue<'s>,
 ) -> Result<JsValue<'s>, String> {
   let factory = scope.script(INGEST_JS)?;
-  scope.call(factory, [stringified, native])
+  scope.call(factory, [stringified, with_headers, native])
 }
 
 /// Defines `ingest` and `ingestBatch` on `this`, bound to `bus`, and returns the Ingestor
@@ -193,9 +213,15 @@ pub fn install<'s>(
 ) -> Result<(*const Ingestor, bool), BusError> {
   let (native, ing) = bound(scope, bus, c"ingest", ingest_cb)?;
   let (stringified, _) = bound(scope, bus, c"ingestStringified", ingest_stringified_cb)?;
+  let (with_headers, _) = bound(
+    scope,
+    bus,
+    c"ingestStringifiedHeaders",
+    ingest_stringified_headers_cb,
+  )?;
   let (batch, _) = bound(scope, bus, c"ingestBatch", ingest_batch_cb)?;
   // Without the wrapper (it cannot fail in a working engine), `ingest` is the native one.
-  let ingest = ingest_js(scope, stringified, native).unwrap_or(native);
+  let ingest = ingest_js(scope, stringified, with_headers, native).unwrap_or(native);
   // Not enumerable, so the object still looks the same to inspection and spreading. When
   // this fails the call goes on through the class methods.
   let bound = scope.define_hidden(this, &[(c"ingest", ingest), (c"ingestBatch", batch)]);

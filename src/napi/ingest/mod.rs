@@ -22,7 +22,9 @@ use crate::error::BusError;
 use crate::event::Incoming;
 use crate::napi::scope::{JsValue, Scope};
 use bind::install;
-use values::{key_prop, keys_prop, object_or_none, options_key, type_name};
+use values::{
+  headers_prop, key_prop, keys_prop, object_or_none, options_headers, options_key, type_name,
+};
 
 /// What a bound `ingest`/`ingestBatch` function holds: the bus and `JSON.stringify`.
 pub struct Ingestor {
@@ -98,12 +100,13 @@ impl Ingestor {
     options: JsValue<'s>,
   ) -> Result<u32, BusError> {
     let key = options_key(scope, options)?;
-    let inc = self.incoming(scope, event, key)?;
+    let headers = options_headers(scope, options)?;
+    let inc = self.incoming(scope, event, key)?.with_headers(headers)?;
     self.bus.ingest(inc)
   }
 
   /// An object event already serialised by `JSON.stringify` in the JS wrapper: valid JSON
-  /// by construction, so not validated again.
+  /// by construction, so not validated again. The wrapper found no `options.headers`.
   fn ingest_stringified<'s>(
     &self,
     scope: &mut Scope<'s>,
@@ -115,6 +118,20 @@ impl Ingestor {
     self.bus.ingest(Incoming::json_trusted(payload, key)?)
   }
 
+  /// As [`Ingestor::ingest_stringified`], for options with headers.
+  fn ingest_stringified_headers<'s>(
+    &self,
+    scope: &mut Scope<'s>,
+    json: JsValue<'s>,
+    options: JsValue<'s>,
+  ) -> Result<u32, BusError> {
+    let key = options_key(scope, options)?;
+    let headers = options_headers(scope, options)?;
+    let payload = scope.string_bytes(json, "event", |n| self.bus.check_event_size(n, true))?;
+    let inc = Incoming::json_trusted(payload, key)?.with_headers(headers)?;
+    self.bus.ingest(inc)
+  }
+
   /// `ingestBatch(events, options?)`: how many were accepted.
   pub fn ingest_batch<'s>(
     &self,
@@ -123,12 +140,13 @@ impl Ingestor {
     options: JsValue<'s>,
   ) -> Result<u32, BusError> {
     let n = scope.array_len(events, "events")?;
-    let (shared, keys) = match object_or_none(scope, options, "options")? {
+    let (shared, keys, headers) = match object_or_none(scope, options, "options")? {
       Some(o) => (
         key_prop(scope, o, c"key", "options.key")?,
         keys_prop(scope, o, n)?,
+        headers_prop(scope, o)?,
       ),
-      None => (None, None),
+      None => (None, None, None),
     };
     let mut batch = Vec::with_capacity(n as usize);
     for i in 0..n {
@@ -139,6 +157,7 @@ impl Ingestor {
       };
       let inc = self
         .incoming(scope, ev, key)
+        .and_then(|inc| inc.with_headers(headers.clone()))
         .map_err(|e| BusError::new(e.code, format!("events[{i}]: {}", e.message)))?;
       batch.push(inc);
     }

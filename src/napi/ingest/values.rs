@@ -5,7 +5,7 @@ use std::sync::Arc;
 use napi::sys;
 
 use crate::error::BusError;
-use crate::event::check_key_size;
+use crate::event::{check_key_size, Headers, MAX_HEADERS, MAX_HEADER_BYTES};
 use crate::napi::scope::{JsValue, Scope};
 
 pub(super) fn type_name(t: sys::napi_valuetype) -> &'static str {
@@ -109,4 +109,64 @@ pub(super) fn keys_prop<'s>(
     keys.push(key_from(scope, k, &format!("options.keys[{i}]"))?);
   }
   Ok(Some(keys))
+}
+
+/// `options.headers`: an object of string values, or None for undefined/null. Checked
+/// against the engine's limits before the event is accepted.
+pub(super) fn headers_prop<'s>(
+  scope: &mut Scope<'s>,
+  options: JsValue<'s>,
+) -> Result<Option<Headers>, BusError> {
+  let v = scope.named(options, c"headers", "options.headers")?;
+  let Some(obj) = object_or_none(scope, v, "options.headers")? else {
+    return Ok(None);
+  };
+  let names = scope.own_keys(obj, "options.headers")?;
+  let n = scope.array_len(names, "options.headers")?;
+  if n as usize > MAX_HEADERS {
+    return Err(BusError::invalid_event(format!(
+      "options.headers has {n} entries, over the {MAX_HEADERS}-header limit; carry less context per event"
+    )));
+  }
+  let mut out = Vec::with_capacity(n as usize);
+  for i in 0..n {
+    let name = scope.element(names, i, "options.headers")?;
+    let name = scope.string_bytes(name, "options.headers", |_| Ok(()))?;
+    let name = String::from_utf8_lossy(&name).into_owned();
+    let what = format!("options.headers.{name}");
+    let key = scope.string(name.as_bytes())?;
+    let value = scope.property(obj, key, &what)?;
+    if scope.type_of(value) != sys::ValueType::napi_string {
+      return Err(BusError::invalid_event(format!(
+        "{what} must be a string, got {}",
+        type_name(scope.type_of(value))
+      )));
+    }
+    let value = scope.string_bytes(value, &what, |units| {
+      if units > MAX_HEADER_BYTES {
+        return Err(BusError::invalid_event(format!(
+          "{what} is at least {units} bytes, over the {MAX_HEADER_BYTES}-byte limit of all headers"
+        )));
+      }
+      Ok(())
+    })?;
+    out.push((
+      name.into_boxed_str(),
+      String::from_utf8_lossy(&value)
+        .into_owned()
+        .into_boxed_str(),
+    ));
+  }
+  Ok(Some(out.into()))
+}
+
+/// `options.headers` of a single `ingest`.
+pub(super) fn options_headers<'s>(
+  scope: &mut Scope<'s>,
+  options: JsValue<'s>,
+) -> Result<Option<Headers>, BusError> {
+  match scope.type_of(options) {
+    sys::ValueType::napi_object => headers_prop(scope, options),
+    _ => Ok(None),
+  }
 }

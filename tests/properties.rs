@@ -1,0 +1,273 @@
+//! Property tests (fixed case counts, so CI time is bounded): the filter evaluator agrees
+//! with a small reference evaluator written from the README's semantics; invalid filters
+//! and random cursors fail with their codes, never a panic; cursors round-trip.
+
+use proptest::prelude::*;
+use ringbus::consume::cursor::Cursor;
+use ringbus::consume::filter::Filter;
+use ringbus::error::Code;
+use serde_json::{json, Map, Value};
+
+// ---------------------------------------------------------------- documents and filters
+
+const KEYS: [&str; 4] = ["a", "b", "n", "s"];
+
+fn scalar() -> impl Strategy<Value = Value> {
+  prop_oneof![
+    Just(Value::Null),
+    any::<bool>().prop_map(Value::Bool),
+    (-3i64..4).prop_map(|n| json!(n)),
+    // Whole floats too: 2.0 must equal 2.
+    (-3i64..4).prop_map(|n| json!(n as f64)),
+    Just(json!(1.5)),
+    prop::sample::select(vec!["", "x", "y", "ab", "b"]).prop_map(|s| json!(s)),
+  ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+  scalar().prop_recursive(2, 12, 3, |inner| {
+    prop_oneof![
+      prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+      prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), inner, 0..3)
+        .prop_map(|m| { Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()) }),
+    ]
+  })
+}
+
+fn doc() -> impl Strategy<Value = Value> {
+  prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), value(), 0..4)
+    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+}
+
+fn path() -> impl Strategy<Value = String> {
+  prop_oneof![
+    prop::sample::select(KEYS.to_vec()).prop_map(str::to_string),
+    (
+      prop::sample::select(KEYS.to_vec()),
+      prop::sample::select(vec!["a", "b", "0", "1"])
+    )
+      .prop_map(|(a, b)| format!("{a}.{b}")),
+  ]
+}
+
+fn operator() -> impl Strategy<Value = Value> {
+  let op = prop_oneof![
+    scalar().prop_map(|v| json!({ "$eq": v })),
+    scalar().prop_map(|v| json!({ "$ne": v })),
+    scalar().prop_map(|v| json!({ "$gt": v })),
+    scalar().prop_map(|v| json!({ "$gte": v })),
+    scalar().prop_map(|v| json!({ "$lt": v })),
+    scalar().prop_map(|v| json!({ "$lte": v })),
+    prop::collection::vec(value(), 0..4).prop_map(|v| json!({ "$in": v })),
+    prop::collection::vec(value(), 0..4).prop_map(|v| json!({ "$nin": v })),
+    any::<bool>().prop_map(|b| json!({ "$exists": b })),
+  ];
+  op.prop_recursive(1, 4, 2, |inner| {
+    prop_oneof![
+      inner.clone().prop_map(|o| json!({ "$not": o })),
+      (inner.clone(), inner).prop_map(|(a, b)| {
+        // Two operators on one field: merge the objects (a later duplicate wins, as in JSON).
+        let mut m = a.as_object().cloned().unwrap_or_default();
+        m.extend(b.as_object().cloned().unwrap_or_default());
+        Value::Object(m)
+      }),
+    ]
+  })
+}
+
+fn filter() -> impl Strategy<Value = Value> {
+  let field = (path(), prop_oneof![value(), operator()]).prop_map(|(p, c)| {
+    let mut m = Map::new();
+    m.insert(p, c);
+    Value::Object(m)
+  });
+  field.prop_recursive(3, 16, 3, |inner| {
+    prop_oneof![
+      prop::collection::vec(inner.clone(), 1..3).prop_map(|fs| json!({ "$and": fs })),
+      prop::collection::vec(inner.clone(), 1..3).prop_map(|fs| json!({ "$or": fs })),
+      inner.clone().prop_map(|f| json!({ "$not": f })),
+      prop::collection::vec(inner, 2..3).prop_map(|fs| {
+        // Several fields in one document: every one must match.
+        let mut m = Map::new();
+        for f in fs {
+          m.extend(f.as_object().cloned().unwrap_or_default());
+        }
+        Value::Object(m)
+      }),
+    ]
+  })
+}
+
+// ---------------------------------------------------------------- the reference evaluator
+
+/// Numbers are equal by value (1 == 1.0); arrays and objects element by element.
+fn same(a: &Value, b: &Value) -> bool {
+  match (a, b) {
+    (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+    (Value::Array(x), Value::Array(y)) => {
+      x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+    }
+    (Value::Object(x), Value::Object(y)) => {
+      x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+    }
+    _ => a == b,
+  }
+}
+
+/// Ordering is defined between two numbers or two strings only.
+fn order(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+  match (a, b) {
+    (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+    (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+    _ => None,
+  }
+}
+
+/// The value itself, or (when it is an array) any element, satisfies `p`.
+fn some(v: &Value, p: &dyn Fn(&Value) -> bool) -> bool {
+  p(v) || v.as_array().is_some_and(|a| a.iter().any(p))
+}
+
+fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+  path.split('.').try_fold(doc, |cur, seg| match cur {
+    Value::Object(m) => m.get(seg),
+    Value::Array(a) => seg
+      .parse::<usize>()
+      .ok()
+      .filter(|_| seg.bytes().all(|b| b.is_ascii_digit()))
+      .and_then(|i| a.get(i)),
+    _ => None,
+  })
+}
+
+fn ref_cond(cond: &Value, v: Option<&Value>) -> bool {
+  let ops = cond
+    .as_object()
+    .filter(|m| !m.is_empty() && m.keys().all(|k| k.starts_with('$')));
+  let Some(ops) = ops else {
+    return v.is_some_and(|v| some(v, &|e| same(e, cond)));
+  };
+  ops.iter().all(|(op, x)| {
+    let cmp = |want: &dyn Fn(std::cmp::Ordering) -> bool| {
+      v.is_some_and(|v| some(v, &|e| order(e, x).is_some_and(want)))
+    };
+    let within = |e: &Value| x.as_array().unwrap().iter().any(|y| same(e, y));
+    match op.as_str() {
+      "$eq" => v.is_some_and(|v| some(v, &|e| same(e, x))),
+      "$ne" => !v.is_some_and(|v| some(v, &|e| same(e, x))),
+      "$gt" => cmp(&|o| o.is_gt()),
+      "$gte" => cmp(&|o| o.is_ge()),
+      "$lt" => cmp(&|o| o.is_lt()),
+      "$lte" => cmp(&|o| o.is_le()),
+      "$in" => v.is_some_and(|v| some(v, &within)),
+      "$nin" => !v.is_some_and(|v| some(v, &within)),
+      "$exists" => v.is_some() == x.as_bool().unwrap(),
+      "$not" => !ref_cond(x, v),
+      other => panic!("the generator made an unknown operator {other}"),
+    }
+  })
+}
+
+fn ref_matches(filter: &Value, doc: &Value) -> bool {
+  filter
+    .as_object()
+    .unwrap()
+    .iter()
+    .all(|(k, v)| match k.as_str() {
+      "$and" => v.as_array().unwrap().iter().all(|f| ref_matches(f, doc)),
+      "$or" => v.as_array().unwrap().iter().any(|f| ref_matches(f, doc)),
+      "$not" => !ref_matches(v, doc),
+      field => ref_cond(v, lookup(doc, field)),
+    })
+}
+
+// ---------------------------------------------------------------- properties
+
+proptest! {
+  #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+  #[test]
+  fn filters_agree_with_the_reference(f in filter(), d in doc()) {
+    let parsed = Filter::parse(&f).map_err(|e| TestCaseError::fail(format!("{f} was refused: {}", e.message)))?;
+    prop_assert_eq!(parsed.matches(&d), ref_matches(&f, &d), "filter {} on {}", f, d);
+    // The raw-bytes path agrees with the parsed one.
+    prop_assert_eq!(parsed.matches_json(d.to_string().as_bytes()), parsed.matches(&d));
+  }
+
+  #[test]
+  fn invalid_filters_are_refused_with_a_path(f in value()) {
+    // Any JSON value: a valid filter parses; anything else is ERR_INVALID_FILTER naming
+    // where, and never a panic.
+    if let Err(e) = Filter::parse(&f) {
+      prop_assert_eq!(e.code, Code::InvalidFilter);
+      prop_assert!(e.message.starts_with("filter"), "{}", e.message);
+    }
+  }
+
+  #[test]
+  fn unknown_operators_name_their_path(op in "\\$[a-z]{1,6}", p in path()) {
+    prop_assume!(!["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$not"].contains(&op.as_str()));
+    let f = json!({ p.clone(): { op.clone(): 1 } });
+    let e = Filter::parse(&f).unwrap_err();
+    prop_assert_eq!(e.code, Code::InvalidFilter);
+    prop_assert!(e.message.contains(&format!("filter.{p}.{op}")), "{}", e.message);
+  }
+
+  #[test]
+  fn cursors_round_trip(
+    positions in prop::collection::btree_map(any::<u32>(), "[0-9a-z-]{0,12}", 0..6),
+    cleared in prop::collection::btree_map("[0-9a-f]{4}-[0-9]", any::<u32>(), 0..3),
+    floor in prop::option::of("[0-9]{1,8}"),
+    scope in "[a-z]{1,8}(:[a-zA-Z0-9_]{1,8})?",
+  ) {
+    let c = Cursor { positions, cleared, floor };
+    let text = c.encode(&scope);
+    prop_assert_eq!(Cursor::decode(&text, &scope).unwrap(), c);
+    let other = format!("{scope}x");
+    prop_assert_eq!(Cursor::decode(&text, &other).unwrap_err().code, Code::InvalidCursor);
+  }
+
+  #[test]
+  fn random_cursors_are_refused(text in ".{0,64}", tail in prop::collection::vec(any::<u8>(), 0..48)) {
+    // Random text, and random bytes (base64url-encoded) after the prefix.
+    if let Err(e) = Cursor::decode(&text, "memory") {
+      prop_assert_eq!(e.code, Code::InvalidCursor);
+    }
+    use base64::Engine;
+    let forged = format!("rb1.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tail));
+    if let Err(e) = Cursor::decode(&forged, "memory") {
+      prop_assert_eq!(e.code, Code::InvalidCursor);
+    }
+  }
+
+  #[test]
+  fn truncated_cursors_are_refused(cut in 0usize..200) {
+    let mut c = Cursor::default();
+    c.positions.insert(2, "17".into());
+    c.floor = Some("3".into());
+    let text = c.encode("memory");
+    let cut = cut.min(text.len());
+    if let Err(e) = Cursor::decode(&text[..cut], "memory") {
+      prop_assert_eq!(e.code, Code::InvalidCursor);
+    } else {
+      prop_assert_eq!(cut, text.len());
+    }
+  }
+}
+
+/// The generated cases are not trivial: both outcomes occur often.
+#[test]
+fn generated_filters_both_match_and_miss() {
+  use proptest::strategy::ValueTree;
+  use proptest::test_runner::TestRunner;
+  let mut runner = TestRunner::deterministic();
+  let (mut hits, n) = (0, 2000);
+  for _ in 0..n {
+    let f = filter().new_tree(&mut runner).unwrap().current();
+    let d = doc().new_tree(&mut runner).unwrap().current();
+    if Filter::parse(&f).unwrap().matches(&d) {
+      hits += 1;
+    }
+  }
+  assert!(hits > n / 10 && hits < n * 9 / 10, "{hits} of {n} matched");
+}
