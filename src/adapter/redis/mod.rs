@@ -27,6 +27,8 @@ use super::{Adapter, AdapterError, Outcome, Positions, ReadPage, WriteBatch, Wri
 use crate::error::{BusError, Code};
 pub use config::{RedisConfig, RedisTarget, Secret};
 use conn::{Conn, Endpoint, MAX_BLOCK};
+/// One `XRANGE` entry back into an event (public for the property tests).
+pub use decode::entry as decode_entry;
 pub use write::{mark_key, shards_key, stream_key};
 
 /// Corrupt entries logged individually before going quiet (the count keeps growing).
