@@ -385,19 +385,24 @@ impl EventBus {
   pub fn dead_letters<'env>(
     &self,
     env: &'env Env,
-    group: String,
-    options: Option<DeadLettersOptions>,
+    group: Unknown<'env>,
+    options: Option<Unknown<'env>>,
   ) -> Result<PromiseRaw<'env, DeadLetterPage>> {
     let bus = self.bus.clone();
-    let (limit, cursor) = match options {
-      Some(o) => (o.limit, o.cursor),
-      None => (None, None),
-    };
+    let request = group_arg(&group, "deadLetters()").and_then(|group| {
+      let json = options_json(env, options, "deadLetters options", Code::InvalidConfig)?;
+      let o: DeadLettersOptions = match json {
+        Some(text) => options::parse_json(&text, "deadLetters options", Code::InvalidConfig)?,
+        None => DeadLettersOptions::default(),
+      };
+      Ok((group, o))
+    });
     spawn(
       env,
       async move {
-        let limit = poll::check_limit(limit)?;
-        bus.dead_letters(&group, cursor.as_deref(), limit).await
+        let (group, o) = request?;
+        let limit = poll::check_limit(o.limit)?;
+        bus.dead_letters(&group, o.cursor.as_deref(), limit).await
       },
       |_, page| {
         Ok(DeadLetterPage {
@@ -416,14 +421,27 @@ impl EventBus {
   pub fn redeliver<'env>(
     &self,
     env: &'env Env,
-    group: String,
-    letters: Vec<Unknown<'env>>,
+    group: Unknown<'env>,
+    letters: Unknown<'env>,
   ) -> Result<PromiseRaw<'env, u32>> {
-    let ids: std::result::Result<Vec<String>, BusError> = letters.iter().map(letter_id).collect();
+    let request = group_arg(&group, "redeliver()").and_then(|group| {
+      // SAFETY: `letters` is a value of this call; the conversion checks that it is an array.
+      let list = unsafe { Vec::<Unknown>::from_napi_value(env.raw(), letters.raw()) }.map_err(|_| {
+        BusError::config("redeliver() takes an array of dead letters from deadLetters() or their letterId strings")
+      })?;
+      let ids = list
+        .iter()
+        .map(|v| letter_id(env, v))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+      Ok((group, ids))
+    });
     let bus = self.bus.clone();
     spawn(
       env,
-      async move { Ok(bus.redeliver(&group, &ids?).await? as u32) },
+      async move {
+        let (group, ids) = request?;
+        Ok(bus.redeliver(&group, &ids).await? as u32)
+      },
       |_, n| Ok(n),
     )
   }
@@ -482,7 +500,17 @@ impl EventBus {
 }
 
 /// A dead letter's id, from a letter object or the id itself.
-fn letter_id(v: &Unknown<'_>) -> std::result::Result<String, BusError> {
+/// A group name argument: a string (its format is checked by the engine).
+fn group_arg(group: &Unknown<'_>, what: &str) -> std::result::Result<String, BusError> {
+  match group.get_type() {
+    // SAFETY: the type was checked by the match.
+    Ok(ValueType::String) => unsafe { group.cast::<String>() }
+      .map_err(|_| BusError::config(format!("{what}: group must be a string"))),
+    _ => Err(BusError::config(format!("{what}: group must be a string"))),
+  }
+}
+
+fn letter_id(env: &Env, v: &Unknown<'_>) -> std::result::Result<String, BusError> {
   let bad = || {
     BusError::config("redeliver() takes dead letters from deadLetters() or their letterId strings")
   };
@@ -490,13 +518,21 @@ fn letter_id(v: &Unknown<'_>) -> std::result::Result<String, BusError> {
     // SAFETY: the type was checked by the match.
     Ok(ValueType::String) => unsafe { v.cast::<String>() }.map_err(|_| bad()),
     Ok(ValueType::Object) => {
-      // SAFETY: the type was checked by the match.
-      let obj = unsafe { v.cast::<Object>() }.map_err(|_| bad())?;
-      obj
-        .get_named_property::<Option<String>>("letterId")
-        .ok()
-        .flatten()
-        .ok_or_else(bad)
+      let read = |scope: &mut Scope<'_>| {
+        // SAFETY: napi-rs handed `v` to this running call.
+        let obj = unsafe { scope.adopt(v.raw()) };
+        // A getter or Proxy trap that throws is reported, and its exception cleared.
+        let id = scope
+          .named(obj, c"letterId", "a dead letter's letterId")
+          .map_err(|e| BusError::config(e.message))?;
+        if scope.type_of(id) != napi::sys::ValueType::napi_string {
+          return Err(bad());
+        }
+        let bytes = scope.string_bytes(id, "letterId", |_| Ok(()))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+      };
+      // SAFETY: called from a napi-rs method, on the JS thread, within the call of `env`.
+      unsafe { Scope::with(env.raw(), read) }
     }
     _ => Err(bad()),
   }

@@ -640,7 +640,9 @@ pub fn process_options(
 }
 
 /// Options of `bus.deadLetters()`.
-#[napi(object)]
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeadLettersOptions {
   /// Most letters in the page (1–10000). Default: 100.
   pub limit: Option<u32>,
