@@ -190,10 +190,18 @@ pub trait Adapter: Send + Sync + 'static {
 /// How long an adapter may answer `stored_shards` from what it last read.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(1);
 
-/// A value read from the backend at most [`DISCOVERY_TTL`] ago.
-#[derive(Default)]
+/// A value read from the backend at most [`DISCOVERY_TTL`] ago. Read on every read request
+/// and replaced every few seconds, so it is an `ArcSwap` snapshot: readers take no lock.
 pub struct Cached<T> {
-  value: parking_lot::Mutex<Option<(std::time::Instant, T)>>,
+  value: arc_swap::ArcSwapOption<(std::time::Instant, T)>,
+}
+
+impl<T> Default for Cached<T> {
+  fn default() -> Self {
+    Cached {
+      value: arc_swap::ArcSwapOption::empty(),
+    }
+  }
 }
 
 impl<T: Clone> Cached<T> {
@@ -202,13 +210,16 @@ impl<T: Clone> Cached<T> {
   where
     F: std::future::Future<Output = Result<T, E>>,
   {
-    if let Some((at, v)) = &*self.value.lock() {
-      if at.elapsed() < DISCOVERY_TTL {
-        return Ok(v.clone());
+    if let Some(cached) = &*self.value.load() {
+      if cached.0.elapsed() < DISCOVERY_TTL {
+        return Ok(cached.1.clone());
       }
     }
     let v = load.await?;
-    *self.value.lock() = Some((std::time::Instant::now(), v.clone()));
+    self.value.store(Some(std::sync::Arc::new((
+      std::time::Instant::now(),
+      v.clone(),
+    ))));
     Ok(v)
   }
 }
