@@ -222,24 +222,23 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
     let delay = backoff(attempt);
     let delay_ms = delay.as_millis() as u64;
     // The first retry of a batch is worth a warning; the rest of a streak only at debug.
+    // (`tracing` takes the level as a constant, hence the macro.)
+    macro_rules! retrying {
+      ($log:ident) => {
+        tracing::$log!(
+          shard = shard.id,
+          events = retry.len(),
+          attempt,
+          delay_ms,
+          reason = why,
+          "write failed, retrying: {why}"
+        )
+      };
+    }
     if attempt == 1 {
-      tracing::warn!(
-        shard = shard.id,
-        events = retry.len(),
-        attempt,
-        delay_ms,
-        reason = why,
-        "write failed, retrying: {why}"
-      );
+      retrying!(warn);
     } else {
-      tracing::debug!(
-        shard = shard.id,
-        events = retry.len(),
-        attempt,
-        delay_ms,
-        reason = why,
-        "write failed, retrying: {why}"
-      );
+      retrying!(debug);
     }
     tokio::select! {
       _ = tokio::time::sleep(delay) => {}

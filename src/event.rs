@@ -19,6 +19,13 @@ pub const MAX_HEADER_NAME_BYTES: usize = 64;
 /// Most bytes of one event's header names and values together.
 pub const MAX_HEADER_BYTES: usize = 4096;
 
+/// Bytes of header names and values, counted with an event's size.
+pub fn headers_size(headers: &Option<Headers>) -> usize {
+  headers
+    .as_ref()
+    .map_or(0, |h| h.iter().map(|(n, v)| n.len() + v.len()).sum())
+}
+
 /// Headers as pairs of owned strings (for serde), and back.
 pub fn headers_to_pairs(h: &Headers) -> Vec<(String, String)> {
   h.iter()
@@ -118,10 +125,7 @@ pub struct Stamp {
 impl Event {
   /// Bytes counted against batch and retention limits.
   pub fn size(&self) -> usize {
-    let headers = self.headers.as_ref().map_or(0, |h| {
-      h.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
-    });
-    self.payload.len() + self.key.as_ref().map_or(0, |k| k.len()) + headers
+    self.payload.len() + self.key.as_ref().map_or(0, |k| k.len()) + headers_size(&self.headers)
   }
 }
 

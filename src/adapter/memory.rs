@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::{
   parse_numeric_position, Adapter, AdapterError, Positions, ReadPage, WriteBatch, WriteResult,
 };
-use crate::event::{Headers, PayloadKind, ProducerId, Stamp, StoredEvent};
+use crate::event::{headers_size, Headers, PayloadKind, ProducerId, Stamp, StoredEvent};
 
 /// Events kept across all shards by default.
 pub const DEFAULT_MAX_EVENTS: usize = 1 << 20;
@@ -34,10 +34,7 @@ struct Record {
 
 impl Record {
   fn size(&self) -> usize {
-    let headers = self.headers.as_ref().map_or(0, |h| {
-      h.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
-    });
-    self.payload.len() + self.key.as_ref().map_or(0, |k| k.len()) + headers
+    self.payload.len() + self.key.as_ref().map_or(0, |k| k.len()) + headers_size(&self.headers)
   }
 }
 

@@ -113,9 +113,7 @@ impl Ingestor {
     json: JsValue<'s>,
     options: JsValue<'s>,
   ) -> Result<u32, BusError> {
-    let key = options_key(scope, options)?;
-    let payload = scope.string_bytes(json, "event", |n| self.bus.check_event_size(n, true))?;
-    self.bus.ingest(Incoming::json_trusted(payload, key)?)
+    self.stringified(scope, json, options, false)
   }
 
   /// As [`Ingestor::ingest_stringified`], for options with headers.
@@ -125,8 +123,21 @@ impl Ingestor {
     json: JsValue<'s>,
     options: JsValue<'s>,
   ) -> Result<u32, BusError> {
+    self.stringified(scope, json, options, true)
+  }
+
+  fn stringified<'s>(
+    &self,
+    scope: &mut Scope<'s>,
+    json: JsValue<'s>,
+    options: JsValue<'s>,
+    with_headers: bool,
+  ) -> Result<u32, BusError> {
     let key = options_key(scope, options)?;
-    let headers = options_headers(scope, options)?;
+    let headers = match with_headers {
+      true => options_headers(scope, options)?,
+      false => None,
+    };
     let payload = scope.string_bytes(json, "event", |n| self.bus.check_event_size(n, true))?;
     let inc = Incoming::json_trusted(payload, key)?.with_headers(headers)?;
     self.bus.ingest(inc)
