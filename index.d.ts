@@ -12,16 +12,18 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 /**
  * A member of a consumer group (`bus.consumer()`). Iterate it with `for await`; ack each
  * event. `break` ends the iteration and closes the member, as `close()` does.
+ *
+ * @typeParam T - The events' type, as `EventBus<T>` declares it.
  */
-export declare class Consumer {
+export declare class Consumer<T = unknown> {
   /** The group's name. */
   get group(): string
   /** This member's name. */
   get member(): string
   /** The next event (`{ done: false, value }`), or `{ done: true }` once closed. */
-  next(): Promise<ConsumerStep>
+  next(): Promise<ConsumerStep<T>>
   /** Ends the iteration (called by `break`) and closes the member. */
-  return(): Promise<ConsumerStep>
+  return(): Promise<ConsumerStep<T>>
   /**
    * Acknowledges a delivered event: it is done for the group. Synchronous; acks reach the
    * backend in batches (within about 50 ms). Returns false when this member no longer
@@ -29,17 +31,17 @@ export declare class Consumer {
    * which delivers it again). Throws `ERR_INVALID_EVENT` for an object without
    * `shardId` and `id`.
    */
-  ack(event: GroupEvent): boolean
+  ack(event: GroupEvent<T>): boolean
   /**
    * Delivers the event again, no sooner than `delayMs` (it counts as a delivery toward
    * `maxDeliveries`). Returns false when this member does not hold it.
    */
-  nack(event: GroupEvent, options?: NackOptions | undefined | null): boolean
+  nack(event: GroupEvent<T>, options?: NackOptions | undefined | null): boolean
   /**
    * For a long handler: pushes the event's ack deadline to `ackWaitMs` from now. Returns
    * false when this member does not hold it.
    */
-  touch(event: GroupEvent): boolean
+  touch(event: GroupEvent<T>): boolean
   /**
    * Commits acks so far, gives this member's shards up and leaves the group; its unacked
    * events go to the other members. Idempotent; iteration ends.
@@ -52,8 +54,11 @@ export declare class Consumer {
 /**
  * An event bus: synchronous sharded ingest, batched delivery to the adapter, and
  * `poll`/`subscribe` to read events back.
+ *
+ * @typeParam T - The events' type (default `unknown`): what `ingest` takes as an object and
+ * what `ev.json()` returns on read. TypeScript only; nothing is checked at run time.
  */
-export declare class EventBus {
+export declare class EventBus<T = unknown> {
   /**
    * Creates a bus with an in-process adapter (`memory`, the default, or `noop`).
    * Network adapters connect asynchronously: use `EventBus.create()` for them.
@@ -64,21 +69,21 @@ export declare class EventBus {
    * Validates the options, connects the adapter and starts the workers.
    * Rejects with `ERR_INVALID_CONFIG` or `ERR_CONNECT`.
    */
-  static create(options?: EventBusOptions): Promise<EventBus>
+  static create<T = unknown>(options?: EventBusOptions): Promise<EventBus<T>>
   /**
    * Accepts one event and returns the id of the shard it went to. `event` is an object
    * (serialised with JSON.stringify), a JSON string (validated) or a Buffer/Uint8Array
    * (stored byte-exact). Never waits on I/O. Throws `ERR_INVALID_EVENT`,
    * `ERR_BACKPRESSURE` (backpressure `'reject'` and the shard is full) or `ERR_SHUT_DOWN`.
    */
-  ingest(event: object | string | Uint8Array, options?: IngestOptions | undefined | null): number
+  ingest(event: T | string | Uint8Array, options?: IngestOptions | undefined | null): number
   /**
    * Accepts many events in one native call and returns how many were accepted. If any
    * event is invalid, none is accepted (`ERR_INVALID_EVENT` names its index). Under
    * backpressure `'reject'` it stops at the first full shard: `events.slice(returned)`
    * were not accepted (`ERR_BACKPRESSURE` when that is all of them).
    */
-  ingestBatch(events: Array<object | string | Uint8Array>, options?: IngestOptions | undefined | null): number
+  ingestBatch(events: Array<T | string | Uint8Array>, options?: IngestOptions | undefined | null): number
   /**
    * Resolves when every event accepted before the call has been stored by the adapter or
    * dropped, and says how many of them were dropped.
@@ -94,20 +99,20 @@ export declare class EventBus {
    * Reads a page of stored events after `request.cursor`. Rejects with
    * `ERR_INVALID_CURSOR`, `ERR_INVALID_FILTER`, `ERR_INVALID_CONFIG` or `ERR_SHUT_DOWN`.
    */
-  poll(request?: PollRequest): Promise<PollResult>
+  poll(request?: PollRequest): Promise<PollResult<T>>
   /**
    * An async iterable of events: `for await (const ev of bus.subscribe({ filter, from }))`.
    * Waits for new events without polling; `break` releases it; shutdown ends it.
    * Throws `ERR_INVALID_FILTER`, `ERR_INVALID_CURSOR`, `ERR_INVALID_CONFIG` or `ERR_SHUT_DOWN`.
    */
-  subscribe(options?: SubscribeOptions): AsyncIterableIterator<BusEvent>
+  subscribe(options?: SubscribeOptions): AsyncIterableIterator<BusEvent<T>>
   /**
    * Joins a consumer group as a new member: `for await (const ev of consumer)`, then
    * `consumer.ack(ev)`. The group is created on first use and lives in the backend.
    * Rejects with `ERR_INVALID_CONFIG` (naming the option), `ERR_INVALID_FILTER`,
    * `ERR_SHUT_DOWN`, or a backend error (`ERR_ADAPTER`, `ERR_TIMEOUT`).
    */
-  consumer(options: ConsumerOptions): Promise<Consumer & AsyncIterableIterator<GroupEvent>>
+  consumer(options: ConsumerOptions): Promise<Consumer<T> & AsyncIterableIterator<GroupEvent<T>>>
   /**
    * Runs `handler` for the events of `group`: `concurrency` handlers at once across keys,
    * one at a time per key. A handler that resolves acks its event; one that throws or
@@ -116,18 +121,18 @@ export declare class EventBus {
    * once; the member joins in the background. Throws `ERR_INVALID_CONFIG`,
    * `ERR_INVALID_FILTER` or `ERR_SHUT_DOWN`.
    */
-  process(group: string, handler: (event: GroupEvent) => unknown, options?: Omit<ConsumerOptions, 'group'> & WorkerOptions): Worker
+  process(group: string, handler: (event: GroupEvent<T>) => unknown, options?: Omit<ConsumerOptions, 'group'> & WorkerOptions): Worker
   /**
    * A page of `group`'s dead letters, oldest first: `{ events, cursor, hasMore }`.
    * Each carries `reason`, `deliveries`, `deadLetteredAt` and `letterId`.
    */
-  deadLetters(group: string, options?: DeadLettersOptions | undefined | null): Promise<DeadLetterPage>
+  deadLetters(group: string, options?: DeadLettersOptions | undefined | null): Promise<DeadLetterPage<T>>
   /**
    * Puts dead letters back into `group` (letters from `deadLetters()`, or their
    * `letterId`s): the member owning each one's shard delivers it again, counting from 1.
    * Resolves with how many were found and moved.
    */
-  redeliver(group: string, letters: Array<DeadLetter | string>): Promise<number>
+  redeliver(group: string, letters: Array<DeadLetter<unknown> | string>): Promise<number>
   /** Bus-wide counters as plain numbers; `ingested == stored + dropped + pending` holds. */
   stats(): BusStats
   /** Per-shard state and counters, sorted by shard id. */
@@ -153,12 +158,14 @@ export declare class EventBus {
 /**
  * Events from `subscribe()`. Use with `for await`; breaking out of the loop releases it,
  * and `shutdown()` ends it.
+ *
+ * @typeParam T - The events' type, as `EventBus<T>` declares it.
  */
-export declare class Subscription {
+export declare class Subscription<T = unknown> {
   /** The next event (`{ done: false, value }`), or `{ done: true }` once ended. */
-  next(): Promise<SubscriptionStep>
+  next(): Promise<SubscriptionStep<T>>
   /** Ends the subscription (called by `break`); pending and later `next()` calls finish. */
-  return(): Promise<SubscriptionStep>
+  return(): Promise<SubscriptionStep<T>>
 }
 
 /** A running `process()` worker. */
@@ -250,8 +257,12 @@ export interface BatchOptions {
   maxDelayMs?: number
 }
 
-/** An event read back. */
-export interface BusEvent {
+/**
+ * An event read back.
+ *
+ * @typeParam T - The event's type, as `EventBus<T>` declares it; `json()` returns it.
+ */
+export interface BusEvent<T = unknown> {
   /** The backend's id of the stored record. */
   id: string
   shardId: number
@@ -269,6 +280,12 @@ export interface BusEvent {
   messageId: string
   /** Headers given at ingest (`ingest(event, { headers })`), when there were any. */
   headers?: Record<string, string>
+  /**
+   * The payload parsed with `JSON.parse`, on the first call; later calls return the same
+   * value. Not enumerable (spreading and `JSON.stringify` skip it); `raw` stays. Throws
+   * `ERR_INVALID_EVENT` for a payload that is not JSON (bytes are stored byte-exact).
+   */
+  json: () => T
 }
 
 /** Counters as plain numbers (never BigInt). `ingested == stored + dropped + pending`. */
@@ -366,14 +383,22 @@ export interface ConsumerStats {
   shards: Array<number>
 }
 
-/** One step of the iteration, as `for await` expects it. */
-export interface ConsumerStep {
+/**
+ * One step of the iteration, as `for await` expects it.
+ *
+ * @typeParam T - The events' type, as `EventBus<T>` declares it.
+ */
+export interface ConsumerStep<T = unknown> {
   done: boolean
-  value?: GroupEvent
+  value?: GroupEvent<T>
 }
 
-/** An event a group gave up on (`bus.deadLetters()`). */
-export interface DeadLetter {
+/**
+ * An event a group gave up on (`bus.deadLetters()`).
+ *
+ * @typeParam T - The event's type, as `EventBus<T>` declares it; `json()` returns it.
+ */
+export interface DeadLetter<T = unknown> {
   id: string
   shardId: number
   seq: number
@@ -392,11 +417,21 @@ export interface DeadLetter {
   deadLetteredAt: number
   /** The letter's id: pass the letter (or this id) to `bus.redeliver()`. */
   letterId: string
+  /**
+   * The payload parsed with `JSON.parse`, on the first call; later calls return the same
+   * value. Not enumerable (spreading and `JSON.stringify` skip it); `raw` stays. Throws
+   * `ERR_INVALID_EVENT` for a payload that is not JSON (bytes are stored byte-exact).
+   */
+  json: () => T
 }
 
-/** A page of dead letters. */
-export interface DeadLetterPage {
-  events: Array<DeadLetter>
+/**
+ * A page of dead letters.
+ *
+ * @typeParam T - The events' type, as `EventBus<T>` declares it.
+ */
+export interface DeadLetterPage<T = unknown> {
+  events: Array<DeadLetter<T>>
   /** Pass to the next `deadLetters` call to continue after this page. */
   cursor?: string
   hasMore: boolean
@@ -471,8 +506,12 @@ export interface FlushResult {
   dropped: number
 }
 
-/** An event delivered to a consumer group member. */
-export interface GroupEvent {
+/**
+ * An event delivered to a consumer group member.
+ *
+ * @typeParam T - The event's type, as `EventBus<T>` declares it; `json()` returns it.
+ */
+export interface GroupEvent<T = unknown> {
   id: string
   shardId: number
   seq: number
@@ -485,6 +524,12 @@ export interface GroupEvent {
   headers?: Record<string, string>
   /** 1 on the first delivery; counts on across members and restarts. */
   deliveries: number
+  /**
+   * The payload parsed with `JSON.parse`, on the first call; later calls return the same
+   * value. Not enumerable (spreading and `JSON.stringify` skip it); `raw` stays. Throws
+   * `ERR_INVALID_EVENT` for a payload that is not JSON (bytes are stored byte-exact).
+   */
+  json: () => T
 }
 
 /** Options of `ingest` and `ingestBatch`. */
@@ -553,9 +598,13 @@ export interface PollRequest {
   shards?: Array<number>
 }
 
-/** A page of events. */
-export interface PollResult {
-  events: Array<BusEvent>
+/**
+ * A page of events.
+ *
+ * @typeParam T - The events' type, as `EventBus<T>` declares it.
+ */
+export interface PollResult<T = unknown> {
+  events: Array<BusEvent<T>>
   /** Pass to the next `poll` to continue after this page. */
   cursor: string
   /**
@@ -647,10 +696,14 @@ export interface SubscribeOptions {
   from?: string
 }
 
-/** One step of the iteration, as `for await` expects it. */
-export interface SubscriptionStep {
+/**
+ * One step of the iteration, as `for await` expects it.
+ *
+ * @typeParam T - The events' type, as `EventBus<T>` declares it.
+ */
+export interface SubscriptionStep<T = unknown> {
   done: boolean
-  value?: BusEvent
+  value?: BusEvent<T>
 }
 
 /** TLS settings. Omit the files to verify the server against the system's roots. */

@@ -24,6 +24,7 @@ fs.rmSync(dist, { recursive: true, force: true })
 fs.mkdirSync(stage, { recursive: true })
 
 run(napi, ['build', '--platform', '--release', '--strip'])
+run(process.execPath, [path.join(__dirname, 'typings.js')])
 run(napi, ['version'])
 
 // This machine's target triple, and the platform package that carries it.

@@ -387,3 +387,50 @@ proptest! {
     }
   }
 }
+
+proptest! {
+  #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+  #[test]
+  fn jetstream_records_decode_or_are_refused(
+    names in prop::collection::vec(prop_oneof![
+      Just("Rb".to_string()), Just("Rb-Key".to_string()), Just("Nats-Msg-Id".to_string()),
+      "[A-Za-z][A-Za-z0-9_.-]{0,12}",
+    ], 0..6),
+    values in prop::collection::vec(".{0,40}", 6),
+    meta_ok in any::<bool>(),
+    json in any::<bool>(),
+    payload in prop::collection::vec(any::<u8>(), 0..48),
+    no_headers in any::<bool>(),
+  ) {
+    use async_nats::{HeaderMap, HeaderName, HeaderValue};
+    use std::str::FromStr;
+    let mut headers = HeaderMap::new();
+    for (n, v) in names.iter().zip(&values) {
+      // What the server can deliver: names and values the protocol allows.
+      if let (Ok(n), Ok(v)) = (HeaderName::from_str(n), HeaderValue::from_str(v)) {
+        headers.insert(n, v);
+      }
+    }
+    if meta_ok {
+      let kind = if json { ringbus::event::PayloadKind::Json } else { ringbus::event::PayloadKind::Bytes };
+      let mut line = String::new();
+      meta::write(&mut line, 5, 6, kind, Default::default());
+      headers.insert("Rb", line.as_str());
+    }
+    let payload = bytes::Bytes::from(payload);
+    let decoded = ringbus::adapter::jetstream::decode_record(3, 77, (!no_headers).then_some(&headers), &payload);
+    match decoded {
+      Ok(ev) => {
+        prop_assert!(!no_headers);
+        prop_assert_eq!(ev.shard, 3);
+        prop_assert_eq!(ev.id.as_str(), "77");
+        prop_assert_eq!(&ev.payload[..], &payload[..]);
+        if let Some(h) = &ev.headers {
+          prop_assert!(h.iter().all(|(n, _)| !ringbus::event::is_reserved_header(n)));
+        }
+      }
+      Err(reason) => prop_assert!(!reason.is_empty()),
+    }
+  }
+}

@@ -79,3 +79,58 @@ export function misuse(bus: EventBus): void {
   void bus.scaleUp('2')
   void big, p
 }
+
+// A typed bus: ingest takes T (or a JSON string or bytes), and every read gives json(): T.
+interface Order {
+  orderId: number
+  total: number
+  lines?: string[]
+}
+
+export async function typed(): Promise<number> {
+  const bus = new EventBus<Order>()
+  const created = await EventBus.create<Order>({ adapter: { type: 'memory' } })
+  bus.ingest({ orderId: 1, total: 5 }, { key: 'c-1' })
+  bus.ingest('{"orderId":2,"total":1}')
+  bus.ingest(Buffer.from('{}'))
+  bus.ingestBatch([{ orderId: 3, total: 2 }, '{"orderId":4,"total":0}'])
+  // @ts-expect-error a wrong event shape: total is a number
+  bus.ingest({ orderId: 5, total: 'five' })
+  // @ts-expect-error a missing required field
+  bus.ingestBatch([{ orderId: 6 }])
+  const page = await bus.poll()
+  const order: Order | undefined = page.events[0]?.json()
+  // @ts-expect-error json() is an Order, not a string
+  const wrong: string = page.events[0].json()
+  for await (const ev of bus.subscribe()) {
+    const total: number = ev.json().total
+    void total
+    break
+  }
+  const consumer = await bus.consumer({ group: 'billing' })
+  for await (const ev of consumer) {
+    const id: number = ev.json().orderId
+    consumer.ack(ev)
+    void id
+    break
+  }
+  await consumer.close()
+  const worker = bus.process('ship', async (ev) => {
+    const lines: string[] | undefined = ev.json().lines
+    // @ts-expect-error handlers get the bus's event type
+    const nope: boolean = ev.json().orderId
+    void lines, nope
+  })
+  await worker.close()
+  const letters = await bus.deadLetters('ship')
+  const dead: Order | undefined = letters.events[0]?.json()
+  await bus.redeliver('ship', letters.events)
+  // Untyped buses read `unknown`: narrowing is the caller's job.
+  const plain = new EventBus()
+  const anything: unknown = (await plain.poll()).events[0]?.json()
+  // @ts-expect-error unknown is not an Order without a check
+  const unchecked: Order = (await plain.poll()).events[0].json()
+  await Promise.all([bus.shutdown(), created.shutdown(), plain.shutdown()])
+  void order, wrong, dead, anything, unchecked
+  return 0
+}

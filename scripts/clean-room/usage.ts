@@ -15,5 +15,22 @@ export async function run(): Promise<number> {
   await bus.shutdown()
   // @ts-expect-error: an unknown option is a type error
   new EventBus({ shard: 2 })
-  return seq + (first?.shardId ?? 0) + code.length
+  return seq + (first?.shardId ?? 0) + code.length + (await typed())
+}
+
+interface Order {
+  orderId: number
+  total: number
+}
+
+// A typed bus: ingest checks the event's shape, reads give json(): Order.
+async function typed(): Promise<number> {
+  const bus = await EventBus.create<Order>()
+  bus.ingest({ orderId: 1, total: 5 })
+  // @ts-expect-error: a wrong event shape is a type error
+  bus.ingest({ orderId: 'one', total: 5 })
+  const ev: BusEvent<Order> | undefined = (await bus.poll()).events[0]
+  const total: number = ev?.json().total ?? 0
+  await bus.shutdown()
+  return total
 }

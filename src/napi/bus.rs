@@ -126,6 +126,9 @@ fn parse_options(
 
 /// An event bus: synchronous sharded ingest, batched delivery to the adapter, and
 /// `poll`/`subscribe` to read events back.
+///
+/// @typeParam T - The events' type (default `unknown`): what `ingest` takes as an object and
+/// what `ev.json()` returns on read. TypeScript only; nothing is checked at run time.
 #[napi]
 pub struct EventBus {
   bus: Bus,
@@ -175,7 +178,10 @@ impl EventBus {
 
   /// Validates the options, connects the adapter and starts the workers.
   /// Rejects with `ERR_INVALID_CONFIG` or `ERR_CONNECT`.
-  #[napi(ts_return_type = "Promise<EventBus>")]
+  #[napi(
+    ts_generic_types = "T = unknown",
+    ts_return_type = "Promise<EventBus<T>>"
+  )]
   pub fn create<'env>(
     env: &'env Env,
     #[napi(ts_arg_type = "EventBusOptions")] options: Option<Unknown>,
@@ -197,7 +203,7 @@ impl EventBus {
   /// (stored byte-exact). Never waits on I/O. Throws `ERR_INVALID_EVENT`,
   /// `ERR_BACKPRESSURE` (backpressure `'reject'` and the shard is full) or `ERR_SHUT_DOWN`.
   #[napi(
-    ts_args_type = "event: object | string | Uint8Array, options?: IngestOptions | undefined | null"
+    ts_args_type = "event: T | string | Uint8Array, options?: IngestOptions | undefined | null"
   )]
   pub fn ingest(
     &self,
@@ -214,7 +220,7 @@ impl EventBus {
   /// backpressure `'reject'` it stops at the first full shard: `events.slice(returned)`
   /// were not accepted (`ERR_BACKPRESSURE` when that is all of them).
   #[napi(
-    ts_args_type = "events: Array<object | string | Uint8Array>, options?: IngestOptions | undefined | null"
+    ts_args_type = "events: Array<T | string | Uint8Array>, options?: IngestOptions | undefined | null"
   )]
   pub fn ingest_batch(
     &self,
@@ -249,7 +255,7 @@ impl EventBus {
 
   /// Reads a page of stored events after `request.cursor`. Rejects with
   /// `ERR_INVALID_CURSOR`, `ERR_INVALID_FILTER`, `ERR_INVALID_CONFIG` or `ERR_SHUT_DOWN`.
-  #[napi]
+  #[napi(ts_return_type = "Promise<PollResult<T>>")]
   pub fn poll<'env>(
     &self,
     env: &'env Env,
@@ -277,7 +283,7 @@ impl EventBus {
   /// An async iterable of events: `for await (const ev of bus.subscribe({ filter, from }))`.
   /// Waits for new events without polling; `break` releases it; shutdown ends it.
   /// Throws `ERR_INVALID_FILTER`, `ERR_INVALID_CURSOR`, `ERR_INVALID_CONFIG` or `ERR_SHUT_DOWN`.
-  #[napi(ts_return_type = "AsyncIterableIterator<BusEvent>")]
+  #[napi(ts_return_type = "AsyncIterableIterator<BusEvent<T>>")]
   pub fn subscribe<'env>(
     &self,
     env: &'env Env,
@@ -318,7 +324,7 @@ impl EventBus {
   /// `consumer.ack(ev)`. The group is created on first use and lives in the backend.
   /// Rejects with `ERR_INVALID_CONFIG` (naming the option), `ERR_INVALID_FILTER`,
   /// `ERR_SHUT_DOWN`, or a backend error (`ERR_ADAPTER`, `ERR_TIMEOUT`).
-  #[napi(ts_return_type = "Promise<Consumer & AsyncIterableIterator<GroupEvent>>")]
+  #[napi(ts_return_type = "Promise<Consumer<T> & AsyncIterableIterator<GroupEvent<T>>>")]
   pub fn consumer<'env>(
     &self,
     env: &'env Env,
@@ -347,7 +353,7 @@ impl EventBus {
   /// once; the member joins in the background. Throws `ERR_INVALID_CONFIG`,
   /// `ERR_INVALID_FILTER` or `ERR_SHUT_DOWN`.
   #[napi(
-    ts_args_type = "group: string, handler: (event: GroupEvent) => unknown, options?: Omit<ConsumerOptions, 'group'> & WorkerOptions",
+    ts_args_type = "group: string, handler: (event: GroupEvent<T>) => unknown, options?: Omit<ConsumerOptions, 'group'> & WorkerOptions",
     ts_return_type = "Worker"
   )]
   pub fn process<'env>(
@@ -381,7 +387,10 @@ impl EventBus {
 
   /// A page of `group`'s dead letters, oldest first: `{ events, cursor, hasMore }`.
   /// Each carries `reason`, `deliveries`, `deadLetteredAt` and `letterId`.
-  #[napi(ts_args_type = "group: string, options?: DeadLettersOptions | undefined | null")]
+  #[napi(
+    ts_args_type = "group: string, options?: DeadLettersOptions | undefined | null",
+    ts_return_type = "Promise<DeadLetterPage<T>>"
+  )]
   pub fn dead_letters<'env>(
     &self,
     env: &'env Env,
@@ -417,7 +426,7 @@ impl EventBus {
   /// Puts dead letters back into `group` (letters from `deadLetters()`, or their
   /// `letterId`s): the member owning each one's shard delivers it again, counting from 1.
   /// Resolves with how many were found and moved.
-  #[napi(ts_args_type = "group: string, letters: Array<DeadLetter | string>")]
+  #[napi(ts_args_type = "group: string, letters: Array<DeadLetter<unknown> | string>")]
   pub fn redeliver<'env>(
     &self,
     env: &'env Env,

@@ -22,10 +22,12 @@ use crate::napi::subscription::async_iterable;
 const BATCH: usize = 64;
 
 /// One step of the iteration, as `for await` expects it.
+///
+/// @typeParam T - The events' type, as `EventBus<T>` declares it.
 #[napi(object, object_from_js = false)]
 pub struct ConsumerStep {
   pub done: bool,
-  #[napi(ts_type = "GroupEvent")]
+  #[napi(ts_type = "GroupEvent<T>")]
   pub value: Option<DeliveryValue>,
 }
 
@@ -43,6 +45,8 @@ struct Shared {
 
 /// A member of a consumer group (`bus.consumer()`). Iterate it with `for await`; ack each
 /// event. `break` ends the iteration and closes the member, as `close()` does.
+///
+/// @typeParam T - The events' type, as `EventBus<T>` declares it.
 #[napi]
 pub struct Consumer {
   member: Member,
@@ -123,7 +127,7 @@ impl Consumer {
   }
 
   /// The next event (`{ done: false, value }`), or `{ done: true }` once closed.
-  #[napi]
+  #[napi(ts_return_type = "Promise<ConsumerStep<T>>")]
   pub fn next<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ConsumerStep>> {
     {
       let mut shared = self.shared.lock();
@@ -152,7 +156,7 @@ impl Consumer {
   }
 
   /// Ends the iteration (called by `break`) and closes the member.
-  #[napi(js_name = "return")]
+  #[napi(js_name = "return", ts_return_type = "Promise<ConsumerStep<T>>")]
   pub fn finish<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ConsumerStep>> {
     self.give_back_buffer();
     let member = self.member.clone();
@@ -171,7 +175,7 @@ impl Consumer {
   /// holds the event (already acked, dead-lettered, or its shard moved to another member,
   /// which delivers it again). Throws `ERR_INVALID_EVENT` for an object without
   /// `shardId` and `id`.
-  #[napi(ts_args_type = "event: GroupEvent")]
+  #[napi(ts_args_type = "event: GroupEvent<T>")]
   pub fn ack(&self, event: Object) -> Result<bool, Code> {
     let (shard, id) = event_ref(&event, "ack").map_err(throw)?;
     Ok(self.member.ack(shard, &id))
@@ -179,7 +183,7 @@ impl Consumer {
 
   /// Delivers the event again, no sooner than `delayMs` (it counts as a delivery toward
   /// `maxDeliveries`). Returns false when this member does not hold it.
-  #[napi(ts_args_type = "event: GroupEvent, options?: NackOptions | undefined | null")]
+  #[napi(ts_args_type = "event: GroupEvent<T>, options?: NackOptions | undefined | null")]
   pub fn nack(&self, event: Object, options: Option<NackOptions>) -> Result<bool, Code> {
     let (shard, id) = event_ref(&event, "nack").map_err(throw)?;
     let delay = options.and_then(|o| o.delay_ms).unwrap_or(0);
@@ -194,7 +198,7 @@ impl Consumer {
 
   /// For a long handler: pushes the event's ack deadline to `ackWaitMs` from now. Returns
   /// false when this member does not hold it.
-  #[napi(ts_args_type = "event: GroupEvent")]
+  #[napi(ts_args_type = "event: GroupEvent<T>")]
   pub fn touch(&self, event: Object) -> Result<bool, Code> {
     let (shard, id) = event_ref(&event, "touch").map_err(throw)?;
     Ok(self.member.touch(shard, &id))

@@ -16,6 +16,8 @@ use crate::shard::CounterSnapshot;
 // The objects `poll` and `subscribe` return are built by `EventList`/`EventValue`; this
 // struct only declares their typings.
 /// An event read back.
+///
+/// @typeParam T - The event's type, as `EventBus<T>` declares it; `json()` returns it.
 #[napi(object, object_to_js = false, object_from_js = false)]
 #[allow(dead_code)]
 pub struct BusEvent {
@@ -36,9 +38,16 @@ pub struct BusEvent {
   pub message_id: String,
   /// Headers given at ingest (`ingest(event, { headers })`), when there were any.
   pub headers: Option<std::collections::HashMap<String, String>>,
+  /// The payload parsed with `JSON.parse`, on the first call; later calls return the same
+  /// value. Not enumerable (spreading and `JSON.stringify` skip it); `raw` stays. Throws
+  /// `ERR_INVALID_EVENT` for a payload that is not JSON (bytes are stored byte-exact).
+  #[napi(ts_type = "() => T")]
+  pub json: (),
 }
 
 /// An event delivered to a consumer group member.
+///
+/// @typeParam T - The event's type, as `EventBus<T>` declares it; `json()` returns it.
 #[napi(object, object_to_js = false, object_from_js = false)]
 #[allow(dead_code)]
 pub struct GroupEvent {
@@ -54,9 +63,16 @@ pub struct GroupEvent {
   pub headers: Option<std::collections::HashMap<String, String>>,
   /// 1 on the first delivery; counts on across members and restarts.
   pub deliveries: u32,
+  /// The payload parsed with `JSON.parse`, on the first call; later calls return the same
+  /// value. Not enumerable (spreading and `JSON.stringify` skip it); `raw` stays. Throws
+  /// `ERR_INVALID_EVENT` for a payload that is not JSON (bytes are stored byte-exact).
+  #[napi(ts_type = "() => T")]
+  pub json: (),
 }
 
 /// An event a group gave up on (`bus.deadLetters()`).
+///
+/// @typeParam T - The event's type, as `EventBus<T>` declares it; `json()` returns it.
 #[napi(object, object_to_js = false, object_from_js = false)]
 #[allow(dead_code)]
 pub struct DeadLetter {
@@ -78,9 +94,14 @@ pub struct DeadLetter {
   pub dead_lettered_at: f64,
   /// The letter's id: pass the letter (or this id) to `bus.redeliver()`.
   pub letter_id: String,
+  /// The payload parsed with `JSON.parse`, on the first call; later calls return the same
+  /// value. Not enumerable (spreading and `JSON.stringify` skip it); `raw` stays. Throws
+  /// `ERR_INVALID_EVENT` for a payload that is not JSON (bytes are stored byte-exact).
+  #[napi(ts_type = "() => T")]
+  pub json: (),
 }
 
-const EVENT_KEYS: [&str; 13] = [
+const EVENT_KEYS: [&str; 14] = [
   "id",
   "shardId",
   "seq",
@@ -94,21 +115,56 @@ const EVENT_KEYS: [&str; 13] = [
   "deadLetteredAt",
   "letterId",
   "headers",
+  "json",
 ];
 
 /// An event's property names as JS strings, made once per page: naming properties with C
 /// strings makes V8 look each name up again for every event.
-struct EventKeys<'s>([JsValue<'s>; 13]);
+struct EventKeys<'s> {
+  names: [JsValue<'s>; 14],
+  /// The `json` method every event shares ([`JSON_JS`]).
+  json: JsValue<'s>,
+}
 
 impl<'s> EventKeys<'s> {
-  fn new(scope: &Scope<'s>) -> std::result::Result<Self, BusError> {
-    let mut keys = [scope.undefined()?; 13];
-    for (slot, name) in keys.iter_mut().zip(EVENT_KEYS) {
+  fn new(scope: &mut Scope<'s>) -> std::result::Result<Self, BusError> {
+    let mut names = [scope.undefined()?; 14];
+    for (slot, name) in names.iter_mut().zip(EVENT_KEYS) {
       *slot = scope.string(name.as_bytes())?;
     }
-    Ok(EventKeys(keys))
+    let json = scope
+      .script(JSON_JS)
+      .map_err(|reason| BusError::new(crate::error::Code::Internal, reason))?;
+    Ok(EventKeys { names, json })
   }
 }
+
+/// `ev.json()`: parses `raw` once and keeps the value on the event under a symbol, so
+/// later calls return the same value. One function for all events, defined as a hidden
+/// property: a method per event would cost a function per event, and a prototype would
+/// need a constructor call per event.
+const JSON_JS: &str = r#"(function () {
+  const parse = JSON.parse
+  const define = Object.defineProperty
+  const PARSED = Symbol('ringbus.json')
+  return function json() {
+    if (Object.prototype.hasOwnProperty.call(this, PARSED)) return this[PARSED]
+    let value
+    try {
+      value = parse(this.raw)
+    } catch (e) {
+      const err = new Error(`ev.json(): the payload is not JSON (${e.message}); events ingested as a Buffer or Uint8Array are stored byte-exact: read ev.bytes`)
+      err.code = 'ERR_INVALID_EVENT'
+      throw err
+    }
+    try {
+      define(this, PARSED, { value })
+    } catch {
+      // A frozen event: parsed again on the next call.
+    }
+    return value
+  }
+})()"#;
 
 /// What a read-back event carries beyond the stored record.
 #[derive(Clone, Copy)]
@@ -126,9 +182,9 @@ fn event_object<'s>(
   ev: &StoredEvent,
   extra: Extra<'_>,
 ) -> std::result::Result<JsValue<'s>, BusError> {
-  let [id, shard_id, seq, timestamp, key, raw, bytes, message_id, deliveries, reason, dead_at, letter_id, headers] =
-    keys.0;
-  let mut props = [(id, id); 13];
+  let [id, shard_id, seq, timestamp, key, raw, bytes, message_id, deliveries, reason, dead_at, letter_id, headers, json] =
+    keys.names;
+  let mut props = [(id, id); 14];
   let mut n = 0;
   let mut fields = [
     Some((id, scope.string(ev.id.as_bytes())?)),
@@ -169,7 +225,8 @@ fn event_object<'s>(
     props[n] = field;
     n += 1;
   }
-  scope.object_with::<13>(&props[..n])
+  props[n] = (json, keys.json);
+  scope.object_with::<14>(&props[..=n], 1)
 }
 
 /// An event's headers as a plain object of strings.
@@ -185,7 +242,7 @@ fn headers_object<'s>(
       scope.string(value.as_bytes())?,
     ));
   }
-  scope.object_with::<{ crate::event::MAX_HEADERS }>(&props)
+  scope.object_with::<{ crate::event::MAX_HEADERS }>(&props, 0)
 }
 
 /// Runs `f` in the scope of the conversion napi-rs is doing; engine errors become napi's.
@@ -203,7 +260,7 @@ unsafe fn converting(
 
 /// `items` as a JS array of plain event objects; `parts` gives each one's record and extras.
 fn page<'s, T>(
-  scope: &Scope<'s>,
+  scope: &mut Scope<'s>,
   items: &[T],
   parts: impl for<'a> Fn(&'a T) -> (&'a StoredEvent, Extra<'a>),
 ) -> std::result::Result<JsValue<'s>, BusError> {
@@ -253,7 +310,8 @@ impl ToNapiValue for EventValue {
     // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
     unsafe {
       converting(env, |scope| {
-        event_object(scope, &EventKeys::new(scope)?, &ev.0, Extra::None)
+        let keys = EventKeys::new(scope)?;
+        event_object(scope, &keys, &ev.0, Extra::None)
       })
     }
   }
@@ -395,9 +453,11 @@ pub fn flush_result(r: FlushReport) -> FlushResult {
 }
 
 /// A page of events.
+///
+/// @typeParam T - The events' type, as `EventBus<T>` declares it.
 #[napi(object, object_from_js = false)]
 pub struct PollResult {
-  #[napi(ts_type = "Array<BusEvent>")]
+  #[napi(ts_type = "Array<BusEvent<T>>")]
   pub events: EventList,
   /// Pass to the next `poll` to continue after this page.
   pub cursor: String,
@@ -483,9 +543,11 @@ impl ToNapiValue for LetterList {
 }
 
 /// A page of dead letters.
+///
+/// @typeParam T - The events' type, as `EventBus<T>` declares it.
 #[napi(object, object_from_js = false)]
 pub struct DeadLetterPage {
-  #[napi(ts_type = "Array<DeadLetter>")]
+  #[napi(ts_type = "Array<DeadLetter<T>>")]
   pub events: LetterList,
   /// Pass to the next `deadLetters` call to continue after this page.
   pub cursor: Option<String>,

@@ -556,11 +556,14 @@ impl<'s> Scope<'s> {
   }
 
   /// A plain object with `props` as own, enumerable, writable data properties, defined in
-  /// one call. Each name is a JS string of this scope (made once per page: naming
-  /// properties with C strings makes V8 look each name up again for every object).
+  /// one call; the last `hidden` of them are read-only and not enumerable instead (a method
+  /// shared by every object, which spreading and `JSON.stringify` should not see). Each
+  /// name is a JS string of this scope (made once per page: naming properties with C
+  /// strings makes V8 look each name up again for every object).
   pub fn object_with<const N: usize>(
     &self,
     props: &[(JsValue<'s>, JsValue<'s>)],
+    hidden: usize,
   ) -> Result<JsValue<'s>, BusError> {
     // On the stack: this runs once per event read back.
     let mut descriptors: [sys::napi_property_descriptor; N] =
@@ -582,9 +585,13 @@ impl<'s> Scope<'s> {
         sys::Status::napi_invalid_arg,
       ));
     }
-    for (d, (name, value)) in descriptors.iter_mut().zip(props) {
+    let shown = props.len().saturating_sub(hidden);
+    for (i, (d, (name, value))) in descriptors.iter_mut().zip(props).enumerate() {
       d.name = name.raw;
       d.value = value.raw;
+      if i >= shown {
+        d.attributes = sys::PropertyAttributes::default;
+      }
     }
     let mut obj = ptr::null_mut();
     // SAFETY: live env, a valid out-pointer.

@@ -21,10 +21,12 @@ use crate::napi::scope::Scope;
 use crate::signal::Signal;
 
 /// One step of the iteration, as `for await` expects it.
+///
+/// @typeParam T - The events' type, as `EventBus<T>` declares it.
 #[napi(object, object_from_js = false)]
 pub struct SubscriptionStep {
   pub done: bool,
-  #[napi(ts_type = "BusEvent")]
+  #[napi(ts_type = "BusEvent<T>")]
   pub value: Option<EventValue>,
 }
 
@@ -35,6 +37,8 @@ struct Shared {
 
 /// Events from `subscribe()`. Use with `for await`; breaking out of the loop releases it,
 /// and `shutdown()` ends it.
+///
+/// @typeParam T - The events' type, as `EventBus<T>` declares it.
 #[napi]
 pub struct Subscription {
   engine: Arc<tokio::sync::Mutex<EngineSubscription>>,
@@ -96,7 +100,7 @@ impl Drop for Subscription {
 #[napi]
 impl Subscription {
   /// The next event (`{ done: false, value }`), or `{ done: true }` once ended.
-  #[napi]
+  #[napi(ts_return_type = "Promise<SubscriptionStep<T>>")]
   pub fn next<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, SubscriptionStep>> {
     {
       let mut shared = self.shared.lock();
@@ -125,7 +129,7 @@ impl Subscription {
   }
 
   /// Ends the subscription (called by `break`); pending and later `next()` calls finish.
-  #[napi(js_name = "return")]
+  #[napi(js_name = "return", ts_return_type = "Promise<SubscriptionStep<T>>")]
   pub fn finish<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, SubscriptionStep>> {
     self.stop.fire();
     let mut shared = self.shared.lock();

@@ -75,68 +75,76 @@ impl JetStreamAdapter {
     headers: Option<&HeaderMap>,
     payload: &bytes::Bytes,
   ) -> Option<StoredEvent> {
-    let headers = match headers {
-      Some(h) => h,
-      None => {
-        self.note_corrupt(stream_seq, "no ringbus headers");
-        return None;
-      }
-    };
-    let get = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
-    let meta = get(H_META).unwrap_or_default();
-    let key = match get(H_KEY) {
-      Some(k) => match header_unescape(&k) {
-        Some(k) => Some(std::sync::Arc::from(k)),
-        None => {
-          self.note_corrupt(stream_seq, "undecodable Rb-Key header");
-          return None;
-        }
-      },
-      None => None,
-    };
-    let Some(meta::Meta {
-      timestamp_ms: ts,
-      seq,
-      kind,
-      stamp,
-      ..
-    }) = meta::parse(&meta)
-    else {
-      self.note_corrupt(stream_seq, "missing or invalid Rb header");
-      return None;
-    };
-    if !meta::payload_is_valid(kind, payload) {
-      self.note_corrupt(stream_seq, "payload marked JSON is not valid JSON");
-      return None;
-    }
-    let mut own = Vec::new();
-    for (name, values) in headers.iter() {
-      let name = name.to_string();
-      if crate::event::is_reserved_header(&name) {
-        continue;
-      }
-      let Some(value) = values.first().and_then(|v| header_unescape(v.as_str())) else {
-        self.note_corrupt(stream_seq, "undecodable event header");
-        return None;
-      };
-      own.push((name, value));
-    }
-    // The map keeps no order: sorted, so every read of an event gives the same.
-    own.sort();
-    Some(StoredEvent {
-      id: stream_seq.to_string(),
-      position: stream_seq.to_string(),
-      shard,
-      seq,
-      timestamp_ms: ts,
-      kind,
-      key,
-      payload: payload.clone(),
-      message_id: get(H_MSG_ID).unwrap_or_default(),
-      stamp,
-      headers: crate::event::headers_from_pairs(own),
-    })
+    record(shard, stream_seq, headers, payload)
+      .map_err(|reason| self.note_corrupt(stream_seq, reason))
+      .ok()
   }
+}
+
+/// A stored message as an event, or why it cannot be read. Any headers and bytes give one
+/// or the other, never a panic (`tests/properties.rs`, `fuzz/`).
+pub fn record(
+  shard: u32,
+  stream_seq: u64,
+  headers: Option<&HeaderMap>,
+  payload: &bytes::Bytes,
+) -> Result<StoredEvent, &'static str> {
+  let headers = match headers {
+    Some(h) => h,
+    None => {
+      return Err("no ringbus headers");
+    }
+  };
+  let get = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
+  let meta = get(H_META).unwrap_or_default();
+  let key = match get(H_KEY) {
+    Some(k) => match header_unescape(&k) {
+      Some(k) => Some(std::sync::Arc::from(k)),
+      None => {
+        return Err("undecodable Rb-Key header");
+      }
+    },
+    None => None,
+  };
+  let Some(meta::Meta {
+    timestamp_ms: ts,
+    seq,
+    kind,
+    stamp,
+    ..
+  }) = meta::parse(&meta)
+  else {
+    return Err("missing or invalid Rb header");
+  };
+  if !meta::payload_is_valid(kind, payload) {
+    return Err("payload marked JSON is not valid JSON");
+  }
+  let mut own = Vec::new();
+  for (name, values) in headers.iter() {
+    let name = name.to_string();
+    if crate::event::is_reserved_header(&name) {
+      continue;
+    }
+    let Some(value) = values.first().and_then(|v| header_unescape(v.as_str())) else {
+      return Err("undecodable event header");
+    };
+    own.push((name, value));
+  }
+  // The map keeps no order: sorted, so every read of an event gives the same.
+  own.sort();
+  Ok(StoredEvent {
+    id: stream_seq.to_string(),
+    position: stream_seq.to_string(),
+    shard,
+    seq,
+    timestamp_ms: ts,
+    kind,
+    key,
+    payload: payload.clone(),
+    message_id: get(H_MSG_ID).unwrap_or_default(),
+    stamp,
+    headers: crate::event::headers_from_pairs(own),
+  })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 mod acks;
 mod config;
 mod decode;
+pub use decode::record as decode_record;
 mod groups;
 mod read;
 mod stream;
