@@ -63,21 +63,33 @@ impl JetStreamAdapter {
     let pool: std::sync::Arc<Pool> = Default::default();
     let watched = std::sync::Arc::downgrade(&pool);
     let stream_name = config.stream.clone();
+    // While disconnected, every failed reconnect attempt reports an error: the disconnect
+    // is the `warn` line and those are `debug`, so an outage logs two lines, not hundreds.
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut opts = ConnectOptions::new()
       .name("ringbus")
       .event_callback(move |event| {
         let pool = watched.clone();
         let stream = stream_name.clone();
+        let down = down.clone();
         async move {
           use async_nats::Event;
+          use std::sync::atomic::Ordering::AcqRel;
           match &event {
+            Event::Connected if down.swap(false, AcqRel) => {
+              tracing::info!(stream = %stream, "reconnected to NATS")
+            }
             Event::Connected => tracing::info!(stream = %stream, "connected to NATS"),
             Event::Disconnected => {
+              down.store(true, std::sync::atomic::Ordering::Release);
               tracing::warn!(stream = %stream, "disconnected from NATS; reconnecting")
             }
             Event::Closed => tracing::info!(stream = %stream, "NATS connection closed"),
             // Part of every shutdown.
             Event::Draining => tracing::debug!(stream = %stream, "NATS connection draining"),
+            Event::ClientError(_) if down.load(std::sync::atomic::Ordering::Acquire) => {
+              tracing::debug!(stream = %stream, "NATS connection: {event}")
+            }
             other => tracing::warn!(stream = %stream, "NATS connection: {other}"),
           }
           if let (Event::Connected, Some(pool)) = (event, pool.upgrade()) {
