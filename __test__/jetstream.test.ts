@@ -353,6 +353,43 @@ describe('JetStream adapter against private servers', () => {
     await bus.shutdown()
   })
 
+  it('a live subscriber keeps receiving across a server kill and restart (each event once, per-key order)', async () => {
+    // The soak found a subscriber that stopped for good at a kill: a pull in flight when the
+    // server died is never answered after the reconnect. Pulls now end at a reconnect (and
+    // within 10 s regardless). This test did not reproduce the hang on the old build (the
+    // soak in CI does, within its first kill); it checks that reading goes on across one.
+    const server = await privateNats()
+    owned.push(server)
+    const url = `nats://127.0.0.1:${server.port}`
+    const bus = await create({ ...jsOptions(uniqueName('livekill'), url), retries: 30, adapterTimeoutMs: 3000 })
+    const seen: BusEvent[] = []
+    const reading = (async () => {
+      for await (const ev of bus.subscribe({ from: 'earliest' })) seen.push(ev)
+    })()
+    let accepted = 0
+    const feed = async (ms: number) => {
+      for (const end = Date.now() + ms; Date.now() < end; await sleep(5)) {
+        for (let j = 0; j < 100; j++, accepted++) bus.ingest({ i: accepted, key: `k${accepted % 7}` }, { key: `k${accepted % 7}` })
+      }
+    }
+    // The kill lands while the subscriber is busy reading: its pulls are in flight.
+    await Promise.all([
+      feed(4000),
+      (async () => {
+        await sleep(1500)
+        await server.kill()
+        await sleep(500)
+        await server.start()
+      })(),
+    ])
+    expect(await bus.flush()).toMatchObject({ dropped: 0 })
+    await until(() => seen.length >= accepted, 20_000)
+    expect(seen.map((e) => JSON.parse(e.raw).i).sort((a, b) => a - b)).toEqual([...Array(accepted).keys()])
+    expectPerKeyOrder(seen)
+    await bus.shutdown()
+    await reading
+  })
+
   it('a server that stops answering mid-write: unacknowledged events are sent again and stored once', async () => {
     const server = await privateNats()
     owned.push(server)

@@ -31,6 +31,11 @@ const MAX_IDLE_READERS: usize = 4;
 const TAIL_WAIT: Duration = Duration::from_secs(30);
 /// Messages fetched per round trip when a read asks for fewer.
 const PREFETCH: usize = 512;
+/// Longest a fetch may go unanswered, and how long a wait may outlive its expiry. A pull
+/// whose server died is never answered after the reconnect (its request is gone with the
+/// server) and nothing on the client ends it: without a bound, a read or a subscriber
+/// stuck on one waits forever.
+const ANSWER_BOUND: Duration = Duration::from_secs(10);
 /// The pseudo-shard of reads over every shard in stream order: one consumer filtered by
 /// the stream's whole subject space. A filtered consumer on one shard's subject is slow
 /// on nats-server 2.9 where that subject is sparse (measured: 0.7-1.2 s for 512
@@ -160,12 +165,16 @@ pub(super) struct Pool {
   /// a lost consumer comes back empty rather than failing: readers made on an earlier
   /// connection are dropped instead of being read (or waited on) again.
   connection: AtomicU64,
+  /// The same count, for pulls to watch: one in flight when the client reconnects ends
+  /// at once instead of at [`ANSWER_BOUND`].
+  reconnects: watch::Sender<u64>,
 }
 
 impl Pool {
   /// The client (re)connected: every idle reader may stand on a lost consumer.
   pub(super) fn reconnected(&self) {
-    self.connection.fetch_add(1, Ordering::AcqRel);
+    let now = self.connection.fetch_add(1, Ordering::AcqRel) + 1;
+    self.reconnects.send_replace(now);
     self.readers.lock().clear();
     self.arrived.send_modify(|n| *n = n.wrapping_add(1));
   }
@@ -211,6 +220,20 @@ impl Pool {
   }
 }
 
+/// Resolves once the client has reconnected since `connection` (a pull of that
+/// connection will not be answered); never, when the pool is gone.
+fn connection_lost(pool: &Weak<Pool>, connection: u64) -> impl std::future::Future<Output = ()> {
+  let watch = pool.upgrade().map(|p| p.reconnects.subscribe());
+  async move {
+    match watch {
+      Some(mut rx) => {
+        let _ = rx.wait_for(|now| *now != connection).await;
+      }
+      None => std::future::pending().await,
+    }
+  }
+}
+
 /// See [`Pool::put`].
 fn push_idle(list: &mut Vec<Idle>, idle: Idle) {
   if list.len() >= MAX_IDLE_READERS {
@@ -232,14 +255,23 @@ enum Found {
 impl Reader {
   /// Pulls up to `want` more messages into the buffer in one round trip.
   async fn fill(&mut self, want: usize) -> Result<(), String> {
-    let batch = self
-      .consumer
-      .fetch()
-      .max_messages(want)
-      .messages()
-      .await
-      .map_err(|e| e.to_string())?;
-    self.take(batch).await
+    let lost = connection_lost(&self._owned.pool, self.connection);
+    let pull = async {
+      let batch = self
+        .consumer
+        .fetch()
+        .max_messages(want)
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?;
+      self.take(batch).await
+    };
+    tokio::select! {
+      answered = tokio::time::timeout(ANSWER_BOUND, pull) => answered.unwrap_or_else(|_| {
+        Err(format!("no answer within {} s", ANSWER_BOUND.as_secs()))
+      }),
+      _ = lost => Err("the connection to the server was lost".into()),
+    }
   }
 
   /// Moves the messages of one pull request into the buffer, noting what the server holds
@@ -406,16 +438,23 @@ impl JetStreamAdapter {
     let task = tokio::spawn({
       let pool = pool.clone();
       async move {
-        let pulled = reader
-          .consumer
-          .batch()
-          .max_messages(1)
-          .expires(max_wait)
-          .messages()
-          .await;
-        let ok = match pulled {
-          Ok(batch) => reader.take(batch).await.is_ok(),
-          Err(_) => false,
+        let lost = connection_lost(&reader._owned.pool, reader.connection);
+        let pull = async {
+          match reader
+            .consumer
+            .batch()
+            .max_messages(1)
+            .expires(max_wait)
+            .messages()
+            .await
+          {
+            Ok(batch) => reader.take(batch).await.is_ok(),
+            Err(_) => false,
+          }
+        };
+        let ok = tokio::select! {
+          ok = tokio::time::timeout(max_wait + ANSWER_BOUND, pull) => ok.unwrap_or(false),
+          _ = lost => false,
         };
         reader.tailing = true;
         // A failed pull leaves the consumer in doubt: the next read opens a new one.
