@@ -65,6 +65,9 @@ describe('ev.json()', () => {
       expect(() => binary.json()).toThrow(/not JSON.*read ev\.bytes/)
       // The failure is not cached as a value.
       expect(() => binary.json()).toThrow()
+      // Detached from its event: coded too, and says how to call it.
+      const detached = json.json
+      expect(() => detached()).toThrow(expect.objectContaining({ code: 'ERR_INVALID_EVENT', message: expect.stringMatching(/ev\.json\(\)/) }))
     } finally {
       await loose.shutdown()
     }

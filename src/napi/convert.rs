@@ -144,18 +144,24 @@ impl<'s> EventKeys<'s> {
 /// property: a method per event would cost a function per event, and a prototype would
 /// need a constructor call per event.
 const JSON_JS: &str = r#"(function () {
+  'use strict'
   const parse = JSON.parse
   const define = Object.defineProperty
   const PARSED = Symbol('ringbus.json')
+  const own = Object.prototype.hasOwnProperty
+  function coded(message) {
+    const err = new Error(message)
+    err.code = 'ERR_INVALID_EVENT'
+    return err
+  }
   return function json() {
-    if (Object.prototype.hasOwnProperty.call(this, PARSED)) return this[PARSED]
+    if (this === null || typeof this !== 'object') throw coded('json() was called without its event; call it as ev.json()')
+    if (own.call(this, PARSED)) return this[PARSED]
     let value
     try {
       value = parse(this.raw)
     } catch (e) {
-      const err = new Error(`ev.json(): the payload is not JSON (${e.message}); events ingested as a Buffer or Uint8Array are stored byte-exact: read ev.bytes`)
-      err.code = 'ERR_INVALID_EVENT'
-      throw err
+      throw coded(`ev.json(): the payload is not JSON (${e.message}); events ingested as a Buffer or Uint8Array are stored byte-exact: read ev.bytes`)
     }
     try {
       define(this, PARSED, { value })
