@@ -101,49 +101,12 @@ pub struct DeadLetter {
   pub json: (),
 }
 
-const EVENT_KEYS: [&str; 14] = [
-  "id",
-  "shardId",
-  "seq",
-  "timestamp",
-  "key",
-  "raw",
-  "bytes",
-  "messageId",
-  "deliveries",
-  "reason",
-  "deadLetteredAt",
-  "letterId",
-  "headers",
-  "json",
-];
-
-/// An event's property names as JS strings, made once per page: naming properties with C
-/// strings makes V8 look each name up again for every event.
-struct EventKeys<'s> {
-  names: [JsValue<'s>; 14],
-  /// The `json` method every event shares ([`JSON_JS`]).
-  json: JsValue<'s>,
-}
-
-impl<'s> EventKeys<'s> {
-  fn new(scope: &mut Scope<'s>) -> std::result::Result<Self, BusError> {
-    let mut names = [scope.undefined()?; 14];
-    for (slot, name) in names.iter_mut().zip(EVENT_KEYS) {
-      *slot = scope.string(name.as_bytes())?;
-    }
-    let json = scope
-      .script(JSON_JS)
-      .map_err(|reason| BusError::new(crate::error::Code::Internal, reason))?;
-    Ok(EventKeys { names, json })
-  }
-}
-
-/// `ev.json()`: parses `raw` once and keeps the value on the event under a symbol, so
-/// later calls return the same value. One function for all events, defined as a hidden
-/// property: a method per event would cost a function per event, and a prototype would
-/// need a constructor call per event.
-const JSON_JS: &str = r#"(function () {
+/// Read-back events are made by this constructor (`napi_new_instance`): JS assigns their
+/// properties through inline caches, far cheaper than defining each one through Node-API,
+/// and `json()` lives once on the prototype. Properties are assigned in one order and
+/// optional ones only when present, so events of a kind share a shape. `json()` parses
+/// `raw` once and keeps the value on the event under a symbol.
+const EVENT_JS: &str = r#"(function () {
   'use strict'
   const parse = JSON.parse
   const define = Object.defineProperty
@@ -154,7 +117,7 @@ const JSON_JS: &str = r#"(function () {
     err.code = 'ERR_INVALID_EVENT'
     return err
   }
-  return function json() {
+  function json() {
     if (this === null || typeof this !== 'object') throw coded('json() was called without its event; call it as ev.json()')
     if (own.call(this, PARSED)) return this[PARSED]
     let value
@@ -170,7 +133,44 @@ const JSON_JS: &str = r#"(function () {
     }
     return value
   }
+  function BusEvent(id, shardId, seq, timestamp, key, raw, bytes, messageId, deliveries, reason, deadLetteredAt, letterId, headers) {
+    this.id = id
+    this.shardId = shardId
+    this.seq = seq
+    this.timestamp = timestamp
+    if (key !== undefined) this.key = key
+    this.raw = raw
+    if (bytes !== undefined) this.bytes = bytes
+    this.messageId = messageId
+    if (deliveries !== undefined) this.deliveries = deliveries
+    if (reason !== undefined) {
+      this.reason = reason
+      this.deadLetteredAt = deadLetteredAt
+      this.letterId = letterId
+    }
+    if (headers !== undefined) this.headers = headers
+  }
+  define(BusEvent.prototype, 'json', { value: json, writable: true, configurable: true })
+  return BusEvent
 })()"#;
+
+/// The event constructor ([`EVENT_JS`]) and `undefined`, looked up once per page.
+struct EventMaker<'s> {
+  ctor: JsValue<'s>,
+  undefined: JsValue<'s>,
+}
+
+impl<'s> EventMaker<'s> {
+  fn new(scope: &mut Scope<'s>) -> std::result::Result<Self, BusError> {
+    let ctor = scope
+      .script(EVENT_JS)
+      .map_err(|reason| BusError::new(crate::error::Code::Internal, reason))?;
+    Ok(EventMaker {
+      ctor,
+      undefined: scope.undefined()?,
+    })
+  }
+}
 
 /// What a read-back event carries beyond the stored record.
 #[derive(Clone, Copy)]
@@ -180,59 +180,43 @@ pub enum Extra<'a> {
   Letter(&'a Letter),
 }
 
-/// One event as a plain object, all properties defined in one call. Absent `key` and
-/// `bytes` are left out, not set to undefined.
+/// One event, made by the [`EVENT_JS`] constructor. Absent `key`, `bytes` and extras are
+/// left out, not set to undefined.
 fn event_object<'s>(
-  scope: &Scope<'s>,
-  keys: &EventKeys<'s>,
+  scope: &mut Scope<'s>,
+  maker: &EventMaker<'s>,
   ev: &StoredEvent,
   extra: Extra<'_>,
 ) -> std::result::Result<JsValue<'s>, BusError> {
-  let [id, shard_id, seq, timestamp, key, raw, bytes, message_id, deliveries, reason, dead_at, letter_id, headers, json] =
-    keys.names;
-  let mut props = [(id, id); 14];
-  let mut n = 0;
-  let mut fields = [
-    Some((id, scope.string(ev.id.as_bytes())?)),
-    Some((shard_id, scope.number(ev.shard as f64)?)),
-    Some((seq, scope.number(ev.seq as f64)?)),
-    Some((timestamp, scope.number(ev.timestamp_ms as f64)?)),
-    None,
-    // V8 replaces invalid UTF-8 in `raw`, as its typings say.
-    Some((raw, scope.string(&ev.payload)?)),
-    None,
-    Some((message_id, scope.string(ev.message_id.as_bytes())?)),
-    None,
-    None,
-    None,
-    None,
-    None,
-  ];
-  if let Some(h) = &ev.headers {
-    fields[12] = Some((headers, headers_object(scope, h)?));
-  }
+  let none = maker.undefined;
+  let mut args = [none; 13];
+  args[0] = scope.string(ev.id.as_bytes())?;
+  args[1] = scope.number(ev.shard as f64)?;
+  args[2] = scope.number(ev.seq as f64)?;
+  args[3] = scope.number(ev.timestamp_ms as f64)?;
   if let Some(k) = &ev.key {
-    fields[4] = Some((key, scope.string(k.as_bytes())?));
+    args[4] = scope.string(k.as_bytes())?;
   }
+  // V8 replaces invalid UTF-8 in `raw`, as its typings say.
+  args[5] = scope.string(&ev.payload)?;
   if ev.kind == PayloadKind::Bytes {
-    fields[6] = Some((bytes, scope.buffer_copy(&ev.payload)?));
+    args[6] = scope.buffer_copy(&ev.payload)?;
   }
+  args[7] = scope.string(ev.message_id.as_bytes())?;
   match extra {
     Extra::None => {}
-    Extra::Deliveries(d) => fields[8] = Some((deliveries, scope.number(d as f64)?)),
+    Extra::Deliveries(d) => args[8] = scope.number(d as f64)?,
     Extra::Letter(l) => {
-      fields[8] = Some((deliveries, scope.number(l.deliveries as f64)?));
-      fields[9] = Some((reason, scope.string(l.reason.as_bytes())?));
-      fields[10] = Some((dead_at, scope.number(l.time_ms as f64)?));
-      fields[11] = Some((letter_id, scope.string(l.id.as_bytes())?));
+      args[8] = scope.number(l.deliveries as f64)?;
+      args[9] = scope.string(l.reason.as_bytes())?;
+      args[10] = scope.number(l.time_ms as f64)?;
+      args[11] = scope.string(l.id.as_bytes())?;
     }
   }
-  for field in fields.into_iter().flatten() {
-    props[n] = field;
-    n += 1;
+  if let Some(h) = &ev.headers {
+    args[12] = headers_object(scope, h)?;
   }
-  props[n] = (json, keys.json);
-  scope.object_with::<14>(&props[..=n], 1)
+  scope.construct(maker.ctor, &args)
 }
 
 /// An event's headers as a plain object of strings.
@@ -248,7 +232,7 @@ fn headers_object<'s>(
       scope.string(value.as_bytes())?,
     ));
   }
-  scope.object_with::<{ crate::event::MAX_HEADERS }>(&props, 0)
+  scope.object_with::<{ crate::event::MAX_HEADERS }>(&props)
 }
 
 /// Runs `f` in the scope of the conversion napi-rs is doing; engine errors become napi's.
@@ -270,11 +254,11 @@ fn page<'s, T>(
   items: &[T],
   parts: impl for<'a> Fn(&'a T) -> (&'a StoredEvent, Extra<'a>),
 ) -> std::result::Result<JsValue<'s>, BusError> {
-  let keys = EventKeys::new(scope)?;
+  let maker = EventMaker::new(scope)?;
   let arr = scope.array(items.len())?;
   for (i, item) in items.iter().enumerate() {
     let (ev, extra) = parts(item);
-    let obj = event_object(scope, &keys, ev, extra)?;
+    let obj = event_object(scope, &maker, ev, extra)?;
     scope.set_element(arr, i as u32, obj)?;
   }
   Ok(arr)
@@ -316,8 +300,8 @@ impl ToNapiValue for EventValue {
     // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
     unsafe {
       converting(env, |scope| {
-        let keys = EventKeys::new(scope)?;
-        event_object(scope, &keys, &ev.0, Extra::None)
+        let maker = EventMaker::new(scope)?;
+        event_object(scope, &maker, &ev.0, Extra::None)
       })
     }
   }
@@ -518,8 +502,8 @@ impl ToNapiValue for DeliveryValue {
     // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
     unsafe {
       converting(env, |scope| {
-        let keys = EventKeys::new(scope)?;
-        event_object(scope, &keys, &d.0.event, Extra::Deliveries(d.0.deliveries))
+        let maker = EventMaker::new(scope)?;
+        event_object(scope, &maker, &d.0.event, Extra::Deliveries(d.0.deliveries))
       })
     }
   }

@@ -330,6 +330,22 @@ impl<'s> Scope<'s> {
     Ok(self.value(out))
   }
 
+  /// `new ctor(...args)`; a throwing constructor's exception becomes the error.
+  pub fn construct<const N: usize>(
+    &mut self,
+    ctor: JsValue<'s>,
+    args: &[JsValue<'s>; N],
+  ) -> Result<JsValue<'s>, BusError> {
+    let raw = args.map(|a| a.raw);
+    let mut out = ptr::null_mut();
+    // SAFETY: live env; `ctor` and the arguments are values of this scope.
+    let status = unsafe { sys::napi_new_instance(self.env, ctor.raw, N, raw.as_ptr(), &mut out) };
+    if status != sys::Status::napi_ok {
+      return Err(internal(&self.take_exception(), status));
+    }
+    Ok(self.value(out))
+  }
+
   /// The value of the script `source` (each script here evaluates to a function). It is
   /// compiled once per environment and kept: compiling costs far more than a call.
   pub fn script(&mut self, source: &'static str) -> Result<JsValue<'s>, String> {
@@ -556,14 +572,11 @@ impl<'s> Scope<'s> {
   }
 
   /// A plain object with `props` as own, enumerable, writable data properties, defined in
-  /// one call; the last `hidden` of them are read-only and not enumerable instead (a method
-  /// shared by every object, which spreading and `JSON.stringify` should not see). Each
-  /// name is a JS string of this scope (made once per page: naming properties with C
-  /// strings makes V8 look each name up again for every object).
+  /// one call. Each name is a JS string of this scope (made once per page: naming
+  /// properties with C strings makes V8 look each name up again for every object).
   pub fn object_with<const N: usize>(
     &self,
     props: &[(JsValue<'s>, JsValue<'s>)],
-    hidden: usize,
   ) -> Result<JsValue<'s>, BusError> {
     // On the stack: this runs once per event read back.
     let mut descriptors: [sys::napi_property_descriptor; N] =
@@ -585,13 +598,9 @@ impl<'s> Scope<'s> {
         sys::Status::napi_invalid_arg,
       ));
     }
-    let shown = props.len().saturating_sub(hidden);
-    for (i, (d, (name, value))) in descriptors.iter_mut().zip(props).enumerate() {
+    for (d, (name, value)) in descriptors.iter_mut().zip(props) {
       d.name = name.raw;
       d.value = value.raw;
-      if i >= shown {
-        d.attributes = sys::PropertyAttributes::default;
-      }
     }
     let mut obj = ptr::null_mut();
     // SAFETY: live env, a valid out-pointer.
