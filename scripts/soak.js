@@ -171,21 +171,22 @@ async function main() {
   const samples = []
   const started = Date.now()
   console.log(`soak: ${o.adapter}, ${o.minutes} min at ${o.rate} events/s over ${KEYS} keys${server ? `, server SIGKILLed every ${o.killEvery} s` : ''}`)
-  console.log('| t (s) | RSS MiB | loop delay p99 ms | ingested | stored | dropped | pending | rejected | subscriber | group | group repeats | kills |')
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|')
+  console.log('| t (s) | RSS MiB | JS heap MiB | external MiB | loop delay p99 ms | ingested | stored | dropped | pending | rejected | subscriber | group | group repeats | kills |')
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
   const sample = () => {
     const s = bus.stats()
     if (s.ingested !== s.stored + s.dropped + s.pending) fail(`invariant broken: ${JSON.stringify(s)}`)
+    const mem = process.memoryUsage()
     const row = {
       t: Math.round((Date.now() - started) / 1000),
-      rss: process.memoryUsage().rss,
+      rss: mem.rss,
       p99: Math.max(0, delay.percentile(99) / 1e6 - 1),
       s,
     }
     delay.reset()
     samples.push(row)
     console.log(
-      `| ${row.t} | ${mib(row.rss)} | ${row.p99.toFixed(1)} | ${s.ingested} | ${s.stored} | ${s.dropped} | ${s.pending} | ${rejected} | ${seenCount} | ${handledCount} | ${handledTwice} | ${kills} |`,
+      `| ${row.t} | ${mib(row.rss)} | ${mib(mem.heapUsed)} | ${mib(mem.external)} | ${row.p99.toFixed(1)} | ${s.ingested} | ${s.stored} | ${s.dropped} | ${s.pending} | ${rejected} | ${seenCount} | ${handledCount} | ${handledTwice} | ${kills} |`,
     )
   }
   const sampler = setInterval(sample, SAMPLE_MS)
