@@ -195,6 +195,9 @@ pub enum Pushed {
   DroppedNewest,
 }
 
+/// Ring slots kept allocated once a backlog has drained.
+const RETAINED_SLOTS: usize = 4096;
+
 impl Shard {
   /// A shard whose ring is bounded by `capacity` events only.
   pub fn new(
@@ -358,6 +361,12 @@ impl Shard {
     if st.ring.is_empty() {
       st.nonempty_since = None;
       st.urgent = false;
+      // A backlog (a backend outage) grew the ring's buffer; once it has drained, give the
+      // memory back instead of holding the high-water mark (up to ~100 bytes per slot of
+      // `ringCapacity`) for the life of the bus. Ordinary batches never grow it this far.
+      if st.ring.capacity() > RETAINED_SLOTS {
+        st.ring.shrink_to(RETAINED_SLOTS);
+      }
     }
   }
 
@@ -536,6 +545,26 @@ mod tests {
     let c = s.counters();
     assert_eq!((c.ingested, c.rejected, c.dropped()), (16, 4, 0));
     assert_eq!(s.occupancy().queued, 16);
+  }
+
+  #[test]
+  fn a_drained_backlog_gives_its_memory_back() {
+    let s = Shard::new(0, 100_000, Backpressure::Reject, 1000, 1 << 20);
+    fill(&s, 50_000);
+    assert!(s.state.lock().ring.capacity() >= 50_000);
+    let mut out = Vec::new();
+    while s.occupancy().queued > 0 {
+      out.clear();
+      s.take_batch(&mut out);
+      let n = out.len() as u64;
+      s.finish_batch(n, &[], DropReason::Adapter, None);
+    }
+    assert!(s.state.lock().ring.capacity() <= RETAINED_SLOTS);
+    // Ordinary traffic keeps its buffer: a ring that never grew past it is left alone.
+    fill(&s, 100);
+    out.clear();
+    s.take_batch(&mut out);
+    assert_eq!(out.len(), 100);
   }
 
   fn sized(n: usize) -> Incoming {
