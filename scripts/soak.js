@@ -110,6 +110,13 @@ async function main() {
   const seconds = o.minutes * 60
   const size = Math.ceil(o.rate * seconds * 1.05) + 1000
   const server = o.adapter === 'memory' ? null : await privateServer(o.adapter)
+  // Interrupted: the private server and its data go too.
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, async () => {
+      if (server) await server.stop()
+      process.exit(130)
+    })
+  }
   const adapter =
     o.adapter === 'memory'
       ? { type: 'memory', maxEvents: 1_000_000 }
