@@ -6,6 +6,7 @@
 //! Subscribers wait with a pull request that expires on the server, never a polling loop.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Weak;
 use std::time::Duration;
@@ -163,24 +164,21 @@ pub(super) struct Pool {
   closing: AtomicBool,
   /// Counts (re)connections. A server restart loses its in-memory consumers, and a fetch on
   /// a lost consumer comes back empty rather than failing: readers made on an earlier
-  /// connection are dropped instead of being read (or waited on) again.
-  connection: AtomicU64,
-  /// The same count, for pulls to watch: one in flight when the client reconnects ends
-  /// at once instead of at [`ANSWER_BOUND`].
-  reconnects: watch::Sender<u64>,
+  /// connection are dropped instead of being read (or waited on) again. A watch, so that
+  /// pulls in flight end at a reconnect ([`give_up`]).
+  connection: watch::Sender<u64>,
 }
 
 impl Pool {
   /// The client (re)connected: every idle reader may stand on a lost consumer.
   pub(super) fn reconnected(&self) {
-    let now = self.connection.fetch_add(1, Ordering::AcqRel) + 1;
-    self.reconnects.send_replace(now);
+    self.connection.send_modify(|n| *n += 1);
     self.readers.lock().clear();
     self.arrived.send_modify(|n| *n = n.wrapping_add(1));
   }
 
   fn current(&self, reader: &Reader) -> bool {
-    reader.connection == self.connection.load(Ordering::Acquire)
+    reader.connection == *self.connection.borrow()
   }
 
   /// Adds a reader to a shard's list; the least recently used one goes when it is full: a
@@ -220,16 +218,22 @@ impl Pool {
   }
 }
 
-/// Resolves once the client has reconnected since `connection` (a pull of that
-/// connection will not be answered); never, when the pool is gone.
-fn connection_lost(pool: &Weak<Pool>, connection: u64) -> impl std::future::Future<Output = ()> {
-  let watch = pool.upgrade().map(|p| p.reconnects.subscribe());
+/// Resolves with the reason to abandon a pull of `connection`: `bound` passed, or the
+/// client reconnected since (that pull will never be answered).
+fn give_up(pool: &Weak<Pool>, connection: u64, bound: Duration) -> impl Future<Output = String> {
+  let watch = pool.upgrade().map(|p| p.connection.subscribe());
   async move {
-    match watch {
-      Some(mut rx) => {
-        let _ = rx.wait_for(|now| *now != connection).await;
+    let reconnected = async {
+      match watch {
+        Some(mut rx) => {
+          let _ = rx.wait_for(|now| *now != connection).await;
+        }
+        None => std::future::pending().await,
       }
-      None => std::future::pending().await,
+    };
+    tokio::select! {
+      _ = tokio::time::sleep(bound) => format!("no answer within {} s", bound.as_secs()),
+      _ = reconnected => "the connection to the server was lost".to_string(),
     }
   }
 }
@@ -255,7 +259,7 @@ enum Found {
 impl Reader {
   /// Pulls up to `want` more messages into the buffer in one round trip.
   async fn fill(&mut self, want: usize) -> Result<(), String> {
-    let lost = connection_lost(&self._owned.pool, self.connection);
+    let give_up = give_up(&self._owned.pool, self.connection, ANSWER_BOUND);
     let pull = async {
       let batch = self
         .consumer
@@ -267,10 +271,8 @@ impl Reader {
       self.take(batch).await
     };
     tokio::select! {
-      answered = tokio::time::timeout(ANSWER_BOUND, pull) => answered.unwrap_or_else(|_| {
-        Err(format!("no answer within {} s", ANSWER_BOUND.as_secs()))
-      }),
-      _ = lost => Err("the connection to the server was lost".into()),
+      answered = pull => answered,
+      why = give_up => Err(why),
     }
   }
 
@@ -438,7 +440,11 @@ impl JetStreamAdapter {
     let task = tokio::spawn({
       let pool = pool.clone();
       async move {
-        let lost = connection_lost(&reader._owned.pool, reader.connection);
+        let give_up = give_up(
+          &reader._owned.pool,
+          reader.connection,
+          max_wait + ANSWER_BOUND,
+        );
         let pull = async {
           match reader
             .consumer
@@ -453,8 +459,8 @@ impl JetStreamAdapter {
           }
         };
         let ok = tokio::select! {
-          ok = tokio::time::timeout(max_wait + ANSWER_BOUND, pull) => ok.unwrap_or(false),
-          _ = lost => false,
+          ok = pull => ok,
+          _ = give_up => false,
         };
         reader.tailing = true;
         // A failed pull leaves the consumer in doubt: the next read opens a new one.
@@ -532,7 +538,7 @@ impl JetStreamAdapter {
     let name = consumer.cached_info().name.clone();
     self.pool.live.lock().insert(name.clone());
     Ok(Reader {
-      connection: self.pool.connection.load(Ordering::Acquire),
+      connection: *self.pool.connection.borrow(),
       _owned: Owned {
         js: self.js.clone(),
         stream: self.config.stream.clone(),
