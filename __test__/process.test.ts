@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { Redis } from 'ioredis'
+import { EventBus } from '../index'
 import { uniqueName } from './support/servers'
 
 const root = path.resolve(__dirname, '..')
@@ -62,6 +63,42 @@ describe('process and worker lifecycle', () => {
     expect(r.stdout).toContain('pending 5000')
     expect(r.stderr).toBe('')
     expect(await storedCount(prefix, 2)).toBe(5000)
+  })
+
+  it('process.exit() while process() handlers run exits without waiting for them, and their events go back to the group', async () => {
+    const prefix = uniqueName('exithandlers')
+    const adapter = { type: 'redis' as const, url: REDIS, keyPrefix: prefix }
+    // The handlers never settle: JS stops at exit, so nothing could settle them.
+    const r = runNode(`
+      const { EventBus } = require('./index.js')
+      EventBus.create({ shards: 2, adapter: ${JSON.stringify(adapter)} }).then(async (bus) => {
+        for (let i = 0; i < 200; i++) bus.ingest({ i }, { key: 'k' + (i % 20) })
+        await bus.flush()
+        let started = 0
+        bus.process('g', () => {
+          if (++started === 8) setImmediate(() => { console.log('running', started); process.exit(0) })
+          return new Promise(() => {})
+        }, { concurrency: 8 })
+      })
+    `)
+    expect(r.status).toBe(0)
+    expect(r.stdout).toContain('running 8')
+    // Before, the exit drain waited for the handlers until its 3 s bound and then reported
+    // "delivery of 0 pending events could not be confirmed".
+    expect(r.stderr).toBe('')
+    // Another process's member gets all 200, the 8 that were running included.
+    const bus = await EventBus.create({ shards: 2, adapter })
+    const seen = new Set<number>()
+    const all = new Promise<void>((resolve) => {
+      bus.process('g', (ev) => {
+        seen.add((ev.json() as { i: number }).i)
+        if (seen.size === 200) resolve()
+      })
+    })
+    await all
+    await bus.shutdown()
+    expect(seen.size).toBe(200)
+    expect(await storedCount(prefix, 2)).toBe(200)
   })
 
   it('a bus inside a worker_threads Worker works and the worker exits cleanly', () => {

@@ -81,6 +81,8 @@ struct BusCore {
   /// Fired when shutdown starts: subscriptions end, new polls are refused.
   closing: Arc<Signal>,
   abort: Arc<Signal>,
+  /// Fired at environment teardown: JS runs no more, so no handler will settle.
+  exiting: Arc<Signal>,
   shutdown: Mutex<Option<watch::Receiver<Option<Stats>>>>,
   identity: Mutex<Option<IdentityLock>>,
   /// Fired when a consumer or worker of this bus has finished closing: shutdown waits.
@@ -167,6 +169,7 @@ impl Bus {
         active_ingests: AtomicUsize::new(0),
         closing,
         abort,
+        exiting: Arc::new(Signal::new()),
         shutdown: Mutex::new(None),
         identity: Mutex::new(lock),
         members: Mutex::new(Vec::new()),
@@ -359,8 +362,10 @@ impl Bus {
   }
 
   /// Shuts down from a thread outside the runtime, waiting at most `bound`. Used at
-  /// environment teardown; returns None when the bound expired.
+  /// environment teardown, where JS runs no more: workers do not wait for their handlers
+  /// (their events go back to the group). Returns None when the bound expired.
   pub fn shutdown_blocking(&self, bound: Duration) -> Option<Stats> {
+    self.core.exiting.fire();
     let (tx, rx) = std::sync::mpsc::channel();
     let bus = self.clone();
     let abort = self.core.abort.clone();
@@ -454,7 +459,11 @@ impl Bus {
         }
       }
     };
-    let w = Worker::start(join, worker, self.core.closing.clone(), &self.core.rt);
+    let signals = crate::group::worker::BusSignals {
+      closing: self.core.closing.clone(),
+      exiting: self.core.exiting.clone(),
+    };
+    let w = Worker::start(join, worker, signals, &self.core.rt);
     self.track(w.done_signal())?;
     Ok(w)
   }

@@ -98,11 +98,19 @@ struct Inner {
   /// The last running handler settled.
   idle: Notify,
   retry_wake: Notify,
-  closing: Arc<Signal>,
+  signals: BusSignals,
   stop: Signal,
   done: Arc<Signal>,
   handled: AtomicU64,
   failed: AtomicU64,
+}
+
+/// The bus's signals a worker follows.
+pub struct BusSignals {
+  /// The bus is shutting down: close.
+  pub closing: Arc<Signal>,
+  /// JS runs no more (environment teardown): running handlers will never settle.
+  pub exiting: Arc<Signal>,
 }
 
 /// A running `process()` worker. Clones share it.
@@ -117,7 +125,7 @@ impl Worker {
   pub fn start<F>(
     join: F,
     opts: WorkerOptions,
-    closing: Arc<Signal>,
+    signals: BusSignals,
     rt: &tokio::runtime::Handle,
   ) -> Worker
   where
@@ -131,7 +139,7 @@ impl Worker {
         runnable: Notify::new(),
         idle: Notify::new(),
         retry_wake: Notify::new(),
-        closing,
+        signals,
         stop: Signal::new(),
         done: Arc::new(Signal::new()),
         handled: AtomicU64::new(0),
@@ -228,7 +236,7 @@ impl Worker {
 
   async fn watch_shutdown(self) {
     tokio::select! {
-      _ = self.inner.closing.wait() => self.close().await,
+      _ = self.inner.signals.closing.wait() => self.close().await,
       _ = self.inner.stop.wait() => {}
     }
   }
@@ -369,7 +377,9 @@ impl Worker {
   }
 
   /// Stops taking events, waits for running handlers to settle (their acks are committed),
-  /// gives back what was taken and not started, and closes the member. Idempotent.
+  /// gives back what was taken and not started, and closes the member. Idempotent. At
+  /// environment teardown it stops waiting: the handlers still running never finish, so
+  /// their events go back too and are delivered again (at least once).
   pub async fn close(&self) {
     if self.inner.stop.is_fired() {
       self.inner.done.wait().await;
@@ -384,11 +394,15 @@ impl Worker {
       if self.inner.st.lock().running.is_empty() {
         break;
       }
-      idle.await;
+      tokio::select! {
+        _ = idle => {}
+        _ = self.inner.signals.exiting.wait() => break,
+      }
     }
     let waiting: Vec<Delivery> = {
       let mut st = self.inner.st.lock();
-      let mut all: Vec<Delivery> = st.runnable.drain(..).collect();
+      let mut all: Vec<Delivery> = st.running.drain().map(|(_, d)| d).collect();
+      all.extend(st.runnable.drain(..));
       all.extend(st.retries.drain(..).map(|(_, d)| d));
       for (_, q) in st.keys.drain() {
         all.extend(q);
