@@ -7,6 +7,8 @@
   clippy::missing_safety_doc
 )]
 
+#[cfg(feature = "alloc-stats")]
+mod alloc_stats;
 mod bus;
 mod consumer;
 mod convert;
@@ -41,6 +43,8 @@ fn init() {
     .expect("the ringbus tokio runtime can be built");
   napi::bindgen_prelude::create_custom_tokio_runtime(rt);
   crate::log::init();
+  #[cfg(feature = "alloc-stats")]
+  alloc_stats::start();
 }
 
 /// The `RINGBUS_THREADS` error, if the variable was set to something unusable.
@@ -55,5 +59,9 @@ pub(crate) fn runtime() -> tokio::runtime::Handle {
 
 // Events are allocated on the JS thread and freed on a runtime thread; mimalloc frees
 // across threads far more cheaply than glibc's malloc, which showed in ingest profiles.
+#[cfg(not(feature = "alloc-stats"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(feature = "alloc-stats")]
+#[global_allocator]
+static ALLOC: alloc_stats::Counting = alloc_stats::Counting;
