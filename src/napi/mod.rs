@@ -59,6 +59,8 @@ pub(crate) fn runtime() -> tokio::runtime::Handle {
 
 // Events are allocated on the JS thread and freed on a runtime thread; mimalloc frees
 // across threads far more cheaply than glibc's malloc, which showed in ingest profiles.
+// Its v2 line (Cargo.toml): under the same soak v3 kept 30-50 MiB of freed pages resident
+// after outages and crept up in steady state, while live bytes stayed at 3 MiB.
 #[cfg(not(feature = "alloc-stats"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
