@@ -83,6 +83,8 @@ struct BusCore {
   abort: Arc<Signal>,
   /// Fired at environment teardown: JS runs no more, so no handler will settle.
   exiting: Arc<Signal>,
+  /// Shutdown's bound passed while members were closing: workers stop waiting for handlers.
+  released: Arc<Signal>,
   shutdown: Mutex<Option<watch::Receiver<Option<Stats>>>>,
   identity: Mutex<Option<IdentityLock>>,
   /// Fired when a consumer or worker of this bus has finished closing: shutdown waits.
@@ -170,6 +172,7 @@ impl Bus {
         closing,
         abort,
         exiting: Arc::new(Signal::new()),
+        released: Arc::new(Signal::new()),
         shutdown: Mutex::new(None),
         identity: Mutex::new(lock),
         members: Mutex::new(Vec::new()),
@@ -447,9 +450,22 @@ impl Bus {
       loop {
         match bus.start_member(opts.clone(), false).await {
           Ok(m) => return Some(m),
-          Err(e) if e.code == Code::ShutDown || e.code == Code::InvalidConfig => return None,
-          Err(_) => {
+          Err(e) if e.code == Code::ShutDown => return None,
+          Err(e) => {
             failures += 1;
+            // Said once, then every tenth try: a join that keeps failing is never silent.
+            if failures % 10 == 1 {
+              tracing::warn!(
+                group = opts.group.as_str(),
+                code = e.code.as_str(),
+                "process({}) could not join its group (try {failures}; retrying): {}",
+                opts.group,
+                e.message
+              );
+            }
+            if e.code == Code::InvalidConfig {
+              return None;
+            }
             let d = crate::retry::backoff(failures).min(Duration::from_secs(5));
             tokio::select! {
               _ = tokio::time::sleep(d) => {}
@@ -462,6 +478,7 @@ impl Bus {
     let signals = crate::group::worker::BusSignals {
       closing: self.core.closing.clone(),
       exiting: self.core.exiting.clone(),
+      released: self.core.released.clone(),
     };
     let w = Worker::start(join, worker, signals, &self.core.rt);
     self.track(w.done_signal())?;
@@ -534,7 +551,17 @@ impl Bus {
       return Err(BusError::shut_down());
     }
     let store = self.group_store()?;
-    let letters = store.take_letters(group, Tray::Dead, ids).await?;
+    let taken = store.take_letters(group, Tray::Dead, ids).await?;
+    // A letter that could not carry its payload has no event to deliver: it stays dead.
+    let (letters, cut): (Vec<_>, Vec<_>) = taken.into_iter().partition(|l| l.cut.is_none());
+    if !cut.is_empty() {
+      tracing::warn!(
+        group,
+        "redeliver({group}): {} dead letter(s) kept dead because their payload did not fit in the letter (see their reason); read those events from the stream by id",
+        cut.len()
+      );
+      store.put_letters(group, Tray::Dead, &cut).await?;
+    }
     if let Err(e) = store.put_letters(group, Tray::Returned, &letters).await {
       // Put them back where they were rather than lose them.
       let _ = store.put_letters(group, Tray::Dead, &letters).await;
@@ -624,6 +651,8 @@ async fn run_shutdown(core: Arc<BusCore>) -> Stats {
       .await
       .is_err()
     {
+      // Workers still waiting for handlers stop waiting, so their close() settles.
+      core.released.fire();
       break;
     }
   }

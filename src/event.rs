@@ -145,6 +145,29 @@ pub fn check_json(text: &[u8]) -> std::result::Result<(), serde_json::Error> {
   serde_json::from_slice::<JsonCheck>(text).map(|_| ())
 }
 
+/// Most levels of nesting a reader parses (serde_json's limit).
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Whether stringify output certainly parses: without a backslash it has no `\u` escape
+/// (so no lone surrogate), and with at most 128 opening brackets it cannot nest deeper.
+fn surely_readable(text: &[u8]) -> bool {
+  memchr::memchr(b'\\', text).is_none()
+    && text.iter().filter(|&&b| b == b'[' || b == b'{').count() <= MAX_JSON_DEPTH
+}
+
+/// An `ERR_INVALID_EVENT` for JSON that readers could not parse, naming the usual causes.
+fn unreadable_json(e: &serde_json::Error, what: &str) -> BusError {
+  let text = e.to_string();
+  let why = if text.contains("surrogate") || text.contains("hex escape") {
+    "it contains a lone UTF-16 surrogate (\\ud800-\\udfff outside a pair, e.g. a string cut through an emoji); make the string well-formed (str.toWellFormed()) or pass a Buffer".to_string()
+  } else if text.contains("recursion limit") {
+    format!("it nests deeper than {MAX_JSON_DEPTH} levels; flatten it or pass it as a Buffer")
+  } else {
+    format!("{text}; pass an object, valid JSON text or a Buffer")
+  };
+  BusError::invalid_event(format!("{what}: {why}"))
+}
+
 /// Accepts any JSON value. Deserialised through `deserialize_any`, so serde_json applies
 /// the same number and depth limits as when it builds a `Value`, but nothing is allocated.
 struct JsonCheck;
@@ -201,17 +224,19 @@ impl<'de> serde::de::Visitor<'de> for JsonCheck {
 impl Incoming {
   /// JSON text, validated.
   pub fn json(payload: Bytes, key: Option<Arc<str>>) -> Result<Incoming> {
-    check_json(&payload).map_err(|e| {
-      BusError::invalid_event(format!(
-        "string is not valid JSON ({e}); pass an object, valid JSON text or a Buffer"
-      ))
-    })?;
-    Self::json_trusted(payload, key)
+    check_json(&payload).map_err(|e| unreadable_json(&e, "string is not valid JSON"))?;
+    Self::new(PayloadKind::Json, payload, key)
   }
 
-  /// JSON text that is valid by construction (the output of `JSON.stringify`), so it is
-  /// not parsed again: validation would cost more than the rest of ingest.
+  /// JSON text that is syntactically valid by construction (the output of
+  /// `JSON.stringify`). Full validation would cost more than the rest of ingest, but
+  /// `JSON.stringify` also emits what no reader can parse: lone surrogates (`\ud83d`, from
+  /// a string cut through an emoji) and nesting past 128 levels. Text that surely has
+  /// neither skips the parse; the rest is checked.
   pub fn json_trusted(payload: Bytes, key: Option<Arc<str>>) -> Result<Incoming> {
+    if !surely_readable(&payload) {
+      check_json(&payload).map_err(|e| unreadable_json(&e, "event cannot be stored as JSON"))?;
+    }
     Self::new(PayloadKind::Json, payload, key)
   }
 
@@ -365,6 +390,32 @@ mod tests {
     let ok_deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
     assert!(Incoming::json(Bytes::from(ok_deep.clone()), None).is_ok());
     assert!(serde_json::from_str::<serde_json::Value>(&ok_deep).is_ok());
+    // What JSON.stringify emits but no reader parses: lone surrogates, deep nesting.
+    for bad in [
+      &br#"{"note":"ok \ud83d"}"#[..],
+      br#""\ud800""#,
+      br#"["\udc00x"]"#,
+    ] {
+      let err = Incoming::json_trusted(Bytes::from_static(bad), None).unwrap_err();
+      assert!(
+        err.message.contains("lone UTF-16 surrogate"),
+        "{}",
+        err.message
+      );
+      let err = Incoming::json(Bytes::from_static(bad), None).unwrap_err();
+      assert!(
+        err.message.contains("lone UTF-16 surrogate"),
+        "{}",
+        err.message
+      );
+    }
+    let pair = br#"{"e":"\ud83d\ude00","q":"a\"b"}"#;
+    assert!(Incoming::json_trusted(Bytes::from_static(pair), None).is_ok());
+    let deep = format!("{}1{}", "{\"a\":".repeat(129), "}".repeat(129));
+    let err = Incoming::json_trusted(Bytes::from(deep), None).unwrap_err();
+    assert!(err.message.contains("deeper than 128"), "{}", err.message);
+    let wide = format!("[{}]", vec!["[]"; 500].join(","));
+    assert!(Incoming::json_trusted(Bytes::from(wide), None).is_ok());
     let err = Incoming::json(Bytes::from_static(b"{nope"), None).unwrap_err();
     assert_eq!(err.code, crate::error::Code::InvalidEvent);
     assert!(err.message.contains("not valid JSON"), "{}", err.message);

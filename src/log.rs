@@ -60,6 +60,35 @@ struct Logging {
 
 static LOGGING: OnceLock<Option<Logging>> = OnceLock::new();
 
+/// Passwords and tokens of the adapters made in this process. Every record is scrubbed of
+/// them, whichever crate logged it (async-nats logs server addresses with credentials).
+static SECRETS: parking_lot::RwLock<Vec<String>> = parking_lot::RwLock::new(Vec::new());
+/// Most secrets remembered: a process makes few adapters, but a loop making buses with
+/// fresh credentials must not grow this without end (the oldest go first).
+const MAX_SECRETS: usize = 256;
+
+/// Adds secrets every later record is scrubbed of.
+pub fn register_secrets(secrets: &[String]) {
+  let mut known = SECRETS.write();
+  for s in secrets {
+    if !s.is_empty() && !known.contains(s) {
+      known.push(s.clone());
+    }
+  }
+  let over = known.len().saturating_sub(MAX_SECRETS);
+  known.drain(..over);
+}
+
+/// `text` without registered secrets and without the userinfo of any URL in it.
+fn scrub_text(text: String) -> String {
+  let text = crate::adapter::secrets::scrub_userinfo(text);
+  let known = SECRETS.read();
+  if known.is_empty() {
+    return text;
+  }
+  crate::adapter::secrets::scrub(&known, text)
+}
+
 /// ringbus's own records at `level` and up; other crates' records are not ours to show.
 fn level_filter(level: &str) -> EnvFilter {
   EnvFilter::new(format!("ringbus={level}"))
@@ -168,8 +197,15 @@ impl<S: Subscriber> Layer<S> for RouteLayer {
     let record = Record {
       level: level_name(meta.level()),
       target: meta.target().to_string(),
-      message: fields.message,
-      fields: fields.fields,
+      message: scrub_text(fields.message),
+      fields: fields
+        .fields
+        .into_iter()
+        .map(|(k, v)| match v {
+          Value::Str(s) => (k, Value::Str(scrub_text(s))),
+          other => (k, other),
+        })
+        .collect(),
       timestamp_ms: crate::group::member::now_ms(),
     };
     match &logging.route.load().sink {

@@ -44,13 +44,21 @@ pub fn parse(text: &str) -> Option<Meta<'_>> {
   let (first, after) = tail.split_once(' ').unwrap_or((tail, ""));
   // A message id (the only field adapters add) never contains '/'.
   let (stamp, rest) = match first.split_once('/') {
-    Some((epoch, span)) => (
-      Stamp {
-        epoch: epoch.parse().ok()?,
-        span: span.parse().ok()?,
-      },
-      after,
-    ),
+    Some((epoch, span)) => {
+      let span: u32 = span.parse().ok()?;
+      // A writer's span never exceeds the shard limit; a larger one is forged or corrupt,
+      // and a reader would open a lane for every shard id below it.
+      if span > crate::config::MAX_SHARDS {
+        return None;
+      }
+      (
+        Stamp {
+          epoch: epoch.parse().ok()?,
+          span,
+        },
+        after,
+      )
+    }
     None => (Stamp::default(), tail),
   };
   Some(Meta {
@@ -85,6 +93,9 @@ mod tests {
     assert!(parse("42 x json").is_none());
     assert!(parse("42 7 xml").is_none());
     assert!(parse("42 7 json x/8").is_none());
+    assert!(parse("42 7 json 1/4294967295 x-1-0-7").is_none());
+    assert!(parse("42 7 json 1/1025 x-1-0-7").is_none());
+    assert_eq!(parse("42 7 json 1/1024 x-1-0-7").unwrap().stamp.span, 1024);
   }
 
   #[test]

@@ -38,6 +38,35 @@ pub fn scrub(secrets: &[String], mut msg: String) -> String {
   msg
 }
 
+/// `text` with the userinfo of every `scheme://userinfo@host` in it replaced by `***`, for
+/// text that may quote a URL (log records of other crates).
+pub fn scrub_userinfo(text: String) -> String {
+  if !text.contains("://") || !text.contains('@') {
+    return text;
+  }
+  let mut out = String::with_capacity(text.len());
+  let mut rest = text.as_str();
+  while let Some(i) = rest.find("://") {
+    let (head, tail) = rest.split_at(i + 3);
+    out.push_str(head);
+    // The authority ends at the first character a URL's userinfo and host never hold.
+    let end = tail
+      .find(|c: char| {
+        c.is_whitespace() || matches!(c, '/' | '"' | '\'' | ',' | ')' | ']' | '>' | '?' | '#')
+      })
+      .unwrap_or(tail.len());
+    match tail[..end].rfind('@') {
+      Some(at) => {
+        out.push_str("***");
+        rest = &tail[at..];
+      }
+      None => rest = tail,
+    }
+  }
+  out.push_str(rest);
+  out
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -57,6 +86,22 @@ mod tests {
     assert_eq!(
       scrub(&s, "auth failed for bob:s3cret".into()),
       "auth failed for ***"
+    );
+  }
+
+  #[test]
+  fn userinfo_is_scrubbed_from_any_text() {
+    assert_eq!(
+      scrub_userinfo(r#"attempting connection server="nats://bob:PASS@127.0.0.1:4222" x"#.into()),
+      r#"attempting connection server="nats://***@127.0.0.1:4222" x"#
+    );
+    assert_eq!(
+      scrub_userinfo("a nats://TOKEN@h:1, b tls://u:p@h2/x".into()),
+      "a nats://***@h:1, b tls://***@h2/x"
+    );
+    assert_eq!(
+      scrub_userinfo("mail a@b, see http://h/x@y".into()),
+      "mail a@b, see http://h/x@y"
     );
   }
 }

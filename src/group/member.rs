@@ -311,6 +311,7 @@ impl Member {
   ) -> Result<Member> {
     opts.validate()?;
     let groups = group_store(adapter.as_ref())?;
+    claim_name(groups, &opts).await?;
     let proposal = if opts.from_latest {
       let shards = crate::consume::read_shards(adapter.as_ref(), own.all_ids()).await;
       let ends = adapter.end_positions(&shards).await?;
@@ -1311,6 +1312,26 @@ impl Member {
   }
 }
 
+/// Refuses a member name another live member uses: both would own the same shards and
+/// handle every event twice. A name still listed may be a crashed member's (its entry
+/// expires within `leaseMs`) or a live one's (renewed every third of it), so the entry is
+/// watched for up to a lease before the join is refused.
+async fn claim_name(store: &dyn GroupStore, opts: &GroupOptions) -> Result<()> {
+  let (g, me) = (opts.group.as_str(), opts.member.as_str());
+  let deadline = tokio::time::Instant::now() + opts.lease + opts.renew_every();
+  loop {
+    if !store.members(g).await?.iter().any(|m| m == me) {
+      return Ok(());
+    }
+    if tokio::time::Instant::now() >= deadline {
+      return Err(BusError::config(format!(
+        "member {me:?} is already a live member of group {g:?} (in this or another process); give each member a unique name (or leave member unset for a random one)"
+      )));
+    }
+    tokio::time::sleep(opts.renew_every().min(Duration::from_millis(250))).await;
+  }
+}
+
 fn letter_of(event: Option<StoredEvent>, reason: &str, deliveries: u32) -> Option<Letter> {
   event.map(|event| Letter {
     id: String::new(),
@@ -1318,6 +1339,7 @@ fn letter_of(event: Option<StoredEvent>, reason: &str, deliveries: u32) -> Optio
     reason: reason.to_string(),
     deliveries,
     time_ms: now_ms(),
+    cut: None,
   })
 }
 

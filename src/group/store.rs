@@ -37,6 +37,28 @@ pub struct Letter {
   pub deliveries: u32,
   /// Milliseconds since the UNIX epoch when it was dead-lettered.
   pub time_ms: u64,
+  /// The payload's length when the letter could not carry it (see [`Letter::encode_within`]).
+  pub cut: Option<u64>,
+}
+
+/// Most bytes of a reason a letter keeps: a handler's error message can be any size, and a
+/// letter must fit in one store record.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// `reason` cut to [`MAX_REASON_BYTES`] at a character boundary, saying so.
+pub fn bounded_reason(reason: &str) -> String {
+  if reason.len() <= MAX_REASON_BYTES {
+    return reason.to_string();
+  }
+  let mut end = MAX_REASON_BYTES;
+  while !reason.is_char_boundary(end) {
+    end -= 1;
+  }
+  format!(
+    "{}… [reason cut from {} bytes]",
+    &reason[..end],
+    reason.len()
+  )
 }
 
 #[derive(Debug, Clone, Default)]
@@ -64,12 +86,43 @@ struct LetterHead {
   t: u64,
   #[serde(default, skip_serializing_if = "Vec::is_empty")]
   h: Vec<(String, String)>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  cut: Option<u64>,
 }
 
 impl Letter {
   /// One line of JSON for everything but the payload, a newline, then the payload bytes.
   pub fn encode(&self) -> Vec<u8> {
+    self.encode_head(false)
+  }
+
+  /// As [`Letter::encode`], in at most `limit` bytes where the store has a record limit
+  /// (JetStream's `max_payload`): a letter too large keeps everything but the payload,
+  /// records the payload's length, and says so in its reason. Such a letter cannot be
+  /// redelivered (the event it would deliver is gone), but it is never lost or stuck.
+  pub fn encode_within(&self, limit: usize) -> Vec<u8> {
+    let full = self.encode_head(false);
+    if full.len() <= limit {
+      return full;
+    }
+    self.encode_head(true)
+  }
+
+  fn encode_head(&self, cut: bool) -> Vec<u8> {
     let e = &self.event;
+    let mut reason = bounded_reason(&self.reason);
+    let cut = match (cut, self.cut) {
+      (_, Some(n)) => Some(n),
+      (true, None) => {
+        reason.push_str(&format!(
+          " [the event's {}-byte payload did not fit in the letter and was left out; the event is still in the stream at id {} while retention keeps it]",
+          e.payload.len(),
+          e.id
+        ));
+        Some(e.payload.len() as u64)
+      }
+      (false, None) => None,
+    };
     let head = LetterHead {
       id: e.id.clone(),
       pos: e.position.clone(),
@@ -80,14 +133,17 @@ impl Letter {
       key: e.key.as_deref().map(str::to_string),
       mid: e.message_id.clone(),
       stamp: (e.stamp.epoch, e.stamp.span),
-      reason: self.reason.clone(),
+      reason,
       n: self.deliveries,
       t: self.time_ms,
       h: e.headers.as_ref().map(headers_to_pairs).unwrap_or_default(),
+      cut,
     };
     let mut out = serde_json::to_vec(&head).unwrap_or_default();
     out.push(b'\n');
-    out.extend_from_slice(&e.payload);
+    if cut.is_none() {
+      out.extend_from_slice(&e.payload);
+    }
     out
   }
 
@@ -120,6 +176,7 @@ impl Letter {
       reason: head.reason,
       deliveries: head.n,
       time_ms: head.t,
+      cut: head.cut,
     })
   }
 }
@@ -228,8 +285,10 @@ mod tests {
       reason: "handler threw: \"boom\"\nline".into(),
       deliveries: 5,
       time_ms: 42,
+      cut: None,
     };
-    let back = Letter::decode("L1", &letter.encode()).unwrap();
+    let back = Letter::decode("L1", &letter.encode_within(1 << 20)).unwrap();
+    assert_eq!(back.cut, None);
     assert_eq!(back.id, "L1");
     assert_eq!(back.event.payload.as_ref(), b"\x00\n\xff");
     assert_eq!(back.event.key.as_deref(), Some("user\n7"));
@@ -245,6 +304,55 @@ mod tests {
     );
     assert!(Letter::decode("x", b"not json\nrest").is_none());
     assert!(Letter::decode("x", b"no newline").is_none());
+  }
+
+  #[test]
+  fn letters_fit_the_store_limit() {
+    let mut letter = Letter {
+      id: String::new(),
+      event: StoredEvent {
+        id: "3-17".into(),
+        position: "17".into(),
+        shard: 3,
+        seq: 9,
+        timestamp_ms: 1,
+        kind: PayloadKind::Json,
+        key: None,
+        payload: bytes::Bytes::from(vec![b'1'; 2_000_000]),
+        message_id: "ab-0-3-9".into(),
+        stamp: Stamp::default(),
+        headers: None,
+      },
+      reason: "é".repeat(3000),
+      deliveries: 5,
+      time_ms: 42,
+      cut: None,
+    };
+    let bytes = letter.encode_within(1 << 20);
+    assert!(bytes.len() < 4096, "{}", bytes.len());
+    let back = Letter::decode("L", &bytes).unwrap();
+    assert_eq!(back.cut, Some(2_000_000));
+    assert!(back.event.payload.is_empty());
+    assert!(
+      back.reason.contains("reason cut from 6000 bytes"),
+      "{}",
+      back.reason
+    );
+    assert!(
+      back.reason.contains("2000000-byte payload"),
+      "{}",
+      back.reason
+    );
+    // Written again (redelivered, dead again), it stays cut and says so once.
+    let again = Letter::decode("L", &back.encode_within(1 << 20)).unwrap();
+    assert_eq!(again.cut, Some(2_000_000));
+    letter.event.payload = bytes::Bytes::from_static(b"{}");
+    assert_eq!(
+      Letter::decode("L", &letter.encode_within(1 << 20))
+        .unwrap()
+        .cut,
+      None
+    );
   }
 
   #[test]

@@ -111,6 +111,8 @@ pub struct BusSignals {
   pub closing: Arc<Signal>,
   /// JS runs no more (environment teardown): running handlers will never settle.
   pub exiting: Arc<Signal>,
+  /// Shutdown's bound passed: stop waiting for handlers (their events go back).
+  pub released: Arc<Signal>,
 }
 
 /// A running `process()` worker. Clones share it.
@@ -387,16 +389,35 @@ impl Worker {
     }
     self.inner.stop.fire();
     self.inner.runnable.notify_waiters();
+    // A handler that never settles (or awaits this very close) is waited for at most
+    // `ackWaitMs`: by then its event is due for redelivery anyway.
+    let bound = self
+      .inner
+      .member
+      .get()
+      .map_or(crate::group::DEFAULT_ACK_WAIT, |m| m.options().ack_wait);
+    let give_up = tokio::time::sleep(bound);
+    tokio::pin!(give_up);
     loop {
       let idle = self.inner.idle.notified();
       tokio::pin!(idle);
       idle.as_mut().enable();
-      if self.inner.st.lock().running.is_empty() {
+      let running = self.inner.st.lock().running.len();
+      if running == 0 {
         break;
       }
       tokio::select! {
         _ = idle => {}
         _ = self.inner.signals.exiting.wait() => break,
+        _ = self.inner.signals.released.wait() => break,
+        _ = &mut give_up => {
+          tracing::warn!(
+            running,
+            "worker.close(): {running} handler(s) still running after ackWaitMs ({} ms); closing without them, their events go back to the group (make handlers settle, or close with a longer ackWaitMs)",
+            bound.as_millis()
+          );
+          break;
+        }
       }
     }
     let waiting: Vec<Delivery> = {

@@ -457,8 +457,11 @@ pub struct PollResult {
 }
 
 /// A worker's turn of events: the array of deliveries, with the token of its first as
-/// `first` (the others follow, one apart).
-pub struct TakenList(pub Taken);
+/// `first` (the others follow, one apart). When the worker is given and the events cannot
+/// be made (a throwing setter a user put on `Object.prototype`), their handlers count as
+/// failed and an empty list marked `skipped` goes back instead: retried with backoff like
+/// any failure, never lost, never a rejection the driver cannot place.
+pub struct TakenList(pub Taken, pub Option<crate::group::worker::Worker>);
 
 impl TypeName for TakenList {
   fn type_name() -> &'static str {
@@ -474,11 +477,29 @@ impl ToNapiValue for TakenList {
     // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
     unsafe {
       converting(env, |scope| {
-        let list = page(scope, &taken.0.deliveries, |d| {
+        let made = page(scope, &taken.0.deliveries, |d| {
           (&d.event, Extra::Deliveries(d.deliveries))
-        })?;
-        let (name, first) = (scope.string(b"first")?, scope.uint32(taken.0.first)?);
-        scope.set_property(list, name, first)?;
+        })
+        .and_then(|list| {
+          let (name, first) = (scope.string(b"first")?, scope.uint32(taken.0.first)?);
+          scope.set_property(list, name, first)?;
+          Ok(list)
+        });
+        let (err, worker) = match (made, &taken.1) {
+          (Ok(list), _) => return Ok(list),
+          (Err(e), Some(w)) => (e, w),
+          (Err(e), None) => return Err(e),
+        };
+        let reason = format!(
+          "the event could not be made into a JS object: {}",
+          err.message
+        );
+        for i in 0..taken.0.deliveries.len() {
+          worker.settle(taken.0.first.wrapping_add(i as u32), Some(reason.clone()));
+        }
+        let list = scope.array(0)?;
+        let (name, yes) = (scope.string(b"skipped")?, scope.uint32(1)?);
+        scope.set_property(list, name, yes)?;
         Ok(list)
       })
     }

@@ -36,18 +36,20 @@ const DRIVER_JS: &str = r#"(function (worker, handler) {
   const ok = (token) => {
     if (done.push(token) === 1) queueMicrotask(flush)
   }
+  // The handler's result is adopted with the intrinsic Promise.resolve and then: a
+  // thenable whose then throws, or a then getter that throws, rejects instead of escaping.
+  const resolve = (v) => Promise.resolve(v)
+  const then = Promise.prototype.then
   const run = (ev, token) => {
-    let p
     try {
-      p = handler(ev)
+      const p = handler(ev)
+      if (p === null || (typeof p !== 'object' && typeof p !== 'function')) {
+        ok(token)
+        return
+      }
+      then.call(resolve(p), () => ok(token), (e) => worker.settle(token, describe(e)))
     } catch (e) {
       worker.settle(token, describe(e))
-      return
-    }
-    if (p !== null && (typeof p === 'object' || typeof p === 'function') && typeof p.then === 'function') {
-      p.then(() => ok(token), (e) => worker.settle(token, describe(e)))
-    } else {
-      ok(token)
     }
   }
   const loop = async () => {
@@ -55,11 +57,18 @@ const DRIVER_JS: &str = r#"(function (worker, handler) {
       // Slots free up only when settled: settle before asking for more.
       flush()
       const batch = await worker.take()
-      if (batch.length === 0) return
+      // Empty: closing. `skipped`: the turn's events could not be made into JS objects and
+      // were settled as failed natively.
+      if (batch.length === 0) {
+        if (batch.skipped) continue
+        return
+      }
       for (let i = 0; i < batch.length; i++) run(batch[i], (batch.first + i) >>> 0)
     }
   }
-  loop()
+  // Nothing above throws by design; should it, the worker stops and says why instead of
+  // leaving an unhandled rejection (which exits Node) and a worker that never closes.
+  loop().catch((e) => worker.abort(describe(e)))
 })"#;
 
 /// A running `process()` worker.
@@ -104,13 +113,16 @@ impl Worker {
   pub fn take<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, TakenList>> {
     let ready = self.worker.take_runnable();
     if !ready.deliveries.is_empty() {
-      return PromiseRaw::resolve(env, TakenList(ready));
+      return PromiseRaw::resolve(env, TakenList(ready, Some(self.worker.clone())));
     }
     let worker = self.worker.clone();
     spawn(
       env,
-      async move { Ok(worker.next_runnable().await) },
-      |_, taken| Ok(TakenList(taken)),
+      async move {
+        let taken = worker.next_runnable().await;
+        Ok((taken, worker))
+      },
+      |_, (taken, worker)| Ok(TakenList(taken, Some(worker))),
     )
   }
 
@@ -125,6 +137,15 @@ impl Worker {
   #[napi(skip_typescript)]
   pub fn settle_all(&self, tokens: Vec<u32>) {
     self.worker.settle_all(&tokens);
+  }
+
+  /// The driver loop failed unexpectedly: the worker closes (logged), so `close()` and
+  /// `shutdown()` still settle.
+  #[napi(skip_typescript)]
+  pub fn abort(&self, reason: String) {
+    tracing::error!("a process() worker stopped: its driver failed ({reason}); its events go to the other members");
+    let worker = self.worker.clone();
+    napi::bindgen_prelude::spawn(async move { worker.close().await });
   }
 
   /// Stops taking events, waits for running handlers to finish and their acks to be

@@ -76,11 +76,28 @@ impl JetStreamAdapter {
           discard: stream::DiscardPolicy::New,
           ..Default::default()
         };
-        self
+        let subject = config.subjects[0].clone();
+        let mut existing = self
           .js
           .get_or_create_stream(config)
           .await
           .map_err(|e| self.kv_err("bucket creation", e))?;
+        // A stream of that name that is not our bucket (a user's own stream named
+        // `KV_rbg_<stream>`): say so, rather than pass on async-nats's "invalid name".
+        let info = existing
+          .info()
+          .await
+          .map_err(|e| self.kv_err("bucket check", e))?;
+        if !info.config.subjects.contains(&subject) {
+          return Err(AdapterError {
+            code: crate::error::Code::InvalidConfig,
+            retryable: false,
+            message: format!(
+              "consumer groups of stream {:?} keep their state in the stream KV_{name}, but a stream of that name already exists and is not a ringbus group bucket (its subjects are {:?}); rename or delete that stream, or use another stream name",
+              self.config.stream, info.config.subjects
+            ),
+          });
+        }
         self
           .js
           .get_key_value(&name)
@@ -296,13 +313,16 @@ impl GroupStore for JetStreamAdapter {
   ) -> Result<(), AdapterError> {
     let kv = self.bucket().await?;
     let now = now_ms();
+    // A KV value is one message: it must fit the server's max_payload, with room for the
+    // subject and headers the KV layer adds.
+    let limit = self.client.server_info().max_payload.saturating_sub(4096);
     for (i, l) in letters.iter().enumerate() {
       let mut b = [0u8; 2];
       let _ = getrandom::fill(&mut b);
       // Time, index and a random part: unique across members writing at the same time.
       let id = letter_id(now, (i as u64) * 65536 + u16::from_le_bytes(b) as u64);
       let key = format!("{}.{group}.{id}", tray.name());
-      kv.put(key, Bytes::from(l.encode()))
+      kv.put(key, Bytes::from(l.encode_within(limit)))
         .await
         .map_err(|e| self.kv_err("letter write", e))?;
     }

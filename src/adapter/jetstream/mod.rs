@@ -59,6 +59,8 @@ impl JetStreamAdapter {
   pub async fn connect(config: JetStreamConfig) -> Result<Self, BusError> {
     config.validate()?;
     let secrets = config.secrets();
+    // Before connecting: async-nats logs the server address it dials, credentials and all.
+    crate::log::register_secrets(&secrets);
     let shown: Vec<String> = config.servers.iter().map(|s| redact_url(s)).collect();
     let pool: std::sync::Arc<Pool> = Default::default();
     let watched = std::sync::Arc::downgrade(&pool);

@@ -82,6 +82,7 @@ impl RedisAdapter {
       secrets.push(p.0.clone());
     }
     secrets.retain(|s| !s.is_empty());
+    crate::log::register_secrets(&secrets);
     let shown = config
       .urls()
       .iter()
