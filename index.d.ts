@@ -573,7 +573,10 @@ export interface LogRecord {
 
 /** Options of `consumer.nack()`. */
 export interface NackOptions {
-  /** Deliver again no sooner than this (0 to 86400000). Default: 0. */
+  /**
+   * Deliver again no sooner than this many milliseconds: a whole number from 0 to
+   * 86400000 (else `ERR_INVALID_CONFIG`). Default: 0.
+   */
   delayMs?: number
 }
 
@@ -652,6 +655,8 @@ export interface ScalingOptions {
 /**
  * Sends ringbus's log records to `sink` instead of stderr, or back to stderr with `null`.
  * `sink` runs on the JS thread, after the record was made; what it throws is ignored.
+ * A sink that is not a function, or options that are not `{ level }`, are
+ * `ERR_INVALID_CONFIG` (and change nothing).
  */
 export declare function setLogger(sink: ((record: LogRecord) => void) | null, options?: LoggerOptions): void
 

@@ -5,7 +5,7 @@ import path from 'node:path'
 import Redis from 'ioredis'
 import { connect } from '@nats-io/transport-node'
 import { jetstreamManager } from '@nats-io/jetstream'
-import { EventBus } from '../index'
+import { EventBus, setLogger } from '../index'
 import { sleep, until } from './support/adapter'
 import { uniqueName } from './support/servers'
 
@@ -240,5 +240,198 @@ describe('14. a stream named like the group bucket', () => {
     await jsm.streams.delete(`KV_rbg_${stream}`)
     await jsm.streams.delete(stream)
     await nc.close()
+  })
+})
+
+/** A cursor of `bus`'s store with its wire fields changed (as a tampering caller would). */
+function forge(cursor: string, change: (wire: any) => void): string {
+  const wire = JSON.parse(Buffer.from(cursor.slice(4), 'base64url').toString())
+  change(wire)
+  return `rb1.${Buffer.from(JSON.stringify(wire)).toString('base64url')}`
+}
+
+describe('6, 17, 18. cursors are checked before they cost anything', () => {
+  it('a producer map past 64 entries is ERR_INVALID_CURSOR, and flush() is not stalled', async () => {
+    const bus = new EventBus({ shards: 2 })
+    bus.ingest({ a: 1 })
+    await bus.flush()
+    const { cursor } = await bus.poll({ limit: 1 })
+    const producers = (n: number) =>
+      forge(cursor, (w) => {
+        w.e = {}
+        for (let i = 0; i < n; i++) w.e[`${i.toString(16).padStart(16, '0')}-0`] = 1
+      })
+    const [many, huge] = [producers(1000), producers(100_000)]
+    const polls = [bus.poll({ cursor: many }), bus.poll({ cursor: huge })].map((p) => p.catch((e) => e))
+    bus.ingest({ a: 2 })
+    await bus.flush()
+    const [e1, e2] = await Promise.all(polls)
+    expect(e1).toMatchObject({ code: 'ERR_INVALID_CURSOR' })
+    expect(e1.message).toContain('remembers 1000 producers')
+    expect(e2).toMatchObject({ code: 'ERR_INVALID_CURSOR' })
+    expect(e2.message).toContain('bytes, over the 262144-byte limit')
+    await expect(bus.poll({ cursor: producers(64) })).resolves.toMatchObject({ hasMore: false })
+    await bus.shutdown()
+  })
+
+  it('a cursor from another memory bus is ERR_INVALID_CURSOR', async () => {
+    const a = new EventBus({ shards: 1 })
+    const b = new EventBus({ shards: 1 })
+    a.ingest({ a: 1 })
+    b.ingest({ b: 1 })
+    await Promise.all([a.flush(), b.flush()])
+    const { cursor } = await a.poll({ limit: 1 })
+    await expect(b.poll({ cursor })).rejects.toMatchObject({ code: 'ERR_INVALID_CURSOR' })
+    await expect(a.poll({ cursor })).resolves.toMatchObject({ events: [] })
+    await Promise.all([a.shutdown(), b.shutdown()])
+  })
+
+  it.each(['memory', 'jetstream', 'redis'])('deadLetters with a junk or poll cursor is ERR_INVALID_CURSOR on %s', async (kind) => {
+    const adapter =
+      kind === 'memory'
+        ? { type: 'memory' as const }
+        : kind === 'redis'
+          ? { type: 'redis' as const, url: REDIS, keyPrefix: uniqueName('dlc') }
+          : { type: 'jetstream' as const, servers: NATS, stream: uniqueName('dlc') }
+    const bus = await EventBus.create({ shards: 1, adapter })
+    bus.ingest({ a: 1 })
+    await bus.flush()
+    const { cursor } = await bus.poll()
+    for (const bad of ['junk', cursor, '1-2-3']) {
+      await expect(bus.deadLetters('g', { cursor: bad })).rejects.toMatchObject({ code: 'ERR_INVALID_CURSOR' })
+    }
+    await expect(bus.deadLetters('g')).resolves.toMatchObject({ events: [], hasMore: false })
+    await bus.shutdown()
+    if (kind === 'jetstream') {
+      const nc = await connect({ servers: NATS })
+      await (await jetstreamManager(nc)).streams.delete(adapter.stream!)
+      await nc.close()
+    }
+  })
+
+  it('a Redis cursor at the largest entry id is ERR_INVALID_CURSOR', async () => {
+    const bus = await EventBus.create({ shards: 1, adapter: { type: 'redis', url: REDIS, keyPrefix: uniqueName('maxid') } })
+    bus.ingest({ a: 1 })
+    await bus.flush()
+    const { cursor } = await bus.poll()
+    const forged = forge(cursor, (w) => (w.p = { '0': '18446744073709551615-18446744073709551615' }))
+    await expect(bus.poll({ cursor: forged })).rejects.toMatchObject({ code: 'ERR_INVALID_CURSOR' })
+    await bus.shutdown()
+  })
+})
+
+describe('12. concurrent consumer.next() calls', () => {
+  it('ten waiting calls all resolve from the events taken; none wait in a buffer for ackWaitMs', async () => {
+    const bus = new EventBus({ shards: 1 })
+    const consumer = await bus.consumer({ group: 'g', ackWaitMs: 60_000 })
+    const calls = Array.from({ length: 10 }, () => consumer.next())
+    for (let i = 0; i < 200; i++) bus.ingest({ i })
+    await bus.flush()
+    const steps = await Promise.all(calls)
+    const got = steps.map((s) => JSON.parse((s.value as any).raw).i)
+    expect(new Set(got).size).toBe(10)
+    for (const s of steps) consumer.ack(s.value as any)
+    // The rest come through next() as well, each exactly once.
+    const rest: number[] = []
+    while (rest.length < 190) {
+      const s = await consumer.next()
+      rest.push(JSON.parse((s.value as any).raw).i)
+      consumer.ack(s.value as any)
+    }
+    expect(new Set([...got, ...rest]).size).toBe(200)
+    expect(consumer.stats().redelivered).toBe(0)
+    await consumer.close()
+    await bus.shutdown()
+  })
+})
+
+describe('13, 16, 19, 20. coded errors for hostile arguments', () => {
+  const thrown = (f: () => unknown) => {
+    try {
+      f()
+    } catch (e) {
+      return e as any
+    }
+    throw new Error('did not throw')
+  }
+
+  it('setLogger refuses what is not a function or null, and bad options, with ERR_INVALID_CONFIG', () => {
+    for (const bad of [42, {}, 'log', []]) {
+      const err = thrown(() => setLogger(bad as never))
+      expect(err).toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+      expect(err.message).toContain('must be a function')
+    }
+    expect(thrown(() => setLogger(() => {}, { level: 5 as never }))).toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+    const getter = { get level(): string { throw new Error('boom') } }
+    expect(thrown(() => setLogger(() => {}, getter as never))).toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+    setLogger(null)
+  })
+
+  it('ack, nack and touch refuse non-events and bad delays with coded errors naming the value', async () => {
+    const bus = new EventBus({ shards: 1 })
+    const consumer = await bus.consumer({ group: 'g' })
+    bus.ingest({ a: 1 })
+    const { value: ev } = await consumer.next()
+    for (const bad of [null, undefined, 5, { get shardId(): number { throw new Error('x') }, id: '1' }]) {
+      expect(thrown(() => consumer.ack(bad as never))).toMatchObject({ code: 'ERR_INVALID_EVENT' })
+      expect(thrown(() => consumer.touch(bad as never))).toMatchObject({ code: 'ERR_INVALID_EVENT' })
+    }
+    for (const [delayMs, shown] of [
+      [2 ** 32 + 500, '4294967796'],
+      [-1, '-1'],
+      [NaN, 'NaN'],
+      [1.5, '1.5'],
+      [Infinity, 'inf'],
+      ['abc', 'a string'],
+    ] as const) {
+      const err = thrown(() => consumer.nack(ev as any, { delayMs: delayMs as never }))
+      expect(err).toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+      expect(err.message.toLowerCase()).toContain(String(shown).toLowerCase())
+    }
+    expect(consumer.nack(ev as any, { delayMs: 0 })).toBe(true)
+    await consumer.close()
+    await bus.shutdown()
+  })
+
+  it('a throwing setter for raw on the events\' prototype makes poll and next reject with ERR_INTERNAL', async () => {
+    const bus = new EventBus({ shards: 1 })
+    bus.ingest({ a: 1 })
+    await bus.flush()
+    const sub = bus.subscribe({ from: 'earliest' })
+    // The addon's objects live in Node's main realm, not Jest's: reach it through an event.
+    const proto = Object.getPrototypeOf((await bus.poll()).events[0])
+    Object.defineProperty(proto, 'raw', { configurable: true, set() { throw new Error('no raw') } })
+    try {
+      await expect(bus.poll()).rejects.toMatchObject({ code: 'ERR_INTERNAL' })
+      const err = await Promise.resolve().then(() => sub.next()).catch((e) => e)
+      expect(err).toMatchObject({ code: 'ERR_INTERNAL' })
+    } finally {
+      delete proto.raw
+    }
+    expect((await bus.poll()).events).toHaveLength(1)
+    await sub.return?.()
+    await bus.shutdown()
+  })
+
+  it('a lone surrogate in a filter is ERR_INVALID_FILTER; headers as a Map are ERR_INVALID_EVENT', async () => {
+    const bus = new EventBus({ shards: 1 })
+    await expect(bus.poll({ filter: { note: 'a\ud800' } })).rejects.toMatchObject({ code: 'ERR_INVALID_FILTER' })
+    const err = thrown(() => bus.ingest({ a: 1 }, { headers: new Map([['traceparent', 'x']]) as never }))
+    expect(err).toMatchObject({ code: 'ERR_INVALID_EVENT' })
+    expect(err.message).toContain('Object.fromEntries')
+    expect(thrown(() => bus.ingest({ a: 1 }, { headers: new Map() as never }))).toMatchObject({ code: 'ERR_INVALID_EVENT' })
+    expect(thrown(() => bus.ingestBatch([{ a: 1 }], { headers: ['x'] as never }))).toMatchObject({ code: 'ERR_INVALID_EVENT' })
+    expect(bus.stats().ingested).toBe(0)
+    await bus.shutdown()
+  })
+
+  it('an unknown option holding a class instance is named as unknown', () => {
+    class Provider {
+      self = this
+    }
+    const err = thrown(() => new EventBus({ telemetry: { tracerProvider: new Provider() } } as never))
+    expect(err).toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+    expect(err.message).toContain('telemetry')
+    expect(err.message).not.toContain('cycle')
   })
 })

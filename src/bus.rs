@@ -532,6 +532,9 @@ impl Bus {
     limit: usize,
   ) -> Result<LetterPage> {
     crate::group::check_name("group", group)?;
+    if let Some(a) = after {
+      crate::group::store::check_letter_cursor(a)?;
+    }
     if !self.is_running() {
       return Err(BusError::shut_down());
     }

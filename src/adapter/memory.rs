@@ -67,6 +67,8 @@ pub struct MemoryAdapter {
   max_bytes: usize,
   version: watch::Sender<u64>,
   groups: super::memory_groups::MemoryGroups,
+  /// Names this store in cursors: a cursor of one memory bus means nothing to another.
+  instance: u64,
 }
 
 impl MemoryAdapter {
@@ -78,6 +80,7 @@ impl MemoryAdapter {
       version: watch::Sender::new(0),
       // Letters per group and tray are bounded like the events themselves.
       groups: super::memory_groups::MemoryGroups::new(max_events),
+      instance: crate::identity::random_u64(),
     }
   }
 
@@ -125,7 +128,7 @@ impl Adapter for MemoryAdapter {
   }
 
   fn cursor_scope(&self) -> String {
-    "memory".into()
+    format!("memory:{:016x}", self.instance)
   }
 
   async fn write(&self, batch: WriteBatch<'_>) -> Result<WriteResult, AdapterError> {

@@ -21,7 +21,7 @@ use crate::event::StoredEvent;
 
 /// At most this many producers are remembered in a cursor. Forgetting one is safe: its
 /// next event only pays for the proof again.
-const MAX_REMEMBERED: usize = 64;
+const MAX_REMEMBERED: usize = crate::consume::cursor::MAX_CLEARED;
 
 pub enum Verdict {
   /// The head may be yielded now.

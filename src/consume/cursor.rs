@@ -15,6 +15,11 @@ use crate::adapter::Positions;
 use crate::error::{BusError, Code, Result};
 
 const PREFIX: &str = "rb1.";
+/// Most producers a cursor remembers (a reader keeps 64, see `barrier.rs`); a cursor with
+/// more was not made by ringbus, and each entry costs every read of the poll.
+pub const MAX_CLEARED: usize = 64;
+/// Longest cursor text accepted: 1,024 shards with long positions fit many times over.
+pub const MAX_CURSOR_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Cursor {
@@ -66,6 +71,12 @@ impl Cursor {
   }
 
   pub fn decode(text: &str, scope: &str) -> Result<Cursor> {
+    if text.len() > MAX_CURSOR_BYTES {
+      return Err(invalid(format!(
+        "cursor is {} bytes, over the {MAX_CURSOR_BYTES}-byte limit of any cursor ringbus makes; pass a cursor returned by poll() unchanged",
+        text.len()
+      )));
+    }
     let Some(body) = text.strip_prefix(PREFIX) else {
       return Err(invalid(
         "cursor is not a ringbus cursor (or is from an incompatible version); pass a cursor returned by poll() unchanged",
@@ -81,6 +92,12 @@ impl Cursor {
       return Err(invalid(format!(
         "cursor belongs to another store ({}), this bus reads {}; cursors are valid only for the backend that issued them",
         wire.s, scope
+      )));
+    }
+    if wire.e.len() > MAX_CLEARED {
+      return Err(invalid(format!(
+        "cursor remembers {} producers, over the {MAX_CLEARED} a reader keeps; pass a cursor returned by poll() unchanged",
+        wire.e.len()
       )));
     }
     let mut positions = Positions::new();
@@ -143,5 +160,23 @@ mod tests {
       URL_SAFE_NO_PAD.encode(br#"{"s":"memory","p":{"01":"3"}}"#)
     );
     assert!(Cursor::decode(&aliased, "memory").is_err());
+    // Forged epoch maps are refused at decode, not rescanned on every read.
+    let mut many = Cursor::default();
+    for i in 0..=MAX_CLEARED {
+      many.cleared.insert(format!("{i:016x}-0"), 1);
+    }
+    let err = Cursor::decode(&many.encode("memory"), "memory").unwrap_err();
+    assert!(
+      err.message.contains("remembers 65 producers"),
+      "{}",
+      err.message
+    );
+    many.cleared.pop_first();
+    assert!(Cursor::decode(&many.encode("memory"), "memory").is_ok());
+    let huge = format!("rb1.{}", "A".repeat(MAX_CURSOR_BYTES));
+    assert_eq!(
+      Cursor::decode(&huge, "memory").unwrap_err().code,
+      Code::InvalidCursor
+    );
   }
 }

@@ -261,6 +261,25 @@ pub fn letter_id(time_ms: u64, counter: u64) -> String {
   format!("{time_ms:015}-{counter:06}")
 }
 
+/// Refuses a `deadLetters` cursor that is not a letter id: every store's ids are
+/// `<digits>-<digits>` (Redis entry ids, or [`letter_id`]); anything else (junk, a poll
+/// cursor) would read as an empty last page.
+pub fn check_letter_cursor(after: &str) -> crate::error::Result<()> {
+  let part = |s: &str| {
+    !s.is_empty()
+      && s.len() <= 20
+      && s.bytes().all(|b| b.is_ascii_digit())
+      && s.parse::<u64>().is_ok()
+  };
+  match after.split_once('-') {
+    Some((a, b)) if part(a) && part(b) => Ok(()),
+    _ => Err(crate::error::BusError::new(
+      crate::error::Code::InvalidCursor,
+      "dead letter cursor is not one returned by deadLetters(); pass the cursor of the previous page unchanged (poll() cursors are not letter cursors)",
+    )),
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -353,6 +372,23 @@ mod tests {
         .cut,
       None
     );
+  }
+
+  #[test]
+  fn letter_cursors_are_letter_ids() {
+    assert!(check_letter_cursor(&letter_id(1_700_000_000_000, 7)).is_ok());
+    assert!(check_letter_cursor("1700000000000-0").is_ok());
+    for bad in [
+      "junk",
+      "rb1.e30",
+      "1-",
+      "-1",
+      "1-2-3",
+      "99999999999999999999-0",
+      "",
+    ] {
+      assert!(check_letter_cursor(bad).is_err(), "{bad}");
+    }
   }
 
   #[test]

@@ -15,7 +15,9 @@ use parking_lot::Mutex;
 use crate::error::{BusError, Code};
 use crate::group::member::{Delivery, Member};
 use crate::napi::convert::{self, ConsumerStats, DeliveryValue};
-use crate::napi::errors::{spawn, throw};
+use crate::napi::errors::{resolved, spawn, throw};
+use crate::napi::scope::type_name;
+use crate::napi::scope::Scope;
 use crate::napi::subscription::async_iterable;
 
 /// Deliveries taken per native hop.
@@ -31,16 +33,71 @@ pub struct ConsumerStep {
   pub value: Option<DeliveryValue>,
 }
 
+// Declares the typings only: `nack` reads its options itself, to refuse what a plain
+// conversion would wrap or round.
 /// Options of `consumer.nack()`.
 #[napi(object)]
+#[allow(dead_code)]
 pub struct NackOptions {
-  /// Deliver again no sooner than this (0 to 86400000). Default: 0.
+  /// Deliver again no sooner than this many milliseconds: a whole number from 0 to
+  /// 86400000 (else `ERR_INVALID_CONFIG`). Default: 0.
   pub delay_ms: Option<u32>,
 }
 
 struct Shared {
   buffer: VecDeque<Delivery>,
   done: bool,
+  /// A `next()` is taking a batch from the member; others wait for it (`filled`) rather
+  /// than take batches of their own that nobody is waiting for.
+  fetching: bool,
+}
+
+/// What concurrent `next()` calls share: the buffer, and the signal that it changed.
+struct Queue {
+  shared: Mutex<Shared>,
+  filled: tokio::sync::Notify,
+}
+
+impl Queue {
+  /// The next delivery: from the buffer, or from a batch this call (or a concurrent one)
+  /// takes from the member. None once the member is closed.
+  async fn next(&self, member: &Member) -> Option<Delivery> {
+    loop {
+      let filled = self.filled.notified();
+      tokio::pin!(filled);
+      let fetch = {
+        let mut shared = self.shared.lock();
+        if let Some(d) = shared.buffer.pop_front() {
+          return Some(d);
+        }
+        if shared.done {
+          return None;
+        }
+        if shared.fetching {
+          // Registered before the lock is released: a fill after this point wakes it.
+          filled.as_mut().enable();
+          false
+        } else {
+          shared.fetching = true;
+          true
+        }
+      };
+      if !fetch {
+        filled.await;
+        continue;
+      }
+      let batch = member.next_batch(BATCH, false).await;
+      {
+        let mut shared = self.shared.lock();
+        shared.fetching = false;
+        if batch.is_empty() {
+          shared.done = true;
+        }
+        shared.buffer.extend(batch);
+      }
+      self.filled.notify_waiters();
+    }
+  }
 }
 
 /// A member of a consumer group (`bus.consumer()`). Iterate it with `for await`; ack each
@@ -50,7 +107,7 @@ struct Shared {
 #[napi]
 pub struct Consumer {
   member: Member,
-  shared: Arc<Mutex<Shared>>,
+  queue: Arc<Queue>,
 }
 
 fn step(d: Option<Delivery>) -> ConsumerStep {
@@ -60,32 +117,100 @@ fn step(d: Option<Delivery>) -> ConsumerStep {
   }
 }
 
-/// `(shardId, id)` of an event object, as delivered.
-pub(crate) fn event_ref(ev: &Object, method: &str) -> std::result::Result<(u32, String), BusError> {
-  let bad = || {
+/// `(shardId, id)` of an event object, as delivered. Anything else (null, a number, an
+/// object whose getters throw) is `ERR_INVALID_EVENT`.
+pub(crate) fn event_ref(
+  env: &Env,
+  ev: Unknown<'_>,
+  method: &str,
+) -> std::result::Result<(u32, String), BusError> {
+  let bad = |why: &str| {
     BusError::new(
       Code::InvalidEvent,
-      format!("{method}() takes an event this consumer delivered (with its shardId and id)"),
+      format!("{method}() takes an event this consumer delivered (with its shardId and id); {why}"),
     )
   };
-  let shard: Option<f64> = ev.get_named_property("shardId").map_err(|_| bad())?;
-  let id: Option<String> = ev.get_named_property("id").map_err(|_| bad())?;
-  match (shard, id) {
-    (Some(s), Some(id)) if s >= 0.0 && s.fract() == 0.0 && s <= u32::MAX as f64 => {
-      Ok((s as u32, id))
+  let read = |scope: &mut Scope<'_>| {
+    // SAFETY: the value belongs to this running call.
+    let ev = unsafe { scope.adopt(ev.raw()) };
+    if scope.type_of(ev) != napi::sys::ValueType::napi_object {
+      return Err(bad(&format!("got {}", type_name(scope.type_of(ev)))));
     }
-    _ => Err(bad()),
-  }
+    let what = format!("{method}(event): event.shardId");
+    let shard = scope.named(ev, c"shardId", &what)?;
+    let shard = scope
+      .double(shard)
+      .filter(|s| *s >= 0.0 && s.fract() == 0.0 && *s <= u32::MAX as f64)
+      .ok_or_else(|| bad("its shardId is not a shard number"))?;
+    let what = format!("{method}(event): event.id");
+    let id = scope.named(ev, c"id", &what)?;
+    if scope.type_of(id) != napi::sys::ValueType::napi_string {
+      return Err(bad("its id is not a string"));
+    }
+    let id = scope.string_bytes(id, &what, |_| Ok(()))?;
+    Ok((shard as u32, String::from_utf8_lossy(&id).into_owned()))
+  };
+  // SAFETY: called from a napi-rs method, on the JS thread, within the call of `env`.
+  unsafe { Scope::with(env.raw(), read) }
 }
+
+/// `options.delayMs` of `nack()`: a whole number of milliseconds in range, or 0 when absent.
+fn nack_delay(env: &Env, options: Option<Unknown<'_>>) -> std::result::Result<u64, BusError> {
+  let Some(options) = options else {
+    return Ok(0);
+  };
+  let read = |scope: &mut Scope<'_>| {
+    // SAFETY: the value belongs to this running call.
+    let o = unsafe { scope.adopt(options.raw()) };
+    match scope.type_of(o) {
+      napi::sys::ValueType::napi_undefined | napi::sys::ValueType::napi_null => return Ok(0),
+      napi::sys::ValueType::napi_object => {}
+      other => {
+        return Err(BusError::config(format!(
+          "nack options must be an object, got {}",
+          type_name(other)
+        )))
+      }
+    }
+    let v = scope
+      .named(o, c"delayMs", "nack options.delayMs")
+      .map_err(|e| BusError::config(e.message))?;
+    if matches!(
+      scope.type_of(v),
+      napi::sys::ValueType::napi_undefined | napi::sys::ValueType::napi_null
+    ) {
+      return Ok(0);
+    }
+    match scope.double(v) {
+      Some(d) if d.fract() == 0.0 && (0.0..=MAX_NACK_DELAY_MS as f64).contains(&d) => Ok(d as u64),
+      Some(d) => Err(BusError::config(format!(
+        "nack options.delayMs must be a whole number of milliseconds from 0 to {MAX_NACK_DELAY_MS}, got {d}"
+      ))),
+      None => Err(BusError::config(format!(
+        "nack options.delayMs must be a number of milliseconds, got {}",
+        type_name(scope.type_of(v))
+      ))),
+    }
+  };
+  // SAFETY: called from a napi-rs method, on the JS thread, within the call of `env`.
+  unsafe { Scope::with(env.raw(), read) }
+}
+
+/// Longest `nack` delay: a day, as for `ackWaitMs`.
+const MAX_NACK_DELAY_MS: u64 = 86_400_000;
 
 impl Consumer {
   pub fn new(member: Member) -> Self {
     Consumer {
       member,
-      shared: Arc::new(Mutex::new(Shared {
-        buffer: VecDeque::new(),
-        done: false,
-      })),
+      queue: Arc::new(Queue {
+        shared: Mutex::new(Shared {
+          buffer: VecDeque::new(),
+          done: false,
+          fetching: false,
+        }),
+        filled: tokio::sync::Notify::new(),
+      }),
     }
   }
 
@@ -97,11 +222,14 @@ impl Consumer {
 
   /// Gives back what was taken and not yet yielded: the next owner delivers it.
   fn give_back_buffer(&self) {
-    let mut shared = self.shared.lock();
+    let mut shared = self.queue.shared.lock();
     shared.done = true;
     for d in shared.buffer.drain(..) {
       self.member.give_back(d.event.shard, &d.event.id);
     }
+    drop(shared);
+    // Waiting next() calls end.
+    self.queue.filled.notify_waiters();
   }
 }
 
@@ -128,31 +256,25 @@ impl Consumer {
 
   /// The next event (`{ done: false, value }`), or `{ done: true }` once closed.
   #[napi(ts_return_type = "Promise<ConsumerStep<T>>")]
-  pub fn next<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ConsumerStep>> {
+  pub fn next<'env>(
+    &self,
+    env: &'env Env,
+  ) -> std::result::Result<PromiseRaw<'env, ConsumerStep>, Error<Code>> {
     {
-      let mut shared = self.shared.lock();
+      let mut shared = self.queue.shared.lock();
       if let Some(d) = shared.buffer.pop_front() {
-        return PromiseRaw::resolve(env, step(Some(d)));
+        return resolved(env, step(Some(d)));
       }
       if shared.done {
-        return PromiseRaw::resolve(env, step(None));
+        return resolved(env, step(None));
       }
     }
     let member = self.member.clone();
-    let shared = self.shared.clone();
-    spawn(
-      env,
-      async move { Ok(member.next_batch(BATCH, false).await) },
-      move |_, batch: Vec<Delivery>| -> std::result::Result<ConsumerStep, BusError> {
-        let mut shared = shared.lock();
-        shared.buffer.extend(batch);
-        let d = shared.buffer.pop_front();
-        if d.is_none() {
-          shared.done = true;
-        }
-        Ok(step(d))
-      },
-    )
+    let queue = self.queue.clone();
+    spawn(env, async move { Ok(queue.next(&member).await) }, |_, d| {
+      Ok(step(d))
+    })
+    .map_err(|e| throw(BusError::new(Code::Internal, e.reason)))
   }
 
   /// Ends the iteration (called by `break`) and closes the member.
@@ -176,31 +298,25 @@ impl Consumer {
   /// which delivers it again). Throws `ERR_INVALID_EVENT` for an object without
   /// `shardId` and `id`.
   #[napi(ts_args_type = "event: GroupEvent<T>")]
-  pub fn ack(&self, event: Object) -> Result<bool, Code> {
-    let (shard, id) = event_ref(&event, "ack").map_err(throw)?;
+  pub fn ack(&self, env: &Env, event: Unknown) -> Result<bool, Code> {
+    let (shard, id) = event_ref(env, event, "ack").map_err(throw)?;
     Ok(self.member.ack(shard, &id))
   }
 
   /// Delivers the event again, no sooner than `delayMs` (it counts as a delivery toward
   /// `maxDeliveries`). Returns false when this member does not hold it.
   #[napi(ts_args_type = "event: GroupEvent<T>, options?: NackOptions | undefined | null")]
-  pub fn nack(&self, event: Object, options: Option<NackOptions>) -> Result<bool, Code> {
-    let (shard, id) = event_ref(&event, "nack").map_err(throw)?;
-    let delay = options.and_then(|o| o.delay_ms).unwrap_or(0);
-    crate::config::check_range("nack options.delayMs", delay as u64, 0, 86_400_000)
-      .map_err(throw)?;
-    Ok(
-      self
-        .member
-        .nack(shard, &id, Duration::from_millis(delay as u64)),
-    )
+  pub fn nack(&self, env: &Env, event: Unknown, options: Option<Unknown>) -> Result<bool, Code> {
+    let (shard, id) = event_ref(env, event, "nack").map_err(throw)?;
+    let delay = nack_delay(env, options).map_err(throw)?;
+    Ok(self.member.nack(shard, &id, Duration::from_millis(delay)))
   }
 
   /// For a long handler: pushes the event's ack deadline to `ackWaitMs` from now. Returns
   /// false when this member does not hold it.
   #[napi(ts_args_type = "event: GroupEvent<T>")]
-  pub fn touch(&self, event: Object) -> Result<bool, Code> {
-    let (shard, id) = event_ref(&event, "touch").map_err(throw)?;
+  pub fn touch(&self, env: &Env, event: Unknown) -> Result<bool, Code> {
+    let (shard, id) = event_ref(env, event, "touch").map_err(throw)?;
     Ok(self.member.touch(shard, &id))
   }
 

@@ -54,6 +54,41 @@ fn rejection(env: &Env, e: BusError) -> Error {
   Error::from(js)
 }
 
+/// A JS value already made (by [`made`]), handed to napi-rs as it is.
+pub struct Made(napi::sys::napi_value);
+
+impl ToNapiValue for Made {
+  unsafe fn to_napi_value(_: napi::sys::napi_env, v: Self) -> Result<napi::sys::napi_value> {
+    Ok(v.0)
+  }
+}
+
+/// Converts `v` to JS now, so that a failure (a throwing setter a user put on
+/// `Object.prototype`, say) becomes `ERR_INTERNAL` instead of napi-rs's uncoded
+/// `GenericFailure`.
+pub fn made<V: ToNapiValue>(env: &Env, v: V) -> std::result::Result<Made, BusError> {
+  // SAFETY: on the JS thread, within the call or callback of `env`.
+  unsafe { V::to_napi_value(env.raw(), v) }
+    .map(Made)
+    .map_err(|e| {
+      BusError::new(
+        Code::Internal,
+        format!("the result could not be made into JS values ({}); if a setter or Proxy was put on Object.prototype, remove it", e.reason),
+      )
+    })
+}
+
+/// A promise already resolved with `v`, or a coded throw when `v` cannot be made.
+pub fn resolved<'env, V: ToNapiValue>(
+  env: &'env Env,
+  v: V,
+) -> std::result::Result<PromiseRaw<'env, V>, Error<Code>> {
+  let value = made(env, v).map_err(throw)?;
+  let p =
+    PromiseRaw::resolve(env, value).map_err(|e| throw(BusError::new(Code::Internal, e.reason)))?;
+  Ok(PromiseRaw::new(env.raw(), p.raw()))
+}
+
 /// Runs `fut` on the shared runtime; the promise resolves through `convert` on the JS
 /// thread, or rejects with an error whose `code` is the engine's.
 pub fn spawn<'env, T, V, F, C>(env: &'env Env, fut: F, convert: C) -> Result<PromiseRaw<'env, V>>
@@ -63,11 +98,16 @@ where
   F: Future<Output = std::result::Result<T, BusError>> + Send + 'static,
   C: FnOnce(&'env Env, T) -> std::result::Result<V, BusError> + 'static,
 {
-  env.spawn_future_with_callback(
-    async move { Ok(fut.await) },
-    move |env, result| match result.and_then(|v| convert(env, v)) {
-      Ok(v) => Ok(v),
-      Err(e) => Err(rejection(env, e)),
-    },
-  )
+  let p =
+    env.spawn_future_with_callback(
+      async move { Ok(fut.await) },
+      move |env, result| match result
+        .and_then(|v| convert(env, v))
+        .and_then(|v| made(env, v))
+      {
+        Ok(v) => Ok(v),
+        Err(e) => Err(rejection(env, e)),
+      },
+    )?;
+  Ok(PromiseRaw::new(env.raw(), p.raw()))
 }

@@ -39,8 +39,11 @@ pub struct LogRecord {
   pub timestamp: f64,
 }
 
+// Declares the typings only: `setLogger` reads its options itself, so that anything else
+// is a coded error.
 /// Options of `setLogger`.
 #[napi(object)]
+#[allow(dead_code)]
 pub struct LoggerOptions {
   /// The least severe level delivered. Default: the filter in `RINGBUS_LOG` when it is
   /// set, else `'info'`.
@@ -143,16 +146,17 @@ fn internal(reason: &str) -> Error<Code> {
 
 /// Sends ringbus's log records to `sink` instead of stderr, or back to stderr with `null`.
 /// `sink` runs on the JS thread, after the record was made; what it throws is ignored.
+/// A sink that is not a function, or options that are not `{ level }`, are
+/// `ERR_INVALID_CONFIG` (and change nothing).
 #[napi(ts_args_type = "sink: ((record: LogRecord) => void) | null, options?: LoggerOptions")]
-pub fn set_logger(
-  env: &Env,
-  sink: Option<Function<LogRecord, ()>>,
-  options: Option<LoggerOptions>,
-) -> Result<(), Code> {
-  let level = options.and_then(|o| o.level);
-  let sink: Option<Arc<dyn Sink>> = match sink {
-    None => None,
-    Some(f) => {
+pub fn set_logger(env: &Env, sink: Unknown, options: Option<Unknown>) -> Result<(), Code> {
+  let level = logger_level(env, options).map_err(throw)?;
+  let sink: Option<Arc<dyn Sink>> = match sink.get_type().map_err(|e| internal(&e.reason))? {
+    ValueType::Undefined | ValueType::Null => None,
+    ValueType::Function => {
+      // SAFETY: checked to be a function, a value of this call.
+      let f: Function<LogRecord, ()> = unsafe { Function::from_napi_value(env.raw(), sink.raw()) }
+        .map_err(|e| internal(&e.reason))?;
       let tsfn = guarded(env, f)?
         .build_threadsafe_function::<LogRecord>()
         .weak::<true>()
@@ -164,6 +168,12 @@ pub fn set_logger(
         dropped: AtomicU64::new(0),
       }))
     }
+    other => {
+      return Err(throw(BusError::new(
+        Code::InvalidConfig,
+        format!("setLogger(sink): sink must be a function (record) => void, or null to log to stderr again; got {}", type_label(other)),
+      )))
+    }
   };
   let default = if sink.is_some() {
     "info"
@@ -171,4 +181,61 @@ pub fn set_logger(
     log::DEFAULT_LEVEL
   };
   log::set_sink(sink, level.as_deref(), default).map_err(throw)
+}
+
+fn type_label(t: ValueType) -> &'static str {
+  match t {
+    ValueType::Boolean => "a boolean",
+    ValueType::Number => "a number",
+    ValueType::String => "a string",
+    ValueType::Symbol => "a symbol",
+    ValueType::BigInt => "a bigint",
+    _ => "an object",
+  }
+}
+
+/// `options.level` of `setLogger`, read without trusting the object (a getter may throw).
+fn logger_level(
+  env: &Env,
+  options: Option<Unknown>,
+) -> std::result::Result<Option<String>, BusError> {
+  let Some(options) = options else {
+    return Ok(None);
+  };
+  let read = |scope: &mut Scope<'_>| {
+    // SAFETY: the value belongs to this running call.
+    let o = unsafe { scope.adopt(options.raw()) };
+    let bad = |what: String| BusError::new(Code::InvalidConfig, what);
+    match scope.type_of(o) {
+      napi::sys::ValueType::napi_undefined | napi::sys::ValueType::napi_null => return Ok(None),
+      napi::sys::ValueType::napi_object => {}
+      other => {
+        return Err(bad(format!(
+          "setLogger options must be an object {{ level }}, got {}",
+          crate::napi::scope::type_name(other)
+        )))
+      }
+    }
+    let v = scope
+      .named(o, c"level", "setLogger options.level")
+      .map_err(|e| bad(e.message))?;
+    match scope.type_of(v) {
+      napi::sys::ValueType::napi_undefined | napi::sys::ValueType::napi_null => Ok(None),
+      napi::sys::ValueType::napi_string => {
+        let text = scope.string_bytes(v, "setLogger options.level", |n| {
+          if n > 16 {
+            return Err(bad("setLogger options.level must be 'error', 'warn', 'info', 'debug', 'trace' or 'off'".into()));
+          }
+          Ok(())
+        })?;
+        Ok(Some(String::from_utf8_lossy(&text).into_owned()))
+      }
+      other => Err(bad(format!(
+        "setLogger options.level must be 'error', 'warn', 'info', 'debug', 'trace' or 'off', got {}",
+        crate::napi::scope::type_name(other)
+      ))),
+    }
+  };
+  // SAFETY: called from a napi-rs function, on the JS thread, within the call of `env`.
+  unsafe { Scope::with(env.raw(), read) }
 }

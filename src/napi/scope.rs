@@ -52,6 +52,21 @@ pub struct Scope<'s> {
 }
 
 /// A failed Node-API call: a bug or an exhausted engine, not the caller's input.
+/// How a value of type `t` is named in messages ("a number", "null").
+pub fn type_name(t: sys::napi_valuetype) -> &'static str {
+  match t {
+    sys::ValueType::napi_undefined => "undefined",
+    sys::ValueType::napi_null => "null",
+    sys::ValueType::napi_boolean => "a boolean",
+    sys::ValueType::napi_number => "a number",
+    sys::ValueType::napi_bigint => "a bigint",
+    sys::ValueType::napi_symbol => "a symbol",
+    sys::ValueType::napi_function => "a function",
+    sys::ValueType::napi_string => "a string",
+    _ => "an object",
+  }
+}
+
 pub fn internal(what: &str, status: sys::napi_status) -> BusError {
   BusError::new(
     Code::Internal,
@@ -482,6 +497,40 @@ impl<'s> Scope<'s> {
     if self.exception_pending() {
       let _ = self.take_exception();
     }
+  }
+
+  /// Whether an object is a plain one (`{}` of any realm, or `Object.create(null)`), not
+  /// an array, a Map or another class's instance.
+  pub fn is_plain_object(&self, v: JsValue<'s>) -> bool {
+    let mut is_array = false;
+    // SAFETY: live env, a value of this scope, a valid out-pointer.
+    if unsafe { sys::napi_is_array(self.env, v.raw, &mut is_array) } != sys::Status::napi_ok
+      || is_array
+    {
+      return false;
+    }
+    let proto = |raw: sys::napi_value| {
+      let mut out = ptr::null_mut();
+      // SAFETY: live env, an object of this scope, a valid out-pointer.
+      let ok = unsafe { sys::napi_get_prototype(self.env, raw, &mut out) } == sys::Status::napi_ok;
+      ok.then(|| self.value(out))
+    };
+    match proto(v.raw) {
+      Some(p) if self.type_of(p) == sys::ValueType::napi_null => true,
+      Some(p) => proto(p.raw).is_some_and(|pp| self.type_of(pp) == sys::ValueType::napi_null),
+      None => false,
+    }
+  }
+
+  /// The value of a JS number; None for anything else.
+  pub fn double(&self, v: JsValue<'s>) -> Option<f64> {
+    if self.type_of(v) != sys::ValueType::napi_number {
+      return None;
+    }
+    let mut out = 0f64;
+    // SAFETY: live env, a number of this scope, a valid out-pointer.
+    let status = unsafe { sys::napi_get_value_double(self.env, v.raw, &mut out) };
+    (status == sys::Status::napi_ok).then_some(out)
   }
 
   /// The value of a JS boolean; None for anything else.

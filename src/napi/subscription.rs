@@ -16,7 +16,7 @@ use crate::consume::subscribe::Subscription as EngineSubscription;
 use crate::error::{BusError, Code};
 use crate::event::StoredEvent;
 use crate::napi::convert::EventValue;
-use crate::napi::errors::spawn;
+use crate::napi::errors::{resolved, spawn, throw};
 use crate::napi::scope::Scope;
 use crate::signal::Signal;
 
@@ -101,14 +101,17 @@ impl Drop for Subscription {
 impl Subscription {
   /// The next event (`{ done: false, value }`), or `{ done: true }` once ended.
   #[napi(ts_return_type = "Promise<SubscriptionStep<T>>")]
-  pub fn next<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, SubscriptionStep>> {
+  pub fn next<'env>(
+    &self,
+    env: &'env Env,
+  ) -> std::result::Result<PromiseRaw<'env, SubscriptionStep>, Error<Code>> {
     {
       let mut shared = self.shared.lock();
       if let Some(ev) = shared.buffer.pop_front() {
-        return PromiseRaw::resolve(env, step(Some(ev)));
+        return resolved(env, step(Some(ev)));
       }
       if shared.done || self.stop.is_fired() {
-        return PromiseRaw::resolve(env, step(None));
+        return resolved(env, step(None));
       }
     }
     let engine = self.engine.clone();
@@ -126,6 +129,7 @@ impl Subscription {
         Ok(step(ev))
       },
     )
+    .map_err(|e| throw(BusError::new(Code::Internal, e.reason)))
   }
 
   /// Ends the subscription (called by `break`); pending and later `next()` calls finish.

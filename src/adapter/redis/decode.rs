@@ -13,8 +13,11 @@ pub fn is_entry_id(p: &str) -> bool {
   // and then fail every read on the server.
   let part =
     |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok();
+  // The largest id has no successor: Redis refuses an exclusive range that starts there,
+  // and no entry can follow it, so no reader ever stops at it.
+  let last = p == "18446744073709551615-18446744073709551615";
   match p.split_once('-') {
-    Some((ms, seq)) => part(ms) && part(seq),
+    Some((ms, seq)) => part(ms) && part(seq) && !last,
     None => false,
   }
 }
@@ -115,7 +118,8 @@ mod tests {
     assert!(!is_entry_id("17-"));
     assert!(!is_entry_id("abc"));
     assert!(!is_entry_id("1-2-3"));
-    assert!(is_entry_id("18446744073709551615-18446744073709551615"));
+    assert!(is_entry_id("18446744073709551615-18446744073709551614"));
+    assert!(!is_entry_id("18446744073709551615-18446744073709551615"));
     assert!(!is_entry_id("99999999999999999999-0"));
     assert!(!is_entry_id("0-18446744073709551616"));
   }

@@ -8,19 +8,7 @@ use crate::error::BusError;
 use crate::event::{check_key_size, Headers, MAX_HEADERS, MAX_HEADER_BYTES};
 use crate::napi::scope::{JsValue, Scope};
 
-pub(super) fn type_name(t: sys::napi_valuetype) -> &'static str {
-  match t {
-    sys::ValueType::napi_undefined => "undefined",
-    sys::ValueType::napi_null => "null",
-    sys::ValueType::napi_boolean => "a boolean",
-    sys::ValueType::napi_number => "a number",
-    sys::ValueType::napi_bigint => "a bigint",
-    sys::ValueType::napi_symbol => "a symbol",
-    sys::ValueType::napi_function => "a function",
-    sys::ValueType::napi_string => "a string",
-    _ => "an object",
-  }
-}
+pub(super) use crate::napi::scope::type_name;
 
 fn is_nullish<'s>(scope: &Scope<'s>, v: JsValue<'s>) -> bool {
   matches!(
@@ -121,6 +109,12 @@ pub(super) fn headers_prop<'s>(
   let Some(obj) = object_or_none(scope, v, "options.headers")? else {
     return Ok(None);
   };
+  if !scope.is_plain_object(obj) {
+    // A Map (or an array) has no own string properties: it would be stored as no headers.
+    return Err(BusError::invalid_event(
+      "options.headers must be a plain object of strings (e.g. { traceparent }); for a Map pass Object.fromEntries(map)",
+    ));
+  }
   let names = scope.own_keys(obj, "options.headers")?;
   let n = scope.array_len(names, "options.headers")?;
   if n as usize > MAX_HEADERS {
