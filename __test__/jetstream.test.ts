@@ -29,6 +29,28 @@ async function streamMessages(servers: string | string[], stream: string): Promi
   }
 }
 
+/**
+ * The stream's message count once a cluster answers: while it elects a leader, requests
+ * time out or find no leader, so they are retried until `ms` has passed. A count that is
+ * still short of `want` then is returned as it is (so a lost event still fails the test).
+ */
+async function settledStreamMessages(servers: string[], stream: string, want: number, ms = 60_000): Promise<number> {
+  const deadline = Date.now() + ms
+  let last: number | undefined
+  let error: unknown
+  while (Date.now() < deadline) {
+    try {
+      last = await streamMessages(servers, stream)
+      if (last === want) return last
+    } catch (e) {
+      error = e
+    }
+    await sleep(250)
+  }
+  if (last === undefined) throw error
+  return last
+}
+
 describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
   let nc: NatsConnection
   const streams: string[] = []
@@ -491,13 +513,18 @@ describe('JetStream adapter against private servers', () => {
         },
       )
     }
-    const nc = await connect({ servers: urls })
     let leaderName: string | undefined
-    try {
-      leaderName = (await (await jetstreamManager(nc)).streams.info(stream)).cluster?.leader
-    } finally {
-      await nc.close()
-    }
+    await until(async () => {
+      const nc = await connect({ servers: urls })
+      try {
+        leaderName = (await (await jetstreamManager(nc)).streams.info(stream)).cluster?.leader
+      } catch {
+        // Still electing: asked again.
+      } finally {
+        await nc.close()
+      }
+      return leaderName !== undefined
+    }, 60_000)
     const leader = nodes.find((_, i) => `rb-node-${i}` === leaderName)
     expect(leader).toBeDefined()
     let killed: Promise<void> | undefined
@@ -509,7 +536,7 @@ describe('JetStream adapter against private servers', () => {
     expect(flushed.dropped).toBe(0)
     expect(bus.stats()).toMatchObject({ ingested: accepted, stored: accepted, dropped: 0 })
     const alive = urls.filter((_, i) => nodes[i] !== leader)
-    expect(await streamMessages(alive, stream)).toBe(accepted)
+    expect(await settledStreamMessages(alive, stream, accepted)).toBe(accepted)
     const events = await readAll(bus)
     expect(new Set(events.map((e) => e.messageId)).size).toBe(accepted)
     expect(events).toHaveLength(accepted)

@@ -570,6 +570,7 @@ impl Bus {
       let _ = store.put_letters(group, Tray::Dead, &letters).await;
       return Err(e.into());
     }
+    crate::group::member::letters_returned();
     Ok(letters.len())
   }
 

@@ -36,11 +36,26 @@ const PAGE: usize = 512;
 const MAX_WAIT: Duration = Duration::from_secs(2);
 /// Acks are committed at most this long after they are made.
 const COMMIT_DELAY: Duration = Duration::from_millis(50);
+/// Least time between two scans of the deadlines.
+const MIN_SCAN_GAP: Duration = Duration::from_millis(5);
 /// Returned letters picked up per look.
 const RETURNED_PAGE: usize = 256;
 /// Renewals between looks for returned letters: listing them is the costliest request of a
 /// renewal (JetStream lists the bucket's keys), and a slow renewal lets the membership lapse.
 const RETURNED_EVERY: u64 = 5;
+/// Bumped by `bus.redeliver` in this process: members look for returned letters at once
+/// instead of at their next periodic look (members in other processes still wait for it).
+pub(crate) static RETURNED_GEN: AtomicU64 = AtomicU64::new(0);
+pub(crate) static RETURNED_WAKE: Notify = Notify::const_new();
+
+/// Letters were put back for redelivery (by this process): wakes this process's members.
+pub(crate) fn letters_returned() {
+  RETURNED_GEN.fetch_add(1, Ordering::AcqRel);
+  RETURNED_WAKE.notify_waiters();
+}
+
+/// Pages of returned letters read per look at most.
+const RETURNED_PAGES_PER_LOOK: usize = 16;
 const ERROR_BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// A read or wait on the store that takes longer than this is abandoned and issued again:
 /// a request lost with a server restart must not stall the member silently.
@@ -202,6 +217,23 @@ struct State {
   dead_out: Vec<Letter>,
   returned_done: Vec<String>,
   next_gen: u64,
+  /// A look for returned letters stopped with more left: look again once there is room.
+  returned_more: bool,
+  /// The earliest deadline the coordinator must look at (a redelivery or dead letter).
+  /// Lowered by deliveries and nacks; set by each scan.
+  next_due: Option<Instant>,
+}
+
+impl State {
+  /// Records a new deadline; true when it is earlier than every known one (the
+  /// coordinator must wake to honour it).
+  fn due_at(&mut self, due: Instant) -> bool {
+    let earlier = self.next_due.is_none_or(|n| due < n);
+    if earlier {
+      self.next_due = Some(due);
+    }
+    earlier
+  }
 }
 
 impl State {
@@ -451,6 +483,11 @@ impl Member {
         }
       };
       st.out += 1;
+      if let Some(d) = due {
+        if st.due_at(d) {
+          self.inner.wake.notify_one();
+        }
+      }
       self.inner.c.delivered.fetch_add(1, Ordering::Relaxed);
       if delivery.deliveries > 1 {
         self.inner.c.redelivered.fetch_add(1, Ordering::Relaxed);
@@ -554,7 +591,11 @@ impl Member {
     };
     if ok {
       self.inner.c.nacked.fetch_add(1, Ordering::Relaxed);
-      self.inner.wake.notify_one();
+      // Only a deadline earlier than every known one needs the coordinator now; the rest
+      // are found by the scan already due (a scan per nack was quadratic).
+      if st.due_at(due.expect("nack deadline")) {
+        self.inner.wake.notify_one();
+      }
     }
     ok
   }
@@ -710,6 +751,8 @@ impl Member {
     let mut next_tick = Instant::now() + renew;
     let mut commit_at: Option<Instant> = None;
     let mut failures = 0u32;
+    let mut last_scan = Instant::now() - MIN_SCAN_GAP;
+    let mut returned_gen = RETURNED_GEN.load(Ordering::Acquire);
     loop {
       if self.stopping() {
         break;
@@ -717,12 +760,35 @@ impl Member {
       let wake = self.inner.wake.notified();
       tokio::pin!(wake);
       wake.as_mut().enable();
+      let returned = RETURNED_WAKE.notified();
+      tokio::pin!(returned);
+      returned.as_mut().enable();
+      let gen = RETURNED_GEN.load(Ordering::Acquire);
+      if gen != returned_gen {
+        returned_gen = gen;
+        self.inner.state.lock().returned_more = true;
+      }
       let now = Instant::now();
       if now >= next_tick {
         self.tick().await;
         next_tick = Instant::now() + renew;
       }
-      let next_due = self.redeliver_due(Instant::now());
+      // Deadlines are scanned when one has passed, at most every MIN_SCAN_GAP: a stream of
+      // nacks (each lowering the deadline) costs a scan per gap, not one per nack.
+      let due = self.inner.state.lock().next_due;
+      let next_due = match due {
+        Some(d) => {
+          let now = Instant::now();
+          let earliest = last_scan + MIN_SCAN_GAP;
+          if d <= now && now >= earliest {
+            last_scan = now;
+            self.redeliver_due(now)
+          } else {
+            Some(d.max(earliest))
+          }
+        }
+        None => None,
+      };
       if self.inner.state.lock().commit_pending {
         let at = *commit_at.get_or_insert(now + COMMIT_DELAY);
         if Instant::now() >= at {
@@ -738,6 +804,13 @@ impl Member {
           }
         }
       }
+      let more_letters = {
+        let st = self.inner.state.lock();
+        st.returned_more && st.held + self.refill() <= self.inner.opts.max_in_flight
+      };
+      if more_letters {
+        self.pick_up_returned().await;
+      }
       let mut until = next_tick;
       for t in [next_due, commit_at].into_iter().flatten() {
         until = until.min(t);
@@ -745,6 +818,7 @@ impl Member {
       tokio::select! {
         _ = tokio::time::sleep_until(until.into()) => {}
         _ = &mut wake => {}
+        _ = &mut returned => {}
         _ = self.stopped() => {}
       }
     }
@@ -963,42 +1037,71 @@ impl Member {
     }
   }
 
-  /// Letters put back with `bus.redeliver` for shards this member reads.
+  /// Letters put back with `bus.redeliver` for shards this member reads, as many as there
+  /// is room for. When more remain, `returned_more` asks the coordinator to look again as
+  /// soon as room frees (not after the next RETURNED_EVERY renewals), so a bulk redeliver
+  /// runs at processing speed.
   async fn pick_up_returned(&self) {
-    let store = self.store();
-    let Ok(page) = store
-      .letters(&self.inner.opts.group, Tray::Returned, None, RETURNED_PAGE)
-      .await
-    else {
-      return;
-    };
-    let mut st = self.inner.state.lock();
-    let mut added = false;
-    for letter in page.letters {
-      let shard = letter.event.shard;
-      let active = st.shards.get(&shard).is_some_and(|o| o.draining.is_none());
-      let key = (shard, letter.event.id.clone());
-      if !active || st.returned.contains_key(&key) || st.closed {
-        continue;
+    {
+      let mut st = self.inner.state.lock();
+      // Letters acked but not yet removed from the store would be found again.
+      if !st.returned_done.is_empty() || st.closed {
+        st.returned_more = true;
+        return;
       }
-      st.ready.push_back(Ticket::Letter {
-        shard,
-        id: key.1.clone(),
-      });
-      st.returned.insert(
-        key,
-        Returned {
-          letter,
-          status: Status::Queued,
-          deliveries: 0,
-          due: None,
-        },
-      );
-      st.held += 1;
-      added = true;
+      st.returned_more = false;
     }
-    drop(st);
-    if added {
+    let store = self.store();
+    let mut after: Option<String> = None;
+    let mut added = 0usize;
+    for _ in 0..RETURNED_PAGES_PER_LOOK {
+      let Ok(page) = store
+        .letters(
+          &self.inner.opts.group,
+          Tray::Returned,
+          after.as_deref(),
+          RETURNED_PAGE,
+        )
+        .await
+      else {
+        return;
+      };
+      let mut st = self.inner.state.lock();
+      for letter in page.letters {
+        if st.held >= self.inner.opts.max_in_flight {
+          break;
+        }
+        let shard = letter.event.shard;
+        let active = st.shards.get(&shard).is_some_and(|o| o.draining.is_none());
+        let key = (shard, letter.event.id.clone());
+        if !active || st.returned.contains_key(&key) || st.closed {
+          continue;
+        }
+        st.ready.push_back(Ticket::Letter {
+          shard,
+          id: key.1.clone(),
+        });
+        st.returned.insert(
+          key,
+          Returned {
+            letter,
+            status: Status::Queued,
+            deliveries: 0,
+            due: None,
+          },
+        );
+        st.held += 1;
+        added += 1;
+      }
+      let full = st.held >= self.inner.opts.max_in_flight;
+      if !page.has_more || full {
+        // More to take once room frees; letters of other members' shards are theirs.
+        st.returned_more = page.has_more && added > 0;
+        break;
+      }
+      after = page.next;
+    }
+    if added > 0 {
       self.inner.deliverable.notify_one();
     }
   }
@@ -1104,6 +1207,7 @@ impl Member {
     if n_requeued > 0 {
       self.inner.deliverable.notify_one();
     }
+    st.next_due = next;
     next
   }
 
