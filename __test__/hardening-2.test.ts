@@ -502,3 +502,45 @@ describe('11. redeliver() runs at processing speed', () => {
     await bus.shutdown()
   }, 40_000)
 })
+
+describe('15. JetStream dead letters page through the tray, not the bucket', () => {
+  it('2,000 letters page out 150 at a time, each once, oldest first; removed ones are skipped', async () => {
+    const stream = uniqueName('dlpage')
+    const bus = await EventBus.create({ shards: 2, adapter: { type: 'jetstream', servers: NATS, stream } })
+    const n = 2000
+    for (let i = 0; i < n; i++) bus.ingest({ i })
+    await bus.flush()
+    const consumer = await bus.consumer({ group: 'g', maxDeliveries: 1, maxInFlight: 1000 })
+    for (let seen = 0; seen < n; seen++) consumer.nack((await consumer.next()).value as any)
+    const pageAll = async () => {
+      const out: any[] = []
+      let cursor: string | undefined
+      let pages = 0
+      for (;;) {
+        const page = await bus.deadLetters('g', { limit: 150, cursor })
+        pages++
+        out.push(...page.events)
+        if (!page.hasMore) return { out, pages }
+        cursor = page.cursor
+      }
+    }
+    await until(async () => (await pageAll()).out.length === n, 30_000)
+    const { out, pages } = await pageAll()
+    expect(pages).toBe(Math.ceil(n / 150))
+    expect(new Set(out.map((l) => l.letterId)).size).toBe(n)
+    expect(new Set(out.map((l) => JSON.parse(l.raw).i)).size).toBe(n)
+    const times = out.map((l) => l.deadLetteredAt)
+    expect(times).toEqual([...times].sort((a, b) => a - b))
+    // Redelivered letters leave the tray; paging skips what they left behind.
+    await consumer.close()
+    expect(await bus.redeliver('g', out.slice(0, 500))).toBe(500)
+    const after = await pageAll()
+    expect(after.out.map((l) => l.letterId)).toEqual(out.slice(500).map((l) => l.letterId))
+    await bus.shutdown()
+    const nc = await connect({ servers: NATS })
+    const jsm = await jetstreamManager(nc)
+    await jsm.streams.delete(stream)
+    await jsm.streams.delete(`KV_rbg_${stream}`)
+    await nc.close()
+  }, 60_000)
+})

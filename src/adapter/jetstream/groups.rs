@@ -11,11 +11,12 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{self, StorageType};
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::StreamExt;
 
 use super::JetStreamAdapter;
 use crate::adapter::AdapterError;
@@ -169,22 +170,6 @@ impl JetStreamAdapter {
       "JetStream group state: the member list of {group:?} kept changing; trying again"
     )))
   }
-
-  async fn letter_keys(&self, group: &str, tray: Tray) -> Result<Vec<String>, AdapterError> {
-    let kv = self.bucket().await?;
-    let prefix = format!("{}.{group}.", tray.name());
-    let keys = kv.keys().await.map_err(|e| self.kv_err("key listing", e))?;
-    let all: Vec<String> = keys
-      .try_collect()
-      .await
-      .map_err(|e| self.kv_err("key listing", e))?;
-    let mut ids: Vec<String> = all
-      .into_iter()
-      .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
-      .collect();
-    ids.sort();
-    Ok(ids)
-  }
 }
 
 #[async_trait]
@@ -336,29 +321,79 @@ impl GroupStore for JetStreamAdapter {
     after: Option<&str>,
     limit: usize,
   ) -> Result<LetterPage, AdapterError> {
-    let ids = self.letter_keys(group, tray).await?;
+    // Pages follow the stream: the cursor is `<stream sequence>-0` of the page's last
+    // letter, and a page reads on from there through the tray's subjects only (listing
+    // the bucket's keys for every page made paging through all letters quadratic).
     let start = match after {
-      Some(a) => ids.partition_point(|id| id.as_str() <= a),
-      None => 0,
+      None => 1,
+      Some(a) => a
+        .split_once('-')
+        .and_then(|(seq, _)| seq.parse::<u64>().ok())
+        .map(|seq| seq.saturating_add(1))
+        .ok_or_else(|| AdapterError {
+          code: crate::error::Code::InvalidCursor,
+          retryable: false,
+          message: format!("dead letter cursor {a:?} is not one returned by deadLetters()"),
+        })?,
     };
-    let chosen: Vec<&String> = ids[start..].iter().take(limit).collect();
     let kv = self.bucket().await?;
-    let mut letters = Vec::with_capacity(chosen.len());
-    for id in &chosen {
-      let key = format!("{}.{group}.{id}", tray.name());
-      if let Some(bytes) = kv
-        .get(key)
-        .await
-        .map_err(|e| self.kv_err("letter read", e))?
-      {
-        letters.extend(Letter::decode(id, &bytes));
+    let prefix = format!("{}{}.{group}.", kv.prefix, tray.name());
+    let consumer = kv
+      .stream
+      .create_consumer(push::OrderedConfig {
+        deliver_subject: self.client.new_inbox(),
+        description: Some("ringbus letter page".into()),
+        filter_subject: format!("{prefix}>"),
+        deliver_policy: DeliverPolicy::ByStartSequence {
+          start_sequence: start,
+        },
+        replay_policy: ReplayPolicy::Instant,
+        ..Default::default()
+      })
+      .await
+      .map_err(|e| self.kv_err("letter listing", e))?;
+    let mut page = LetterPage::default();
+    if consumer.cached_info().num_pending == 0 {
+      return Ok(page);
+    }
+    let mut messages = consumer
+      .messages()
+      .await
+      .map_err(|e| self.kv_err("letter listing", e))?;
+    loop {
+      let next = tokio::time::timeout(self.config.request_timeout, messages.next()).await;
+      let message = match next {
+        Ok(Some(Ok(m))) => m,
+        Ok(Some(Err(e))) => return Err(self.kv_err("letter listing", e)),
+        Ok(None) => break,
+        Err(_) => return Err(self.kv_err("letter listing", "timed out")),
+      };
+      let info = message
+        .info()
+        .map_err(|e| self.kv_err("letter listing", e))?;
+      let (seq, pending) = (info.stream_sequence, info.pending);
+      // Removed letters leave a delete or purge marker behind.
+      let removed = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("KV-Operation"))
+        .is_some();
+      if !removed {
+        if page.letters.len() == limit {
+          page.has_more = true;
+          break;
+        }
+        let id = message.subject.as_str().strip_prefix(&prefix).unwrap_or("");
+        if let Some(letter) = Letter::decode(id, &message.payload) {
+          page.letters.push(letter);
+          page.next = Some(format!("{seq}-0"));
+        }
+      }
+      if pending == 0 {
+        break;
       }
     }
-    Ok(LetterPage {
-      next: chosen.last().map(|s| s.to_string()),
-      has_more: ids.len() > start + chosen.len(),
-      letters,
-    })
+    Ok(page)
   }
 
   async fn take_letters(
