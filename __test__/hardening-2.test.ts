@@ -544,3 +544,34 @@ describe('15. JetStream dead letters page through the tray, not the bucket', () 
     await nc.close()
   }, 60_000)
 })
+
+describe('9. many members in one group', () => {
+  // README states the number supported: 1,000 members per group.
+  it.each([
+    ['memory', 1000],
+    ['redis', 1000],
+    ['jetstream', 500],
+  ] as const)('%s: %i members join at once; each shard has exactly one owner', async (kind, n) => {
+    const stream = uniqueName('many')
+    const adapter =
+      kind === 'memory'
+        ? { type: 'memory' as const }
+        : kind === 'redis'
+          ? { type: 'redis' as const, url: REDIS, keyPrefix: stream }
+          : { type: 'jetstream' as const, servers: NATS, stream }
+    const bus = await EventBus.create({ shards: 8, adapter })
+    const members = await Promise.all(Array.from({ length: n }, () => bus.consumer({ group: 'g', leaseMs: 3000 })))
+    expect(members).toHaveLength(n)
+    await until(() => members.reduce((k, m) => k + m.stats().shards.length, 0) === 8, 30_000)
+    const owned = members.flatMap((m) => m.stats().shards)
+    expect(owned.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7])
+    await bus.shutdown()
+    if (kind === 'jetstream') {
+      const nc = await connect({ servers: NATS })
+      const jsm = await jetstreamManager(nc)
+      await jsm.streams.delete(stream)
+      await jsm.streams.delete(`KV_rbg_${stream}`)
+      await nc.close()
+    }
+  }, 60_000)
+})

@@ -36,6 +36,8 @@ const CLOSED: u8 = 2;
 
 /// Extra time given to the adapter's flush and close after the drain bound.
 const ADAPTER_CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long joining a group may take beyond waiting out a listed name.
+const JOIN_BOUND: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -490,15 +492,25 @@ impl Bus {
       return Err(BusError::shut_down());
     }
     let start = Member::start(
-      opts,
+      opts.clone(),
       self.core.adapter.clone(),
       self.core.shards.clone(),
       self.core.closing.clone(),
       follows_bus,
       &self.core.rt,
     );
+    // A join waits at most a lease for a name still listed, plus this much for the store:
+    // past that it is ERR_TIMEOUT, never a hang.
+    let bound = opts.lease + opts.renew_every() + JOIN_BOUND;
+    let group = opts.group.clone();
     let member = tokio::select! {
-      m = start => m?,
+      m = tokio::time::timeout(bound, start) => m.map_err(|_| BusError::new(
+        Code::Timeout,
+        format!(
+          "joining group {group:?} did not finish within {} ms: the store is unreachable or overloaded; try again (and check the server)",
+          bound.as_millis()
+        ),
+      ))??,
       _ = self.core.closing.wait() => return Err(BusError::shut_down()),
     };
     if !self.is_running() {
