@@ -4,7 +4,7 @@
 // options. Every failure must be a coded error from the README table, nothing may crash the
 // process, and each bus keeps `ingested == stored + dropped + pending`. Seeded: a failure
 // prints the seed and the case, and RINGBUS_FUZZ_SEED replays it.
-import { EventBus, type ErrorCode } from '../index'
+import { EventBus, setLogger, type ErrorCode } from '../index'
 
 jest.setTimeout(180_000)
 
@@ -217,6 +217,42 @@ describe(`random input from JS (seed ${SEED})`, () => {
       await attempt('deadLetters', [dg, d], () => bus.deadLetters(dg as never, d as never))
       await attempt('redeliver', [dg, d], () => bus.redeliver(dg as never, d as never))
     }
+    await bus.flush()
+    checkStats(bus)
+    await bus.shutdown()
+  })
+
+  it('ack, nack, touch, deadLetters cursors and setLogger: coded errors only', async () => {
+    const bus = new EventBus({ shards: 2 })
+    for (let i = 0; i < 50; i++) bus.ingest({ i }, { key: `k${i % 4}` })
+    const consumer = await bus.consumer({ group: 'fz', ackWaitMs: 60_000 })
+    const held: unknown[] = []
+    for (let i = 0; i < 20; i++) held.push((await consumer.next()).value)
+    for (let i = 0; i < 2000; i++) {
+      // A real event now and then, so that the options are read too.
+      const ev = rand() < 0.3 ? pick(held) : value()
+      switch (int(5)) {
+        case 0: await attempt('ack', ev, () => consumer.ack(ev as never)); break
+        case 1: {
+          const o = rand() < 0.5 ? { delayMs: scalar() } : options(['delayMs'])
+          await attempt('nack', [ev, o], () => consumer.nack(ev as never, o as never))
+          break
+        }
+        case 2: await attempt('touch', ev, () => consumer.touch(ev as never)); break
+        case 3: {
+          const cursor = rand() < 0.5 ? scalar() : pick(['junk', 'rb1.e30', '1-2-3', '18446744073709551615-18446744073709551615'])
+          await attempt('deadLetters cursor', cursor, () => bus.deadLetters('fz', { cursor } as never))
+          break
+        }
+        default: {
+          const sink = rand() < 0.3 ? () => undefined : value()
+          const o = rand() < 0.5 ? { level: scalar() } : options(['level'])
+          await attempt('setLogger', [sink, o], () => setLogger(sink as never, o as never))
+        }
+      }
+    }
+    setLogger(null)
+    await consumer.close()
     await bus.flush()
     checkStats(bus)
     await bus.shutdown()
