@@ -71,8 +71,11 @@ const MAX_SECRETS: usize = 256;
 pub fn register_secrets(secrets: &[String]) {
   let mut known = SECRETS.write();
   for s in secrets {
-    if !s.is_empty() && !known.contains(s) {
-      known.push(s.clone());
+    // As given, and as `{:?}` shows it inside quotes (async-nats logs its URL with Debug).
+    for form in [s.clone(), s.escape_debug().to_string()] {
+      if !form.is_empty() && !known.contains(&form) {
+        known.push(form);
+      }
     }
   }
   let over = known.len().saturating_sub(MAX_SECRETS);
@@ -81,12 +84,13 @@ pub fn register_secrets(secrets: &[String]) {
 
 /// `text` without registered secrets and without the userinfo of any URL in it.
 fn scrub_text(text: String) -> String {
-  let text = crate::adapter::secrets::scrub_userinfo(text);
+  // Known secrets first: a password may itself look like part of a URL.
   let known = SECRETS.read();
-  if known.is_empty() {
-    return text;
-  }
-  crate::adapter::secrets::scrub(&known, text)
+  let text = match known.is_empty() {
+    true => text,
+    false => crate::adapter::secrets::scrub(&known, text),
+  };
+  crate::adapter::secrets::scrub_userinfo(text)
 }
 
 /// ringbus's own records at `level` and up; other crates' records are not ours to show.
