@@ -30,6 +30,14 @@ function runChild(cfg: Record<string, unknown>, env: Record<string, string> = {}
   return new Promise((resolve) => child.once('exit', (code) => resolve({ message, stderr, code })))
 }
 
+/** Deletes JetStream streams (a bus's stream and its group bucket), ignoring absent ones. */
+async function dropStreams(...names: string[]): Promise<void> {
+  const nc = await connect({ servers: NATS })
+  const jsm = await jetstreamManager(nc)
+  for (const name of names) await jsm.streams.delete(name).catch(() => undefined)
+  await nc.close()
+}
+
 const nest = (depth: number) => JSON.parse('{"a":'.repeat(depth) + '1' + '}'.repeat(depth))
 
 describe('1. events no reader could parse are refused at ingest', () => {
@@ -136,22 +144,13 @@ describe('4. a dead letter that cannot fit never stops commits (JetStream)', () 
     expect((await bus.deadLetters('g')).events).toHaveLength(1)
     await next.close()
     await bus.shutdown()
-    const nc = await connect({ servers: NATS })
-    const jsm = await jetstreamManager(nc)
-    await jsm.streams.delete(stream)
-    await jsm.streams.delete(`KV_rbg_${stream}`)
-    await nc.close()
+    await dropStreams(stream, `KV_rbg_${stream}`)
   })
 })
 
 describe('5. credentials never reach log records', () => {
   const stream = uniqueName('creds')
-  afterAll(async () => {
-    const nc = await connect({ servers: NATS })
-    const jsm = await jetstreamManager(nc)
-    await jsm.streams.delete(stream).catch(() => undefined)
-    await nc.close()
-  })
+  afterAll(() => dropStreams(stream))
   const url = (userinfo: string) => NATS.replace('nats://', `nats://${userinfo}@`)
 
   it.each([
@@ -237,9 +236,8 @@ describe('14. a stream named like the group bucket', () => {
     expect(err.message).toContain(`KV_rbg_${stream}`)
     expect(err.message).toContain('rename or delete')
     await bus.shutdown()
-    await jsm.streams.delete(`KV_rbg_${stream}`)
-    await jsm.streams.delete(stream)
     await nc.close()
+    await dropStreams(`KV_rbg_${stream}`, stream)
   })
 })
 
@@ -302,11 +300,7 @@ describe('6, 17, 18. cursors are checked before they cost anything', () => {
     }
     await expect(bus.deadLetters('g')).resolves.toMatchObject({ events: [], hasMore: false })
     await bus.shutdown()
-    if (kind === 'jetstream') {
-      const nc = await connect({ servers: NATS })
-      await (await jetstreamManager(nc)).streams.delete(adapter.stream!)
-      await nc.close()
-    }
+    if (kind === 'jetstream') await dropStreams(adapter.stream!)
   })
 
   it('a Redis cursor at the largest entry id is ERR_INVALID_CURSOR', async () => {
@@ -537,11 +531,7 @@ describe('15. JetStream dead letters page through the tray, not the bucket', () 
     const after = await pageAll()
     expect(after.out.map((l) => l.letterId)).toEqual(out.slice(500).map((l) => l.letterId))
     await bus.shutdown()
-    const nc = await connect({ servers: NATS })
-    const jsm = await jetstreamManager(nc)
-    await jsm.streams.delete(stream)
-    await jsm.streams.delete(`KV_rbg_${stream}`)
-    await nc.close()
+    await dropStreams(stream, `KV_rbg_${stream}`)
   }, 60_000)
 })
 
@@ -567,11 +557,7 @@ describe('9. many members in one group', () => {
     expect(owned.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7])
     await bus.shutdown()
     if (kind === 'jetstream') {
-      const nc = await connect({ servers: NATS })
-      const jsm = await jetstreamManager(nc)
-      await jsm.streams.delete(stream)
-      await jsm.streams.delete(`KV_rbg_${stream}`)
-      await nc.close()
+      await dropStreams(stream, `KV_rbg_${stream}`)
     }
   }, 60_000)
 })

@@ -284,9 +284,8 @@ pub fn check_letter_cursor(after: &str) -> crate::error::Result<()> {
 mod tests {
   use super::*;
 
-  #[test]
-  fn letters_round_trip_with_bytes_and_keys() {
-    let letter = Letter {
+  fn sample_letter() -> Letter {
+    Letter {
       id: String::new(),
       event: StoredEvent {
         id: "3-17".into(),
@@ -305,7 +304,12 @@ mod tests {
       deliveries: 5,
       time_ms: 42,
       cut: None,
-    };
+    }
+  }
+
+  #[test]
+  fn letters_round_trip_with_bytes_and_keys() {
+    let letter = sample_letter();
     let back = Letter::decode("L1", &letter.encode_within(1 << 20)).unwrap();
     assert_eq!(back.cut, None);
     assert_eq!(back.id, "L1");
@@ -330,22 +334,14 @@ mod tests {
     let mut letter = Letter {
       id: String::new(),
       event: StoredEvent {
-        id: "3-17".into(),
-        position: "17".into(),
-        shard: 3,
-        seq: 9,
-        timestamp_ms: 1,
         kind: PayloadKind::Json,
         key: None,
         payload: bytes::Bytes::from(vec![b'1'; 2_000_000]),
-        message_id: "ab-0-3-9".into(),
-        stamp: Stamp::default(),
         headers: None,
+        ..sample_letter().event
       },
       reason: "é".repeat(3000),
-      deliveries: 5,
-      time_ms: 42,
-      cut: None,
+      ..sample_letter()
     };
     let bytes = letter.encode_within(1 << 20);
     assert!(bytes.len() < 4096, "{}", bytes.len());
