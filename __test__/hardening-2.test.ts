@@ -443,7 +443,7 @@ describe('10. nack() is linear', () => {
     while (held.length < n) held.push((await consumer.next()).value)
     const started = Date.now()
     let nacked = 0
-    for (const ev of held) if (consumer.nack(ev)) nacked++
+    for (const ev of held) if (consumer.nack(ev, { delayMs: 1000 })) nacked++
     const nackMs = Date.now() - started
     expect(nacked).toBe(n)
     const again = new Set<number>()

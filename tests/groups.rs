@@ -378,3 +378,47 @@ async fn shutdown_closes_members_and_commits_their_acks() {
   assert!(a.next_batch(10, false).await.is_empty());
   assert!(bus.consumer(opts("s", "b")).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nacks_do_not_each_scan_every_deadline() {
+  // Each nack once woke a scan of every held event under the lock (75,000 nacks blocked
+  // the JS thread for seconds to minutes). Now a scan runs when a deadline has passed, at
+  // most one per 5 ms.
+  let n = 20_000;
+  let bus = bus(1);
+  produce(&bus, 0, n, 50).await;
+  let m = bus
+    .consumer(GroupOptions {
+      max_in_flight: n + 1000,
+      ack_wait: Duration::from_secs(600),
+      ..opts("nacks", "a")
+    })
+    .await
+    .unwrap();
+  let mut held = Vec::new();
+  while held.len() < n {
+    held.extend(m.next_batch(1000, false).await);
+  }
+  let (before, started) = (m.deadline_scans(), Instant::now());
+  for d in &held {
+    assert!(m.nack(d.event.shard, &d.event.id, Duration::from_millis(200)));
+  }
+  let (scans, elapsed) = (m.deadline_scans() - before, started.elapsed());
+  assert!(
+    scans as u128 <= elapsed.as_millis() / 5 + 2,
+    "{scans} deadline scans while {n} nacks took {elapsed:?}"
+  );
+  // Every nacked event still comes back, once, as a second delivery.
+  let mut again = HashSet::new();
+  let deadline = Instant::now() + Duration::from_secs(30);
+  while again.len() < n && Instant::now() < deadline {
+    for d in m.next_batch(1000, false).await {
+      assert_eq!(d.deliveries, 2);
+      again.insert(number(&d));
+      m.ack(d.event.shard, &d.event.id);
+    }
+  }
+  assert_eq!(again.len(), n);
+  m.close().await;
+  bus.shutdown().await;
+}

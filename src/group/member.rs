@@ -312,6 +312,9 @@ struct Inner {
   done: Arc<Signal>,
   c: Counters,
   ticks: AtomicU64,
+  /// Scans of the deadlines (for the engine tests: nacks must not each cause one).
+  #[cfg(feature = "test-hooks")]
+  scans: AtomicU64,
 }
 
 /// A member of a consumer group. Clones share it.
@@ -371,6 +374,8 @@ impl Member {
         done: Arc::new(Signal::new()),
         c: Counters::default(),
         ticks: AtomicU64::new(0),
+        #[cfg(feature = "test-hooks")]
+        scans: AtomicU64::new(0),
       }),
     };
     // Join before the first renewal so that others count this member at once.
@@ -378,6 +383,12 @@ impl Member {
     rt.spawn(member.clone().coordinate());
     rt.spawn(member.clone().read_loop());
     Ok(member)
+  }
+
+  /// Deadline scans so far (engine tests only).
+  #[cfg(feature = "test-hooks")]
+  pub fn deadline_scans(&self) -> u64 {
+    self.inner.scans.load(Ordering::Relaxed)
   }
 
   pub fn options(&self) -> &GroupOptions {
@@ -1109,6 +1120,8 @@ impl Member {
 
   /// Requeues (or dead-letters) events whose deadline passed; returns the next deadline.
   fn redeliver_due(&self, now: Instant) -> Option<Instant> {
+    #[cfg(feature = "test-hooks")]
+    self.inner.scans.fetch_add(1, Ordering::Relaxed);
     let max = self.inner.opts.max_deliveries;
     let ack_wait_ms = self.inner.opts.ack_wait.as_millis();
     let mut st = self.inner.state.lock();
