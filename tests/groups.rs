@@ -379,6 +379,8 @@ async fn shutdown_closes_members_and_commits_their_acks() {
   assert!(bus.consumer(opts("s", "b")).await.is_err());
 }
 
+// Counts scans through a test hook: `npm test` builds the engine tests with `test-hooks`.
+#[cfg(feature = "test-hooks")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nacks_do_not_each_scan_every_deadline() {
   // Each nack once woke a scan of every held event under the lock (75,000 nacks blocked
