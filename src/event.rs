@@ -149,10 +149,12 @@ pub fn check_json(text: &[u8]) -> std::result::Result<(), serde_json::Error> {
 pub const MAX_JSON_DEPTH: usize = 128;
 
 /// Whether stringify output certainly parses: without a backslash it has no `\u` escape
-/// (so no lone surrogate), and with at most 128 opening brackets it cannot nest deeper.
+/// (so no lone surrogate), and with at most 128 opening brackets it cannot nest deeper
+/// (text shorter than 129 bracket pairs cannot hold more, so most events skip the count).
 fn surely_readable(text: &[u8]) -> bool {
   memchr::memchr(b'\\', text).is_none()
-    && text.iter().filter(|&&b| b == b'[' || b == b'{').count() <= MAX_JSON_DEPTH
+    && (text.len() < 2 * (MAX_JSON_DEPTH + 1)
+      || text.iter().filter(|&&b| b == b'[' || b == b'{').count() <= MAX_JSON_DEPTH)
 }
 
 /// An `ERR_INVALID_EVENT` for JSON that readers could not parse, naming the usual causes.
