@@ -1,7 +1,7 @@
 //! Consumer-group state of the memory adapter: maps under one lock, leases and members
 //! with monotonic deadlines. Letters are bounded per group and tray (oldest dropped).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -10,9 +10,43 @@ use parking_lot::Mutex;
 use super::AdapterError;
 use crate::group::store::{letter_id, GroupStore, Letter, LetterPage, Tray};
 
+/// Live members by name (sorted, for ranks) and by expiry (oldest first, so that pruning
+/// touches only the expired): each renewal costs O(log n) instead of a sort of everyone.
+#[derive(Default)]
+struct Members {
+  by_name: BTreeMap<String, Instant>,
+  by_expiry: BTreeSet<(Instant, String)>,
+}
+
+impl Members {
+  fn renew(&mut self, member: &str, until: Instant) {
+    if let Some(old) = self.by_name.insert(member.to_string(), until) {
+      self.by_expiry.remove(&(old, member.to_string()));
+    }
+    self.by_expiry.insert((until, member.to_string()));
+  }
+
+  fn remove(&mut self, member: &str) {
+    if let Some(old) = self.by_name.remove(member) {
+      self.by_expiry.remove(&(old, member.to_string()));
+    }
+  }
+
+  fn prune(&mut self, now: Instant) {
+    while let Some((until, _)) = self.by_expiry.first() {
+      if *until > now {
+        break;
+      }
+      if let Some((_, name)) = self.by_expiry.pop_first() {
+        self.by_name.remove(&name);
+      }
+    }
+  }
+}
+
 #[derive(Default)]
 struct Group {
-  members: HashMap<String, Instant>,
+  members: Members,
   leases: HashMap<u32, (String, Instant)>,
   commits: HashMap<u32, String>,
   start: Option<String>,
@@ -44,7 +78,7 @@ impl MemoryGroups {
 impl GroupStore for MemoryGroups {
   async fn heartbeat(&self, group: &str, member: &str, ttl: Duration) -> Result<(), AdapterError> {
     self.with(group, |g| {
-      g.members.insert(member.to_string(), Instant::now() + ttl);
+      g.members.renew(member, Instant::now() + ttl);
     });
     Ok(())
   }
@@ -57,10 +91,26 @@ impl GroupStore for MemoryGroups {
   async fn members(&self, group: &str) -> Result<Vec<String>, AdapterError> {
     let now = Instant::now();
     Ok(self.with(group, |g| {
-      g.members.retain(|_, until| *until > now);
-      let mut m: Vec<String> = g.members.keys().cloned().collect();
-      m.sort();
-      m
+      g.members.prune(now);
+      g.members.by_name.keys().cloned().collect()
+    }))
+  }
+
+  async fn rank(&self, group: &str, member: &str) -> Result<Option<(usize, usize)>, AdapterError> {
+    let now = Instant::now();
+    Ok(self.with(group, |g| {
+      g.members.prune(now);
+      let m = &g.members.by_name;
+      m.contains_key(member).then(|| {
+        (
+          m.range::<str, _>((
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Excluded(member),
+          ))
+          .count(),
+          m.len(),
+        )
+      })
     }))
   }
 
@@ -182,5 +232,35 @@ impl GroupStore for MemoryGroups {
       };
       ids.iter().filter_map(|id| t.remove(id)).collect()
     }))
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[tokio::test]
+  async fn ranks_follow_name_order_and_expiry() {
+    let store = MemoryGroups::new(10);
+    let long = Duration::from_secs(60);
+    for m in ["c", "a", "b"] {
+      store.heartbeat("g", m, long).await.unwrap();
+    }
+    assert_eq!(store.rank("g", "a").await.unwrap(), Some((0, 3)));
+    assert_eq!(store.rank("g", "c").await.unwrap(), Some((2, 3)));
+    assert_eq!(store.rank("g", "d").await.unwrap(), None);
+    // A renewal moves the expiry, not the rank; a short one lapses and drops out.
+    store
+      .heartbeat("g", "b", Duration::from_millis(1))
+      .await
+      .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(store.rank("g", "b").await.unwrap(), None);
+    assert_eq!(store.rank("g", "c").await.unwrap(), Some((1, 2)));
+    assert_eq!(store.members("g").await.unwrap(), vec!["a", "c"]);
+    store.heartbeat("g", "b", long).await.unwrap();
+    store.leave("g", "a").await.unwrap();
+    assert_eq!(store.rank("g", "b").await.unwrap(), Some((0, 2)));
+    assert_eq!(store.members("g").await.unwrap(), vec!["b", "c"]);
   }
 }

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 
 use super::record::{CommitRecord, StartRecord};
 use super::store::{GroupStore, Letter, Tray};
-use super::{assigned, GroupOptions};
+use super::{assigned_at, GroupOptions};
 use crate::adapter::{Adapter, AdapterError, Positions, ReadPage};
 use crate::consume::poll::matches;
 use crate::error::{BusError, Result};
@@ -783,7 +783,7 @@ impl Member {
       let now = Instant::now();
       if now >= next_tick {
         self.tick().await;
-        next_tick = Instant::now() + renew;
+        next_tick = Instant::now() + jittered(renew);
       }
       // Deadlines are scanned when one has passed, at most every MIN_SCAN_GAP: a stream of
       // nacks (each lowering the deadline) costs a scan per gap, not one per nack.
@@ -904,6 +904,31 @@ impl Member {
     }
   }
 
+  /// This member's rank among the live members and their count. A store whose view lags
+  /// its own heartbeat (JetStream) may not list it yet: it counts itself in when joined.
+  async fn place(&self, joined: bool) -> std::result::Result<Option<(usize, usize)>, AdapterError> {
+    let store = self.store();
+    let (g, me) = (
+      self.inner.opts.group.as_str(),
+      self.inner.opts.member.as_str(),
+    );
+    if let Some(place) = store.rank(g, me).await? {
+      return Ok(Some(place));
+    }
+    if !joined {
+      return Ok(None);
+    }
+    let mut members = store.members(g).await?;
+    let at = members.binary_search_by(|m| m.as_str().cmp(me));
+    Ok(Some(match at {
+      Ok(i) => (i, members.len()),
+      Err(i) => {
+        members.insert(i, me.to_string());
+        (i, members.len())
+      }
+    }))
+  }
+
   /// Membership, leases and the split; returned letters.
   async fn tick(&self) {
     let store = self.store();
@@ -919,13 +944,9 @@ impl Member {
         .map(|(s, o)| (*s, o.draining.is_some()))
         .collect()
     };
-    let mine: HashSet<u32> = match store.members(g).await {
-      Ok(mut members) => {
-        if joined && !members.iter().any(|m| m == me) {
-          members.push(me.to_string());
-        }
-        assigned(&shards, &members, me).into_iter().collect()
-      }
+    let mine: HashSet<u32> = match self.place(joined).await {
+      Ok(Some((rank, count))) => assigned_at(&shards, rank, count).into_iter().collect(),
+      Ok(None) => HashSet::new(),
       // Cannot tell who else is live: keep what is held, take nothing new.
       Err(_) => owned.iter().map(|(s, _)| *s).collect(),
     };
@@ -1438,7 +1459,7 @@ async fn claim_name(store: &dyn GroupStore, opts: &GroupOptions) -> Result<()> {
   let (g, me) = (opts.group.as_str(), opts.member.as_str());
   let deadline = tokio::time::Instant::now() + opts.lease + opts.renew_every();
   loop {
-    if !store.members(g).await?.iter().any(|m| m == me) {
+    if store.rank(g, me).await?.is_none() {
       return Ok(());
     }
     if tokio::time::Instant::now() >= deadline {
@@ -1448,6 +1469,17 @@ async fn claim_name(store: &dyn GroupStore, opts: &GroupOptions) -> Result<()> {
     }
     tokio::time::sleep(opts.renew_every().min(Duration::from_millis(250))).await;
   }
+}
+
+/// A renewal period shortened by up to a tenth at random: members that joined together
+/// drift apart instead of renewing in step (on JetStream, in step means CAS conflicts on
+/// the one member list). Earlier, never later, so leases are renewed as often as before.
+fn jittered(renew: Duration) -> Duration {
+  let tenth = (renew.as_micros() / 10) as u64;
+  if tenth == 0 {
+    return renew;
+  }
+  renew - Duration::from_micros(crate::identity::random_u64() % tenth)
 }
 
 fn letter_of(event: Option<StoredEvent>, reason: &str, deliveries: u32) -> Option<Letter> {

@@ -100,16 +100,24 @@ pub fn assigned(shards: &[u32], members: &[String], me: &str) -> Vec<u32> {
   let mut members: Vec<&String> = members.iter().collect();
   members.sort();
   members.dedup();
-  let Some(i) = members.iter().position(|m| *m == me) else {
+  match members.iter().position(|m| *m == me) {
+    Some(i) => assigned_at(shards, i, members.len()),
+    None => Vec::new(),
+  }
+}
+
+/// The shards of the member at `rank` among `count` sorted members (see [`assigned`]).
+pub fn assigned_at(shards: &[u32], rank: usize, count: usize) -> Vec<u32> {
+  if rank >= count {
     return Vec::new();
-  };
+  }
   let mut shards = shards.to_vec();
   shards.sort_unstable();
   shards.dedup();
   shards
     .into_iter()
     .enumerate()
-    .filter(|(k, _)| k % members.len() == i)
+    .filter(|(k, _)| k % count == rank)
     .map(|(_, s)| s)
     .collect()
 }
@@ -156,5 +164,19 @@ mod tests {
     assert!(o.validate().is_ok());
     o.lease = Duration::from_millis(10);
     assert!(o.validate().unwrap_err().message.contains("leaseMs"));
+  }
+
+  #[test]
+  fn a_rank_gives_the_same_split_as_the_member_list() {
+    let members = names(&["d", "a", "c", "b"]);
+    let shards = [7, 3, 5, 1, 0, 2, 6, 4, 3];
+    for (rank, me) in ["a", "b", "c", "d"].iter().enumerate() {
+      assert_eq!(
+        assigned_at(&shards, rank, 4),
+        assigned(&shards, &members, me)
+      );
+    }
+    assert_eq!(assigned_at(&shards, 0, 4), vec![0, 4]);
+    assert!(assigned_at(&shards, 4, 4).is_empty());
   }
 }

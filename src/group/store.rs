@@ -194,6 +194,19 @@ pub trait GroupStore: Send + Sync {
   /// The live members, sorted.
   async fn members(&self, group: &str) -> Result<Vec<String>, AdapterError>;
 
+  /// Where `member` sorts among the live members and how many there are, or None when it
+  /// is not live. Every member asks at every renewal, so stores that can rank without
+  /// listing everyone override this: a group's renewals then cost linear in its members.
+  async fn rank(&self, group: &str, member: &str) -> Result<Option<(usize, usize)>, AdapterError> {
+    let members = self.members(group).await?;
+    Ok(
+      members
+        .binary_search_by(|m| m.as_str().cmp(member))
+        .ok()
+        .map(|i| (i, members.len())),
+    )
+  }
+
   /// Takes the lease on `shard` for `ttl`, or renews it when `member` holds it. False when
   /// another member holds a lease that has not expired.
   async fn lease(

@@ -1,7 +1,9 @@
 //! Consumer-group state in Redis. Every key of a group shares the hash tag
 //! `{<prefix>:g:<group>}`, so the scripts below touch one slot on a cluster.
 //!
-//! - `…:members`: sorted set, member → expiry (server time, ms);
+//! - `…:live`: sorted set, member → expiry (server time, ms);
+//! - `…:names`: the same members with score 0, so `ZRANK` gives a member's place in name
+//!   order without listing the group (each renewal costs O(log n), not O(n));
 //! - `…:lease:<shard>`: the holder's name, with PX;
 //! - `…:commit:<shard>`: the commit record, written only by the lease holder (one script);
 //! - `…:start`: the start record, set once;
@@ -21,17 +23,34 @@ use crate::group::store::{GroupStore, Letter, LetterPage, Tray};
 /// Server time in ms, so that every member measures expiry on one clock.
 const NOW: &str = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) ";
 
+/// Drops expired members from both sets (KEYS[1] live, KEYS[2] names), in chunks that
+/// stay under Lua's limit on `unpack`.
+const PRUNE: &str = "local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now) \
+  for i = 1, #gone, 1000 do local j = math.min(i + 999, #gone) \
+  redis.call('ZREM', KEYS[1], unpack(gone, i, j)) redis.call('ZREM', KEYS[2], unpack(gone, i, j)) end ";
+
 fn heartbeat_script() -> String {
   format!(
-    "{NOW} redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) \
-     redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) \
-     redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10) return 1"
+    "{NOW} {PRUNE} local ttl = tonumber(ARGV[2]) \
+     redis.call('ZADD', KEYS[1], now + ttl, ARGV[1]) redis.call('ZADD', KEYS[2], 0, ARGV[1]) \
+     redis.call('PEXPIRE', KEYS[1], ttl * 10) redis.call('PEXPIRE', KEYS[2], ttl * 10) return 1"
   )
 }
 
 fn members_script() -> String {
-  format!("{NOW} redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) return redis.call('ZRANGE', KEYS[1], 0, -1)")
+  format!("{NOW} {PRUNE} return redis.call('ZRANGE', KEYS[2], 0, -1)")
 }
+
+/// `[rank, count]`, or -1 when the member is not live.
+fn rank_script() -> String {
+  format!(
+    "{NOW} {PRUNE} local r = redis.call('ZRANK', KEYS[2], ARGV[1]) \
+     if not r then return -1 end return {{r, redis.call('ZCARD', KEYS[2])}}"
+  )
+}
+
+const LEAVE: &str =
+  "redis.call('ZREM', KEYS[1], ARGV[1]) redis.call('ZREM', KEYS[2], ARGV[1]) return 1";
 
 const LEASE: &str = "local h = redis.call('GET', KEYS[1]) \
   if (not h) or h == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end return 0";
@@ -106,6 +125,13 @@ impl RedisAdapter {
     format!("{}:{rest}", tag(&self.config.key_prefix, group))
   }
 
+  fn member_keys(&self, group: &str) -> [String; 2] {
+    [
+      self.group_key(group, "live"),
+      self.group_key(group, "names"),
+    ]
+  }
+
   async fn group_query(&self, cmd: &redis::Cmd, what: &str) -> Result<Value, AdapterError> {
     let reply = super::run(self.writer()?, cmd, self.config.command_timeout, what).await;
     reply.map_err(|e| AdapterError {
@@ -120,30 +146,40 @@ impl GroupStore for RedisAdapter {
   async fn heartbeat(&self, group: &str, member: &str, ttl: Duration) -> Result<(), AdapterError> {
     let cmd = eval(
       &heartbeat_script(),
-      &[self.group_key(group, "members")],
+      &self.member_keys(group),
       &[member.to_string(), ttl.as_millis().to_string()],
     );
     self.group_query(&cmd, "group heartbeat").await.map(|_| ())
   }
 
   async fn leave(&self, group: &str, member: &str) -> Result<(), AdapterError> {
-    let mut cmd = redis::cmd("ZREM");
-    cmd.arg(self.group_key(group, "members")).arg(member);
-    self
-      .group_query(&cmd, "group leave (ZREM)")
-      .await
-      .map(|_| ())
+    let cmd = eval(LEAVE, &self.member_keys(group), &[member.to_string()]);
+    self.group_query(&cmd, "group leave").await.map(|_| ())
   }
 
   async fn members(&self, group: &str) -> Result<Vec<String>, AdapterError> {
-    let cmd = eval(&members_script(), &[self.group_key(group, "members")], &[]);
+    let cmd = eval(&members_script(), &self.member_keys(group), &[]);
     let reply = self.group_query(&cmd, "group members").await?;
     let mut out: Vec<String> = match reply {
       Value::Array(items) => items.iter().filter_map(text).collect(),
       _ => Vec::new(),
     };
+    // ZRANGE orders equal scores bytewise already; sorting again costs nothing and keeps
+    // the trait's promise independent of that detail.
     out.sort();
     Ok(out)
+  }
+
+  async fn rank(&self, group: &str, member: &str) -> Result<Option<(usize, usize)>, AdapterError> {
+    let cmd = eval(
+      &rank_script(),
+      &self.member_keys(group),
+      &[member.to_string()],
+    );
+    Ok(match self.group_query(&cmd, "group rank").await? {
+      Value::Array(v) if v.len() == 2 => Some((int(&v[0]) as usize, int(&v[1]) as usize)),
+      _ => None,
+    })
   }
 
   async fn lease(
