@@ -21,7 +21,7 @@ use crate::dispatch::DispatchContext;
 use crate::error::{BusError, Code, Result};
 use crate::event::{Incoming, ProducerId};
 use crate::group::member::Member;
-use crate::group::store::{GroupStore, LetterPage, Tray};
+use crate::adapter::group_store::{GroupStore, LetterPage, Tray};
 use crate::group::worker::{Worker, WorkerOptions};
 use crate::group::GroupOptions;
 use crate::identity::{self, IdentityLock};
@@ -545,7 +545,7 @@ impl Bus {
   ) -> Result<LetterPage> {
     crate::group::check_name("group", group)?;
     if let Some(a) = after {
-      crate::group::store::check_letter_cursor(a)?;
+      crate::adapter::group_store::check_letter_cursor(a)?;
     }
     if !self.is_running() {
       return Err(BusError::shut_down());

@@ -31,6 +31,15 @@ impl Clock {
   }
 }
 
+/// Milliseconds since the Unix epoch from the wall clock (records stored for other
+/// processes to read: expiries, letter times, log timestamps).
+pub fn now_ms() -> u64 {
+  SystemTime::now()
+    .duration_since(UNIX_EPOCH)
+    .map(|d| d.as_millis() as u64)
+    .unwrap_or(0)
+}
+
 impl Default for Clock {
   fn default() -> Self {
     Self::new()

@@ -11,6 +11,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{BusError, Result};
+use crate::random::random_u64;
 use crate::event::ProducerId;
 
 const MAGIC: &[u8; 8] = b"RBNONCE1";
@@ -22,27 +23,6 @@ pub struct IdentityLock {
   _file: File,
 }
 
-pub fn random_u64() -> u64 {
-  loop {
-    let mut buf = [0u8; 8];
-    if getrandom::fill(&mut buf).is_err() {
-      // No OS randomness: fall back to time and address entropy rather than failing.
-      let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-      let local = 0u8;
-      buf = xxhash_rust::xxh3::xxh3_64(
-        &[t.to_le_bytes(), (&local as *const u8 as u64).to_le_bytes()].concat(),
-      )
-      .to_le_bytes();
-    }
-    let v = u64::from_le_bytes(buf);
-    if v != 0 {
-      return v;
-    }
-  }
-}
 
 /// A fresh identity that is not persisted.
 pub fn ephemeral() -> ProducerId {

@@ -88,9 +88,9 @@ fn scrub_text(text: String) -> String {
   let known = SECRETS.read();
   let text = match known.is_empty() {
     true => text,
-    false => crate::adapter::secrets::scrub(&known, text),
+    false => crate::secrets::scrub(&known, text),
   };
-  crate::adapter::secrets::scrub_userinfo(text)
+  crate::secrets::scrub_userinfo(text)
 }
 
 /// ringbus's own records at `level` and up; other crates' records are not ours to show.
@@ -210,7 +210,7 @@ impl<S: Subscriber> Layer<S> for RouteLayer {
           other => (k, other),
         })
         .collect(),
-      timestamp_ms: crate::group::member::now_ms(),
+      timestamp_ms: crate::clock::now_ms(),
     };
     match &logging.route.load().sink {
       Some(sink) => sink.record(record),

@@ -10,7 +10,7 @@ pub const BACKOFF_BASE: Duration = Duration::from_millis(50);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 thread_local! {
-  static RNG: Cell<u64> = Cell::new(crate::identity::random_u64());
+  static RNG: Cell<u64> = Cell::new(crate::random::random_u64());
 }
 
 fn next_random() -> u64 {

@@ -583,7 +583,7 @@ async fn cursors_from_another_backend_are_refused() {
 async fn producer_identity_survives_restarts_without_reusing_ids() {
   let dir = std::env::temp_dir().join(format!(
     "ringbus-engine-{}",
-    ringbus::identity::random_u64()
+    ringbus::random::random_u64()
   ));
   std::fs::create_dir_all(&dir).unwrap();
   let path = dir.join("producer.nonce");

@@ -276,7 +276,7 @@ fn generated_filters_both_match_and_miss() {
 
 use ringbus::adapter::meta;
 use ringbus::adapter::redis::{RedisAdapter, RedisConfig, RedisTarget, Secret};
-use ringbus::adapter::secrets::{redact_url, scrub, url_secrets};
+use ringbus::secrets::{redact_url, scrub, url_secrets};
 
 /// Random text, URL-special characters and non-ASCII included, between two markers so
 /// that it cannot occur in a message by chance (a one-letter password is in every word).

@@ -80,7 +80,7 @@ impl MemoryAdapter {
       version: watch::Sender::new(0),
       // Letters per group and tray are bounded like the events themselves.
       groups: super::memory_groups::MemoryGroups::new(max_events),
-      instance: crate::identity::random_u64(),
+      instance: crate::random::random_u64(),
     }
   }
 
@@ -123,7 +123,7 @@ impl Adapter for MemoryAdapter {
     "memory"
   }
 
-  fn groups(&self) -> Option<&dyn crate::group::store::GroupStore> {
+  fn groups(&self) -> Option<&dyn crate::adapter::group_store::GroupStore> {
     Some(&self.groups)
   }
 

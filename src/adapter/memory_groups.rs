@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::AdapterError;
-use crate::group::store::{letter_id, GroupStore, Letter, LetterPage, Tray};
+use crate::adapter::group_store::{letter_id, GroupStore, Letter, LetterPage, Tray};
 
 /// Live members by name (sorted, for ranks) and by expiry (oldest first, so that pruning
 /// touches only the expired): each renewal costs O(log n) instead of a sort of everyone.
@@ -176,7 +176,7 @@ impl GroupStore for MemoryGroups {
     tray: Tray,
     letters: &[Letter],
   ) -> Result<(), AdapterError> {
-    let now = crate::group::member::now_ms();
+    let now = crate::clock::now_ms();
     let mut counter = self.counter.lock();
     self.with(group, |g| {
       let t = g.trays.entry(tray.name()).or_default();

@@ -1,12 +1,12 @@
 //! The adapter interface every backend implements, and the in-process backends.
 
+pub mod group_store;
 pub mod jetstream;
 pub mod memory;
 pub mod memory_groups;
 pub mod meta;
 pub mod noop;
 pub mod redis;
-pub mod secrets;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -182,7 +182,7 @@ pub trait Adapter: Send + Sync + 'static {
   }
 
   /// Where consumer groups keep their state; None for a store that keeps no events.
-  fn groups(&self) -> Option<&dyn crate::group::store::GroupStore> {
+  fn groups(&self) -> Option<&dyn crate::adapter::group_store::GroupStore> {
     None
   }
 }

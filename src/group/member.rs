@@ -21,9 +21,10 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::record::{CommitRecord, StartRecord};
-use super::store::{GroupStore, Letter, Tray};
+use crate::adapter::group_store::{GroupStore, Letter, Tray};
 use super::{assigned_at, GroupOptions};
 use crate::adapter::{Adapter, AdapterError, Positions, ReadPage};
+use crate::clock::now_ms;
 use crate::consume::poll::matches;
 use crate::error::{BusError, Result};
 use crate::event::StoredEvent;
@@ -1479,7 +1480,7 @@ fn jittered(renew: Duration) -> Duration {
   if tenth == 0 {
     return renew;
   }
-  renew - Duration::from_micros(crate::identity::random_u64() % tenth)
+  renew - Duration::from_micros(crate::random::random_u64() % tenth)
 }
 
 fn letter_of(event: Option<StoredEvent>, reason: &str, deliveries: u32) -> Option<Letter> {
@@ -1493,9 +1494,3 @@ fn letter_of(event: Option<StoredEvent>, reason: &str, deliveries: u32) -> Optio
   })
 }
 
-pub(crate) fn now_ms() -> u64 {
-  std::time::SystemTime::now()
-    .duration_since(std::time::UNIX_EPOCH)
-    .map(|d| d.as_millis() as u64)
-    .unwrap_or(0)
-}

@@ -8,7 +8,6 @@
 
 pub mod member;
 pub mod record;
-pub mod store;
 pub mod worker;
 
 use std::time::Duration;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::adapter::secrets::url_secrets;
+use crate::secrets::url_secrets;
 use crate::adapter::tls::TlsConfig;
 use crate::config::{check_ms, check_range};
 use crate::error::{BusError, Result};
@@ -194,7 +194,7 @@ impl JetStreamConfig {
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::adapter::secrets::scrub;
+  use crate::secrets::scrub;
 
   #[test]
   fn config_secrets_are_scrubbed() {

@@ -29,7 +29,7 @@ pub use config::{JetStreamConfig, NatsAuth, NatsCredentials, StorageKind};
 use read::Pool;
 pub use stream::{all_shards_subject, shard_subject};
 
-use super::secrets::{redact_url, scrub};
+use crate::secrets::{redact_url, scrub};
 use super::{Adapter, AdapterError, Positions, ReadPage, WriteBatch, WriteResult};
 use crate::error::{BusError, Code};
 
@@ -201,7 +201,7 @@ impl Adapter for JetStreamAdapter {
     "jetstream"
   }
 
-  fn groups(&self) -> Option<&dyn crate::group::store::GroupStore> {
+  fn groups(&self) -> Option<&dyn crate::adapter::group_store::GroupStore> {
     Some(self)
   }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::adapter::secrets::redact_url;
+use crate::secrets::redact_url;
 use crate::adapter::tls::TlsConfig;
 use crate::config::{check_ms, check_range};
 use crate::error::{BusError, Result};

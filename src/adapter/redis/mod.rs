@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use redis::{RedisError, Value};
 
-use super::secrets::{redact_url, scrub, url_secrets};
+use crate::secrets::{redact_url, scrub, url_secrets};
 use super::{Adapter, AdapterError, Outcome, Positions, ReadPage, WriteBatch, WriteResult};
 use crate::error::{BusError, Code};
 pub use config::{RedisConfig, RedisTarget, Secret};
@@ -380,7 +380,7 @@ impl Adapter for RedisAdapter {
     "redis"
   }
 
-  fn groups(&self) -> Option<&dyn crate::group::store::GroupStore> {
+  fn groups(&self) -> Option<&dyn crate::adapter::group_store::GroupStore> {
     Some(self)
   }
 
