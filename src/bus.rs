@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use std::sync::Weak;
 
+use crate::adapter::group_store::{GroupStore, LetterPage};
 use crate::adapter::{Adapter, AdapterConfig};
 use crate::clock::Clock;
 use crate::config::BusConfig;
@@ -21,7 +22,6 @@ use crate::dispatch::DispatchContext;
 use crate::error::{BusError, Code, Result};
 use crate::event::{Incoming, ProducerId};
 use crate::group::member::Member;
-use crate::adapter::group_store::{GroupStore, LetterPage, Tray};
 use crate::group::worker::{Worker, WorkerOptions};
 use crate::group::GroupOptions;
 use crate::identity::{self, IdentityLock};
@@ -447,36 +447,11 @@ impl Bus {
       return Err(BusError::shut_down());
     }
     let bus = self.clone();
-    let join = async move {
-      let mut failures = 0u32;
-      loop {
-        match bus.start_member(opts.clone(), false).await {
-          Ok(m) => return Some(m),
-          Err(e) if e.code == Code::ShutDown => return None,
-          Err(e) => {
-            failures += 1;
-            // Said once, then every tenth try: a join that keeps failing is never silent.
-            if failures % 10 == 1 {
-              tracing::warn!(
-                group = opts.group.as_str(),
-                code = e.code.as_str(),
-                "process({}) could not join its group (try {failures}; retrying): {}",
-                opts.group,
-                e.message
-              );
-            }
-            if e.code == Code::InvalidConfig {
-              return None;
-            }
-            let d = crate::retry::backoff(failures).min(Duration::from_secs(5));
-            tokio::select! {
-              _ = tokio::time::sleep(d) => {}
-              _ = bus.core.closing.wait() => return None,
-            }
-          }
-        }
-      }
-    };
+    let closing = self.core.closing.clone();
+    let join = crate::group::join::with_retries(opts, closing, move |opts| {
+      let bus = bus.clone();
+      async move { bus.start_member(opts, false).await }
+    });
     let signals = crate::group::worker::BusSignals {
       closing: self.core.closing.clone(),
       exiting: self.core.exiting.clone(),
@@ -543,19 +518,11 @@ impl Bus {
     after: Option<&str>,
     limit: usize,
   ) -> Result<LetterPage> {
-    crate::group::check_name("group", group)?;
-    if let Some(a) = after {
-      crate::adapter::group_store::check_letter_cursor(a)?;
-    }
+    crate::group::letters::check_page(group, after)?;
     if !self.is_running() {
       return Err(BusError::shut_down());
     }
-    Ok(
-      self
-        .group_store()?
-        .letters(group, Tray::Dead, after, limit)
-        .await?,
-    )
+    crate::group::letters::dead_letters(self.group_store()?, group, after, limit).await
   }
 
   /// Moves dead letters (by letter id) back into `group`: the member that owns each one's
@@ -565,25 +532,7 @@ impl Bus {
     if !self.is_running() {
       return Err(BusError::shut_down());
     }
-    let store = self.group_store()?;
-    let taken = store.take_letters(group, Tray::Dead, ids).await?;
-    // A letter that could not carry its payload has no event to deliver: it stays dead.
-    let (letters, cut): (Vec<_>, Vec<_>) = taken.into_iter().partition(|l| l.cut.is_none());
-    if !cut.is_empty() {
-      tracing::warn!(
-        group,
-        "redeliver({group}): {} dead letter(s) kept dead because their payload did not fit in the letter (see their reason); read those events from the stream by id",
-        cut.len()
-      );
-      store.put_letters(group, Tray::Dead, &cut).await?;
-    }
-    if let Err(e) = store.put_letters(group, Tray::Returned, &letters).await {
-      // Put them back where they were rather than lose them.
-      let _ = store.put_letters(group, Tray::Dead, &letters).await;
-      return Err(e.into());
-    }
-    crate::group::member::letters_returned();
-    Ok(letters.len())
+    crate::group::letters::redeliver(self.group_store()?, group, ids).await
   }
 
   pub async fn is_healthy(&self) -> bool {

@@ -11,8 +11,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{BusError, Result};
-use crate::random::random_u64;
 use crate::event::ProducerId;
+use crate::random::random_u64;
 
 const MAGIC: &[u8; 8] = b"RBNONCE1";
 const FILE_LEN: usize = 32;
@@ -22,7 +22,6 @@ const FILE_LEN: usize = 32;
 pub struct IdentityLock {
   _file: File,
 }
-
 
 /// A fresh identity that is not persisted.
 pub fn ephemeral() -> ProducerId {

@@ -389,3 +389,9 @@ impl ShardSet {
       .collect()
   }
 }
+
+impl crate::consume::ShardSource for ShardSet {
+  fn all_ids(&self) -> Vec<u32> {
+    ShardSet::all_ids(self)
+  }
+}

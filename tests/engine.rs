@@ -581,10 +581,7 @@ async fn cursors_from_another_backend_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_identity_survives_restarts_without_reusing_ids() {
-  let dir = std::env::temp_dir().join(format!(
-    "ringbus-engine-{}",
-    ringbus::random::random_u64()
-  ));
+  let dir = std::env::temp_dir().join(format!("ringbus-engine-{}", ringbus::random::random_u64()));
   std::fs::create_dir_all(&dir).unwrap();
   let path = dir.join("producer.nonce");
   let mut ids = HashSet::new();

@@ -117,6 +117,28 @@ impl Cursor {
   }
 }
 
+/// The cursor of `from: 'latest'`. In a store with one order over all shards every end is
+/// the same store-wide position, kept as the floor so that shards appearing later start
+/// there instead of at their beginning.
+pub fn latest(total_order: bool, positions: crate::adapter::Positions) -> Cursor {
+  if total_order {
+    let floor = positions
+      .values()
+      .filter_map(|p| p.parse::<u64>().ok())
+      .max()
+      .map(|p| p.to_string());
+    Cursor {
+      floor,
+      ..Cursor::default()
+    }
+  } else {
+    Cursor {
+      positions,
+      ..Cursor::default()
+    }
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;

@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use crate::error::{BusError, Code, Result};
+use crate::event::{PayloadKind, StoredEvent};
 
 pub const MAX_DEPTH: usize = 32;
 
@@ -69,6 +70,11 @@ impl Filter {
       Filter::Not(f) => !f.matches(doc),
       Filter::Field { path, cond } => cond.eval(resolve(doc, path)),
     }
+  }
+
+  /// Whether a stored event matches: only JSON payloads can.
+  pub fn matches_event(&self, ev: &StoredEvent) -> bool {
+    ev.kind == PayloadKind::Json && self.matches_json(&ev.payload)
   }
 
   /// Whether a raw JSON payload matches; text that is not JSON never matches.

@@ -9,6 +9,13 @@ pub mod subscribe;
 
 use crate::adapter::Adapter;
 
+/// The shards this process writes, as the read side sees them: readers need their ids and
+/// nothing else of the write side (which implements this in `topology`).
+pub trait ShardSource: Send + Sync {
+  /// Every shard id this process has made, removed ones included.
+  fn all_ids(&self) -> Vec<u32>;
+}
+
 /// The shards a read covers: this bus's own (removed ones included) and every shard the
 /// store reports holding events, whoever wrote them (other processes with other shard
 /// counts, or this stream before a restart). When the store cannot say, its own.

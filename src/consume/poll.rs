@@ -17,7 +17,7 @@ use crate::consume::cursor::Cursor;
 use crate::consume::filter::Filter;
 use crate::consume::lane::{Lane, ReadClock};
 use crate::error::{BusError, Code, Result};
-use crate::event::{PayloadKind, StoredEvent};
+use crate::event::StoredEvent;
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
@@ -45,13 +45,6 @@ pub struct PollPage {
   pub events: Vec<StoredEvent>,
   pub cursor: Cursor,
   pub has_more: bool,
-}
-
-pub(crate) fn matches(filter: Option<&Filter>, ev: &StoredEvent) -> bool {
-  match filter {
-    None => true,
-    Some(f) => ev.kind == PayloadKind::Json && f.matches_json(&ev.payload),
-  }
 }
 
 /// Reads one page. `known_shards` are the shards that exist (default set and validation).
@@ -202,7 +195,7 @@ impl Merge<'_> {
     };
     self.budget -= 1;
     pace_filter(self.filter, self.budget).await;
-    if matches(self.filter, &ev) {
+    if self.filter.is_none_or(|f| f.matches_event(&ev)) {
       self.out.push(ev);
       true
     } else {
@@ -368,7 +361,7 @@ async fn in_store_order(
         continue;
       }
       done.insert(ev.shard, seq);
-      if matches(filter, &ev) {
+      if filter.is_none_or(|f| f.matches_event(&ev)) {
         out.push(ev);
         if out.len() == limit {
           break;

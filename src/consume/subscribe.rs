@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::ShardSource;
 use crate::adapter::Adapter;
 use crate::consume::cursor::Cursor;
 use crate::consume::filter::Filter;
@@ -11,7 +12,6 @@ use crate::consume::poll::{poll, PageOrder, PollRequest};
 use crate::error::Result;
 use crate::event::StoredEvent;
 use crate::signal::Signal;
-use crate::topology::ShardSet;
 
 const PAGE: usize = 512;
 /// Longest wait before the subscription looks again: also how soon it covers a shard that
@@ -29,7 +29,7 @@ pub enum StartAt {
 pub struct Subscription {
   adapter: Arc<dyn Adapter>,
   /// Where the shards to read come from.
-  shards: Arc<ShardSet>,
+  shards: Arc<dyn ShardSource>,
   /// The bus's shutdown.
   closing: Arc<Signal>,
   filter: Option<Filter>,
@@ -43,7 +43,7 @@ pub struct Subscription {
 impl Subscription {
   pub(crate) fn new(
     adapter: Arc<dyn Adapter>,
-    shards: Arc<ShardSet>,
+    shards: Arc<dyn ShardSource>,
     closing: Arc<Signal>,
     filter: Option<Filter>,
     start: StartAt,
@@ -78,7 +78,7 @@ impl Subscription {
           StartAt::Earliest => Cursor::default(),
           StartAt::Cursor(c) => c.clone(),
           StartAt::Latest => match self.adapter.end_positions(&shards).await {
-            Ok(positions) => latest(self.adapter.total_order(), positions),
+            Ok(positions) => super::cursor::latest(self.adapter.total_order(), positions),
             Err(_) => {
               self.pause().await;
               continue;
@@ -143,28 +143,6 @@ impl Subscription {
       _ = tokio::time::sleep(d) => {}
       _ = self.closing.wait() => {}
       _ = self.stop.wait() => {}
-    }
-  }
-}
-
-/// The cursor of `from: 'latest'`. In a store with one order over all shards every end is
-/// the same store-wide position, kept as the floor so that shards appearing later start
-/// there instead of at their beginning.
-pub(crate) fn latest(total_order: bool, positions: crate::adapter::Positions) -> Cursor {
-  if total_order {
-    let floor = positions
-      .values()
-      .filter_map(|p| p.parse::<u64>().ok())
-      .max()
-      .map(|p| p.to_string());
-    Cursor {
-      floor,
-      ..Cursor::default()
-    }
-  } else {
-    Cursor {
-      positions,
-      ..Cursor::default()
     }
   }
 }

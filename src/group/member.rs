@@ -21,15 +21,14 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::record::{CommitRecord, StartRecord};
-use crate::adapter::group_store::{GroupStore, Letter, Tray};
 use super::{assigned_at, GroupOptions};
+use crate::adapter::group_store::{GroupStore, Letter, Tray};
 use crate::adapter::{Adapter, AdapterError, Positions, ReadPage};
 use crate::clock::now_ms;
-use crate::consume::poll::matches;
+use crate::consume::ShardSource;
 use crate::error::{BusError, Result};
 use crate::event::StoredEvent;
 use crate::signal::Signal;
-use crate::topology::ShardSet;
 
 /// Records read per request.
 const PAGE: usize = 512;
@@ -297,7 +296,7 @@ enum Found<'a> {
 struct Inner {
   opts: GroupOptions,
   adapter: Arc<dyn Adapter>,
-  own: Arc<ShardSet>,
+  own: Arc<dyn ShardSource>,
   start: StartRecord,
   state: Mutex<State>,
   /// Wakes `next_batch`.
@@ -340,7 +339,7 @@ impl Member {
   pub(crate) async fn start(
     opts: GroupOptions,
     adapter: Arc<dyn Adapter>,
-    own: Arc<ShardSet>,
+    own: Arc<dyn ShardSource>,
     closing: Arc<Signal>,
     follows_bus: bool,
     rt: &tokio::runtime::Handle,
@@ -351,10 +350,7 @@ impl Member {
     let proposal = if opts.from_latest {
       let shards = crate::consume::read_shards(adapter.as_ref(), own.all_ids()).await;
       let ends = adapter.end_positions(&shards).await?;
-      StartRecord::Latest(crate::consume::subscribe::latest(
-        adapter.total_order(),
-        ends,
-      ))
+      StartRecord::Latest(crate::consume::cursor::latest(adapter.total_order(), ends))
     } else {
       StartRecord::Earliest
     };
@@ -1412,7 +1408,7 @@ impl Member {
     for ev in page.events {
       let local = o.next_local;
       o.next_local += 1;
-      let done = o.skip.remove(&ev.id) || !matches(filter, &ev);
+      let done = o.skip.remove(&ev.id) || !filter.is_none_or(|f| f.matches_event(&ev));
       let deliveries = o.counts.remove(&ev.id).unwrap_or(0);
       let entry = Entry {
         id: ev.id.clone(),
@@ -1493,4 +1489,3 @@ fn letter_of(event: Option<StoredEvent>, reason: &str, deliveries: u32) -> Optio
     cut: None,
   })
 }
-

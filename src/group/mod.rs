@@ -1,11 +1,17 @@
 //! Consumer groups: competing members that own shards, deliver with acknowledgement and
 //! keep their state in the backend (DESIGN §8).
 //!
-//! - `store`: what a backend keeps (members, leases, commit records, letters).
+//! What a backend keeps for a group (members, leases, commit records, letters) is the
+//! storage layer's `adapter::group_store`; this module only uses it.
+//!
 //! - `record`: the commit and start records.
 //! - `member`: one member (`bus.consumer()`): ownership, reading, delivery, acks, commits.
 //! - `worker`: `bus.process()`: one event per key at a time, retries before later events.
+//! - `join`: how a `process()` worker joins, retrying in the background.
+//! - `letters`: dead letters read and redriven from outside a member.
 
+pub mod join;
+pub mod letters;
 pub mod member;
 pub mod record;
 pub mod worker;

@@ -4,11 +4,11 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
+use crate::adapter::group_store::Letter;
 use crate::bus::{FlushReport, ShardStats, Stats};
 use crate::error::BusError;
 use crate::event::{Headers, PayloadKind, StoredEvent};
 use crate::group::member::{Delivery, MemberStats};
-use crate::adapter::group_store::Letter;
 use crate::group::worker::{Taken, WorkerStats as EngineWorkerStats};
 use crate::napi::scope::{JsValue, Scope};
 use crate::shard::CounterSnapshot;

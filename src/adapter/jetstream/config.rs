@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::secrets::url_secrets;
 use crate::adapter::tls::TlsConfig;
 use crate::config::{check_ms, check_range};
 use crate::error::{BusError, Result};
+use crate::secrets::url_secrets;
 
 /// Credentials for NATS. Never printed: `Debug` hides the secrets.
 #[derive(Clone, PartialEq, Eq, Default)]

@@ -19,9 +19,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::JetStreamAdapter;
+use crate::adapter::group_store::{letter_id, GroupStore, Letter, LetterPage, Tray};
 use crate::adapter::AdapterError;
 use crate::clock::now_ms;
-use crate::adapter::group_store::{letter_id, GroupStore, Letter, LetterPage, Tray};
 
 /// Compare-and-set attempts on a contended key before giving up for this round.
 const CAS_ATTEMPTS: usize = 5;

@@ -29,9 +29,9 @@ pub use config::{JetStreamConfig, NatsAuth, NatsCredentials, StorageKind};
 use read::Pool;
 pub use stream::{all_shards_subject, shard_subject};
 
-use crate::secrets::{redact_url, scrub};
 use super::{Adapter, AdapterError, Positions, ReadPage, WriteBatch, WriteResult};
 use crate::error::{BusError, Code};
+use crate::secrets::{redact_url, scrub};
 
 pub struct JetStreamAdapter {
   config: JetStreamConfig,

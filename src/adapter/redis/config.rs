@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::secrets::redact_url;
 use crate::adapter::tls::TlsConfig;
 use crate::config::{check_ms, check_range};
 use crate::error::{BusError, Result};
+use crate::secrets::redact_url;
 
 /// Where the Redis adapter connects.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,8 +17,8 @@ use redis::Value;
 use super::backlog;
 use super::decode::is_entry_id;
 use super::RedisAdapter;
-use crate::adapter::AdapterError;
 use crate::adapter::group_store::{GroupStore, Letter, LetterPage, Tray};
+use crate::adapter::AdapterError;
 
 /// Server time in ms, so that every member measures expiry on one clock.
 const NOW: &str = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) ";

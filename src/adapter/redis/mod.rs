@@ -22,9 +22,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use redis::{RedisError, Value};
 
-use crate::secrets::{redact_url, scrub, url_secrets};
 use super::{Adapter, AdapterError, Outcome, Positions, ReadPage, WriteBatch, WriteResult};
 use crate::error::{BusError, Code};
+use crate::secrets::{redact_url, scrub, url_secrets};
 pub use config::{RedisConfig, RedisTarget, Secret};
 use conn::{Conn, Endpoint, MAX_BLOCK};
 /// One `XRANGE` entry back into an event (public for the property tests).
