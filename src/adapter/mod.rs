@@ -3,7 +3,6 @@
 pub mod group_store;
 pub mod jetstream;
 pub mod memory;
-pub mod memory_groups;
 pub mod meta;
 pub mod noop;
 pub mod redis;
@@ -224,6 +223,54 @@ impl<T: Clone> Cached<T> {
   }
 }
 
+/// One backend: its `type` in the options, and what it can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+  pub name: &'static str,
+  /// Connects to a server (so the bus needs `EventBus.create`).
+  pub network: bool,
+  /// Keeps events to read back (so it has cursors and consumer groups).
+  pub keeps_events: bool,
+}
+
+/// Every backend, in the order messages list them. A new backend adds its line here, a
+/// variant to [`AdapterConfig`] and its arms below.
+pub const BACKENDS: &[Backend] = &[
+  Backend {
+    name: "memory",
+    network: false,
+    keeps_events: true,
+  },
+  Backend {
+    name: "noop",
+    network: false,
+    keeps_events: false,
+  },
+  Backend {
+    name: "jetstream",
+    network: true,
+    keeps_events: true,
+  },
+  Backend {
+    name: "redis",
+    network: true,
+    keeps_events: true,
+  },
+];
+
+/// The backends that keep events, for messages: "memory, jetstream or redis".
+pub fn backends_keeping_events() -> String {
+  let names: Vec<&str> = BACKENDS
+    .iter()
+    .filter(|b| b.keeps_events)
+    .map(|b| b.name)
+    .collect();
+  match names.split_last() {
+    Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+    _ => names.join(""),
+  }
+}
+
 /// Which backend stores the events, with its own settings. Each backend's folder owns its
 /// configuration; this enum and the two functions below are the only places that list them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,9 +295,23 @@ impl Default for AdapterConfig {
 }
 
 impl AdapterConfig {
+  /// The backend these settings are for.
+  pub fn backend(&self) -> &'static Backend {
+    let name = match self {
+      AdapterConfig::Memory { .. } => "memory",
+      AdapterConfig::Noop => "noop",
+      AdapterConfig::JetStream(_) => "jetstream",
+      AdapterConfig::Redis(_) => "redis",
+    };
+    BACKENDS
+      .iter()
+      .find(|b| b.name == name)
+      .expect("every AdapterConfig variant is in BACKENDS")
+  }
+
   /// Whether the adapter connects to a server (and so needs `EventBus.create`).
   pub fn is_network(&self) -> bool {
-    matches!(self, AdapterConfig::JetStream(_) | AdapterConfig::Redis(_))
+    self.backend().network
   }
 
   /// Checks the adapter's settings, and those that depend on how `bus` retries writes.
@@ -311,6 +372,22 @@ pub async fn connect(config: &AdapterConfig) -> Result<std::sync::Arc<dyn Adapte
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn every_config_names_a_listed_backend() {
+    let configs = [
+      AdapterConfig::default(),
+      AdapterConfig::Noop,
+      AdapterConfig::JetStream(Box::new(jetstream::JetStreamConfig::new(vec![], "s"))),
+      AdapterConfig::Redis(Box::new(redis::RedisConfig::new(redis::RedisTarget::Url(
+        "redis://h".into(),
+      )))),
+    ];
+    let names: Vec<&str> = configs.iter().map(|c| c.backend().name).collect();
+    assert_eq!(names, BACKENDS.iter().map(|b| b.name).collect::<Vec<_>>());
+    assert_eq!(backends_keeping_events(), "memory, jetstream or redis");
+    assert!(configs[2].is_network() && !configs[0].is_network());
+  }
 
   #[test]
   fn numeric_positions_stop_short_of_overflow() {

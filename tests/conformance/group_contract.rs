@@ -89,6 +89,7 @@ pub async fn the_first_start_record_wins(s: &Store) {
 }
 
 fn letter(n: u64) -> Letter {
+  let json = n.is_multiple_of(2);
   Letter {
     id: String::new(),
     event: StoredEvent {
@@ -97,13 +98,13 @@ fn letter(n: u64) -> Letter {
       shard: (n % 4) as u32,
       seq: n,
       timestamp_ms: 1_700_000_000_000 + n,
-      kind: if n % 2 == 0 {
+      kind: if json {
         PayloadKind::Json
       } else {
         PayloadKind::Bytes
       },
       key: Some(format!("key-{n}").into()),
-      payload: if n % 2 == 0 {
+      payload: if json {
         Bytes::from(format!(r#"{{"n":{n}}}"#))
       } else {
         Bytes::from(vec![0u8, 10, 255, n as u8])

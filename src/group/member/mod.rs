@@ -106,8 +106,9 @@ pub struct Member {
 pub(crate) fn group_store(adapter: &dyn Adapter) -> Result<&dyn GroupStore> {
   adapter.groups().ok_or_else(|| {
     BusError::config(format!(
-      "the {} adapter keeps no events, so it has no consumer groups: use memory, jetstream or redis",
-      adapter.kind()
+      "the {} adapter keeps no events, so it has no consumer groups: use {}",
+      adapter.kind(),
+      crate::adapter::backends_keeping_events()
     ))
   })
 }

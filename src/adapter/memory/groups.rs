@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::AdapterError;
 use crate::adapter::group_store::{letter_id, GroupStore, Letter, LetterPage, Tray};
+use crate::adapter::AdapterError;
 
 /// Live members by name (sorted, for ranks) and by expiry (oldest first, so that pruning
 /// touches only the expired): each renewal costs O(log n) instead of a sort of everyone.

@@ -1,6 +1,7 @@
 //! The embedded store: per-shard logs with retention bounded by events and payload bytes
 //! across all shards. Positions are per-shard offsets starting at 1; position "0" is the
-//! start. Writers bump a version that subscribers wait on.
+//! start. Writers bump a version that subscribers wait on. Consumer-group state lives in
+//! `groups.rs` beside it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -11,7 +12,9 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::{
+mod groups;
+
+use crate::adapter::{
   parse_numeric_position, Adapter, AdapterError, Positions, ReadPage, WriteBatch, WriteResult,
 };
 use crate::event::{headers_size, Headers, PayloadKind, ProducerId, Stamp, StoredEvent};
@@ -66,7 +69,7 @@ pub struct MemoryAdapter {
   max_events: usize,
   max_bytes: usize,
   version: watch::Sender<u64>,
-  groups: super::memory_groups::MemoryGroups,
+  groups: groups::MemoryGroups,
   /// Names this store in cursors: a cursor of one memory bus means nothing to another.
   instance: u64,
 }
@@ -79,7 +82,7 @@ impl MemoryAdapter {
       max_bytes,
       version: watch::Sender::new(0),
       // Letters per group and tray are bounded like the events themselves.
-      groups: super::memory_groups::MemoryGroups::new(max_events),
+      groups: groups::MemoryGroups::new(max_events),
       instance: crate::random::random_u64(),
     }
   }
