@@ -117,8 +117,7 @@ impl Sink for JsSink {
 }
 
 /// Wraps a sink so that what it throws goes nowhere: a logger must not crash its service.
-const GUARD_JS: &str =
-  "(function (sink) { return function (record) { try { sink(record) } catch (_) {} } })";
+const GUARD_JS: &str = include_str!("js/guard.js");
 
 /// `sink` wrapped in [`GUARD_JS`].
 fn guarded<'env>(

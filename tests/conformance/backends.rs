@@ -84,7 +84,7 @@ pub async fn memory() -> Store {
 }
 
 pub async fn jetstream() -> Store {
-  let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+  let url = std::env::var("RINGBUS_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
   let stream = unique("conf");
   let config = JetStreamConfig::new(vec![url.clone()], stream.clone());
   let adapter = ringbus::adapter::connect(&AdapterConfig::JetStream(Box::new(config)))
@@ -98,7 +98,7 @@ pub async fn jetstream() -> Store {
 }
 
 pub async fn redis() -> Store {
-  let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+  let url = std::env::var("RINGBUS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
   let prefix = unique("conf");
   let mut config = RedisConfig::new(RedisTarget::Url(url.clone()));
   config.key_prefix = prefix.clone();

@@ -2,8 +2,9 @@
 //! memory, NATS JetStream and Redis. A new backend is added to `backends.rs` and passes
 //! this suite before anything else is built on it.
 //!
-//! JetStream and Redis are the servers `.ci/run` starts (`NATS_URL`, `REDIS_URL`, default
-//! 127.0.0.1); a server that cannot be reached fails these tests, it never skips them.
+//! JetStream and Redis are the servers `.ci/run` starts (`RINGBUS_NATS_URL`,
+//! `RINGBUS_REDIS_URL`, default 127.0.0.1); a server that cannot be reached fails these
+//! tests, it never skips them.
 
 mod adapter_contract;
 mod backends;

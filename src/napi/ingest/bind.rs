@@ -164,31 +164,7 @@ fn bound<'s>(
 /// costs next to nothing: only calls with headers pay for reading them natively.
 /// Everything else, every object `JSON.stringify` refuses and every options object that
 /// throws goes to the native `ingest`, which reports it with a code.
-const INGEST_JS: &str = r#"(function (stringified, withHeaders, native) {
-  const stringify = JSON.stringify
-  const isView = ArrayBuffer.isView
-  return function ingest(event, options) {
-    if (typeof event === 'object' && event !== null && !isView(event)) {
-      let json
-      try {
-        json = stringify(event)
-      } catch {
-        return native(event, options)
-      }
-      if (typeof json === 'string') {
-        if (options === undefined || options === null) return stringified(json, options)
-        let headers
-        try {
-          headers = options.headers
-        } catch {
-          return native(event, options)
-        }
-        return headers === undefined ? stringified(json, options) : withHeaders(json, options)
-      }
-    }
-    return native(event, options)
-  }
-})"#;
+const INGEST_JS: &str = include_str!("../js/ingest.js");
 
 /// Compiles [`INGEST_JS`] and calls it with the three native functions.
 fn ingest_js<'s>(

@@ -1,0 +1,7 @@
+(function (sink) {
+  return function (record) {
+    try {
+      sink(record)
+    } catch (_) {}
+  }
+})
