@@ -50,6 +50,16 @@ describe('read.js: option objects to JSON, refusing what JSON would silently cha
 describe('event.js: the BusEvent constructor', () => {
   const BusEvent: Fn & (new (...a: any[]) => any) = load('event.js')
 
+  it('takes its parameters in the order of the arg module in src/napi/convert.rs', () => {
+    const rust = readFileSync(join(__dirname, '..', 'src', 'napi', 'convert.rs'), 'utf8')
+    const consts = [...rust.matchAll(/pub const ([A-Z_]+): usize = (\d+);/g)].filter(([, name]) => name !== 'COUNT')
+    const fromRust = consts.sort((a, b) => +a[2] - +b[2]).map(([, name]) => name.toLowerCase().replace(/_(.)/g, (_, c) => c.toUpperCase()))
+    const js = readFileSync(join(__dirname, '..', 'src', 'napi', 'js', 'event.js'), 'utf8')
+    const params = /function BusEvent\(([^)]*)\)/.exec(js)![1].split(',').map((p) => p.trim())
+    expect(params).toEqual(fromRust)
+    expect(params).toHaveLength(13)
+  })
+
   it('sets optional properties only when present, and parses raw once', () => {
     const ev = new BusEvent('0-1', 0, 1, 5, undefined, '{"n":1}', undefined, 'm', undefined, undefined, undefined, undefined, undefined)
     expect(Object.keys(ev)).toEqual(['id', 'shardId', 'seq', 'timestamp', 'raw', 'messageId'])

@@ -28,3 +28,42 @@ pub async fn read_shards(adapter: &dyn Adapter, own: Vec<u32>) -> Vec<u32> {
   all.dedup();
   all
 }
+
+#[cfg(test)]
+mod tests {
+  use super::cursor::Cursor;
+  use super::poll::PageOrder;
+  use super::subscribe::StartAt;
+  use crate::error::Code;
+
+  #[test]
+  fn options_parse_to_their_defaults_and_name_bad_values() {
+    assert_eq!(PageOrder::parse(None).unwrap(), PageOrder::Shard);
+    assert_eq!(
+      PageOrder::parse(Some("timestamp")).unwrap(),
+      PageOrder::Timestamp
+    );
+    let e = PageOrder::parse(Some("time")).unwrap_err();
+    assert_eq!(e.code, Code::InvalidConfig);
+    assert!(
+      e.message.contains("'shard' or 'timestamp', got \"time\""),
+      "{}",
+      e.message
+    );
+    assert!(matches!(
+      StartAt::parse(None, "memory"),
+      Ok(StartAt::Earliest)
+    ));
+    assert!(matches!(
+      StartAt::parse(Some("latest"), "memory"),
+      Ok(StartAt::Latest)
+    ));
+    let c = Cursor::default().encode("memory");
+    assert!(matches!(
+      StartAt::parse(Some(&c), "memory"),
+      Ok(StartAt::Cursor(_))
+    ));
+    let other = StartAt::parse(Some(&c), "redis:x").err().unwrap();
+    assert_eq!(other.code, Code::InvalidCursor);
+  }
+}

@@ -31,6 +31,19 @@ pub enum PageOrder {
   Timestamp,
 }
 
+impl PageOrder {
+  /// The `ordering` option: `'shard'` (default) or `'timestamp'`.
+  pub fn parse(ordering: Option<&str>) -> Result<PageOrder> {
+    match ordering {
+      None | Some("shard") => Ok(PageOrder::Shard),
+      Some("timestamp") => Ok(PageOrder::Timestamp),
+      Some(o) => Err(BusError::config(format!(
+        "poll request.ordering must be 'shard' or 'timestamp', got {o:?}"
+      ))),
+    }
+  }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct PollRequest {
   pub limit: usize,

@@ -26,6 +26,18 @@ pub enum StartAt {
   Cursor(Cursor),
 }
 
+impl StartAt {
+  /// The `from` option: `'earliest'` (default), `'latest'`, or a cursor of the store
+  /// named by `scope`.
+  pub fn parse(from: Option<&str>, scope: &str) -> Result<StartAt> {
+    Ok(match from {
+      None | Some("earliest") => StartAt::Earliest,
+      Some("latest") => StartAt::Latest,
+      Some(c) => StartAt::Cursor(Cursor::decode(c, scope)?),
+    })
+  }
+}
+
 pub struct Subscription {
   adapter: Arc<dyn Adapter>,
   /// Where the shards to read come from.

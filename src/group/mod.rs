@@ -98,6 +98,17 @@ fn random_member() -> String {
   format!("m-{:016x}", u64::from_le_bytes(b))
 }
 
+/// A group's `from` option: true for `'latest'`, false for `'earliest'` (the default).
+pub fn parse_from(from: Option<&str>) -> Result<bool> {
+  match from {
+    None | Some("earliest") => Ok(false),
+    Some("latest") => Ok(true),
+    Some(o) => Err(BusError::config(format!(
+      "from must be 'earliest' or 'latest', got {o:?}"
+    ))),
+  }
+}
+
 /// The shards `me` should own: shards sorted, members sorted, shard i to member i mod n.
 /// Every member computes the same split from the same view; until views agree, leases
 /// keep two members from reading one shard.
@@ -183,5 +194,14 @@ mod tests {
     }
     assert_eq!(assigned_at(&shards, 0, 4), vec![0, 4]);
     assert!(assigned_at(&shards, 4, 4).is_empty());
+  }
+
+  #[test]
+  fn from_is_earliest_unless_latest() {
+    assert!(!parse_from(None).unwrap());
+    assert!(!parse_from(Some("earliest")).unwrap());
+    assert!(parse_from(Some("latest")).unwrap());
+    let e = parse_from(Some("now")).unwrap_err();
+    assert!(e.message.contains("got \"now\""), "{}", e.message);
   }
 }

@@ -287,11 +287,7 @@ impl EventBus {
       .map(Filter::parse)
       .transpose()
       .map_err(throw)?;
-    let start = match opts.from.as_deref() {
-      None | Some("earliest") => StartAt::Earliest,
-      Some("latest") => StartAt::Latest,
-      Some(c) => StartAt::Cursor(Cursor::decode(c, &self.bus.cursor_scope()).map_err(throw)?),
-    };
+    let start = StartAt::parse(opts.from.as_deref(), &self.bus.cursor_scope()).map_err(throw)?;
     let sub = self.bus.subscribe(filter, start).map_err(throw)?;
     Subscription::new(sub).into_iterable(env).map_err(|e| {
       Error::new(
@@ -591,15 +587,7 @@ impl EventBus {
     };
     let req: options::PollRequest =
       options::parse_json(&json, "poll request", Code::InvalidConfig)?;
-    let ordering = match req.ordering.as_deref() {
-      None | Some("shard") => PageOrder::Shard,
-      Some("timestamp") => PageOrder::Timestamp,
-      Some(o) => {
-        return Err(BusError::config(format!(
-          "poll request.ordering must be 'shard' or 'timestamp', got {o:?}"
-        )))
-      }
-    };
+    let ordering = PageOrder::parse(req.ordering.as_deref())?;
     Ok(poll::PollRequest {
       limit: poll::check_limit(req.limit)?,
       cursor: req

@@ -571,15 +571,7 @@ impl ConsumerOptions {
       g.member = m;
     }
     g.filter = self.filter.as_ref().map(Filter::parse).transpose()?;
-    g.from_latest = match self.from.as_deref() {
-      None | Some("earliest") => false,
-      Some("latest") => true,
-      Some(o) => {
-        return Err(BusError::config(format!(
-          "from must be 'earliest' or 'latest', got {o:?}"
-        )))
-      }
-    };
+    g.from_latest = crate::group::parse_from(self.from.as_deref())?;
     g.ack_wait = ms(self.ack_wait_ms, g.ack_wait);
     g.max_deliveries = self.max_deliveries.unwrap_or(g.max_deliveries);
     g.max_in_flight = self.max_in_flight.map_or(g.max_in_flight, |n| n as usize);
