@@ -536,7 +536,7 @@ describe('15. JetStream dead letters page through the tray, not the bucket', () 
 })
 
 describe('9. many members in one group', () => {
-  // README states the number supported: 5,000 members per group (500 on JetStream).
+  // docs/consumer-groups.md states the number supported: 5,000 members per group (500 on JetStream).
   it.each([
     ['memory', 5000],
     ['redis', 5000],

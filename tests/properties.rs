@@ -1,6 +1,6 @@
 //! Property tests (fixed case counts, so CI time is bounded): the filter evaluator agrees
-//! with a small reference evaluator written from the README's semantics; invalid filters
-//! and random cursors fail with their codes, never a panic; cursors round-trip.
+//! with a small reference evaluator written from the semantics in docs/usage.md; invalid
+//! filters and random cursors fail with their codes, never a panic; cursors round-trip.
 
 use proptest::prelude::*;
 use ringbus::consume::cursor::Cursor;

@@ -15,7 +15,7 @@ use crate::signal::Signal;
 
 const PAGE: usize = 512;
 /// Longest wait before the subscription looks again: also how soon it covers a shard that
-/// another producer started (README: "within about 2 s").
+/// another producer started (docs/usage.md: "within about 2 s").
 const MAX_WAIT: Duration = Duration::from_secs(2);
 const ERROR_BACKOFF_CAP: Duration = Duration::from_secs(5);
 
