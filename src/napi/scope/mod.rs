@@ -7,6 +7,9 @@
 //! the compiler checks it. Every `unsafe` block of the JS surface is here or at an entry
 //! point that creates a scope.
 
+mod calls;
+mod create;
+
 use std::cell::RefCell;
 use std::ffi::CStr;
 use std::marker::PhantomData;
@@ -102,7 +105,7 @@ impl<'s> Scope<'s> {
     self.env
   }
 
-  fn value(&self, raw: sys::napi_value) -> JsValue<'s> {
+  pub(super) fn value(&self, raw: sys::napi_value) -> JsValue<'s> {
     JsValue {
       raw,
       _scope: PhantomData,
@@ -131,22 +134,6 @@ impl<'s> Scope<'s> {
     t
   }
 
-  pub fn undefined(&self) -> Result<JsValue<'s>, BusError> {
-    let mut out = ptr::null_mut();
-    // SAFETY: the scope's env is live; `out` is a valid out-pointer.
-    let status = unsafe { sys::napi_get_undefined(self.env, &mut out) };
-    self.check(status, "undefined")?;
-    Ok(self.value(out))
-  }
-
-  pub fn global(&self) -> Result<JsValue<'s>, BusError> {
-    let mut out = ptr::null_mut();
-    // SAFETY: the scope's env is live; `out` is a valid out-pointer.
-    let status = unsafe { sys::napi_get_global(self.env, &mut out) };
-    self.check(status, "globalThis")?;
-    Ok(self.value(out))
-  }
-
   /// `object[name]`; the caller has checked that `object` is an object. A getter that
   /// throws is the caller's input, so `ERR_INVALID_EVENT` with its message.
   pub fn named(
@@ -166,7 +153,11 @@ impl<'s> Scope<'s> {
   /// A property access's status: a thrown exception (a getter, a Proxy trap) is the
   /// input's fault, anything else ours. Node reports a throw as a generic failure with the
   /// exception pending.
-  fn read_status(&mut self, status: sys::napi_status, what: &str) -> Result<(), BusError> {
+  pub(super) fn read_status(
+    &mut self,
+    status: sys::napi_status,
+    what: &str,
+  ) -> Result<(), BusError> {
     if status == sys::Status::napi_ok {
       return Ok(());
     }
@@ -326,179 +317,6 @@ impl<'s> Scope<'s> {
     Some(unsafe { std::slice::from_raw_parts(data as *const u8, len) })
   }
 
-  /// Calls the function `f` with `undefined` as `this`. Err(message) when it threw (the
-  /// exception is cleared).
-  pub fn call<const N: usize>(
-    &mut self,
-    f: JsValue<'s>,
-    args: [JsValue<'s>; N],
-  ) -> Result<JsValue<'s>, String> {
-    let recv = self.undefined().map_err(|e| e.message)?;
-    let raw = args.map(|a| a.raw);
-    let mut out = ptr::null_mut();
-    // SAFETY: live env; `recv`, `f` and the arguments are values of this scope.
-    let status =
-      unsafe { sys::napi_call_function(self.env, recv.raw, f.raw, N, raw.as_ptr(), &mut out) };
-    if status != sys::Status::napi_ok {
-      return Err(self.take_exception());
-    }
-    Ok(self.value(out))
-  }
-
-  /// `new ctor(...args)`; a throwing constructor's exception becomes the error.
-  pub fn construct<const N: usize>(
-    &mut self,
-    ctor: JsValue<'s>,
-    args: &[JsValue<'s>; N],
-  ) -> Result<JsValue<'s>, BusError> {
-    let raw = args.map(|a| a.raw);
-    let mut out = ptr::null_mut();
-    // SAFETY: live env; `ctor` and the arguments are values of this scope.
-    let status = unsafe { sys::napi_new_instance(self.env, ctor.raw, N, raw.as_ptr(), &mut out) };
-    if status != sys::Status::napi_ok {
-      return Err(internal(&self.take_exception(), status));
-    }
-    Ok(self.value(out))
-  }
-
-  /// The value of the script `source` (each script here evaluates to a function). It is
-  /// compiled once per environment and kept: compiling costs far more than a call.
-  pub fn script(&mut self, source: &'static str) -> Result<JsValue<'s>, String> {
-    let key = (self.env as usize, source.as_ptr() as usize);
-    let kept = SCRIPTS.with(|s| s.borrow().iter().find(|e| (e.0, e.1) == key).map(|e| e.2));
-    if let Some(r) = kept {
-      // SAFETY: `r` was created in this environment below and is never deleted (it lives
-      // as long as the environment, on this thread).
-      return unsafe { self.reference_value(r) }.map_err(|e| e.message);
-    }
-    let text = self.string(source.as_bytes()).map_err(|e| e.message)?;
-    let mut out = ptr::null_mut();
-    // SAFETY: live env; `text` is a string of this scope; a valid out-pointer.
-    if unsafe { sys::napi_run_script(self.env, text.raw, &mut out) } != sys::Status::napi_ok {
-      return Err(self.take_exception());
-    }
-    let value = self.value(out);
-    let r = self.create_reference(value).map_err(|e| e.message)?;
-    SCRIPTS.with(|s| s.borrow_mut().push((key.0, key.1, r)));
-    Ok(value)
-  }
-
-  /// A strong reference to `v`, so it outlives this call (released by `delete_reference`).
-  pub fn create_reference(&self, v: JsValue<'s>) -> Result<sys::napi_ref, BusError> {
-    let mut out = ptr::null_mut();
-    // SAFETY: live env, a value of this scope, a valid out-pointer.
-    let status = unsafe { sys::napi_create_reference(self.env, v.raw, 1, &mut out) };
-    self.check(status, "reference")?;
-    Ok(out)
-  }
-
-  /// The value a reference holds.
-  ///
-  /// # Safety
-  /// `r` must come from [`Scope::create_reference`] in this environment and not be deleted.
-  pub unsafe fn reference_value(&self, r: sys::napi_ref) -> Result<JsValue<'s>, BusError> {
-    let mut out = ptr::null_mut();
-    // SAFETY: live env; `r` is a live reference of this env (the caller's contract).
-    let status = unsafe { sys::napi_get_reference_value(self.env, r, &mut out) };
-    self.check(status, "reference")?;
-    Ok(self.value(out))
-  }
-
-  /// Releases a reference.
-  ///
-  /// # Safety
-  /// `r` must come from [`Scope::create_reference`] in this environment, and is not used
-  /// again.
-  pub unsafe fn delete_reference(&self, r: sys::napi_ref) {
-    // SAFETY: live env; a live reference of this env (the caller's contract).
-    unsafe { sys::napi_delete_reference(self.env, r) };
-  }
-
-  /// Defines `props` on `object` as own, writable, configurable and not enumerable data
-  /// properties (like class methods). False when they could not be defined (a frozen
-  /// object, say); no exception is left pending.
-  pub fn define_hidden(
-    &mut self,
-    object: JsValue<'s>,
-    props: &[(&'static CStr, JsValue<'s>)],
-  ) -> bool {
-    let descriptors: Vec<sys::napi_property_descriptor> = props
-      .iter()
-      .map(|(name, value)| sys::napi_property_descriptor {
-        utf8name: name.as_ptr(),
-        name: ptr::null_mut(),
-        method: None,
-        getter: None,
-        setter: None,
-        value: value.raw,
-        attributes: sys::PropertyAttributes::writable | sys::PropertyAttributes::configurable,
-        data: ptr::null_mut(),
-      })
-      .collect();
-    // SAFETY: live env; the descriptors name static C strings and values of this scope.
-    let status = unsafe {
-      sys::napi_define_properties(
-        self.env,
-        object.raw,
-        descriptors.len(),
-        descriptors.as_ptr(),
-      )
-    };
-    if status != sys::Status::napi_ok {
-      self.clear_exception();
-      return false;
-    }
-    true
-  }
-
-  /// The message of the pending JS exception, which is cleared.
-  pub fn take_exception(&mut self) -> String {
-    let mut exc = ptr::null_mut();
-    // SAFETY: live env, a valid out-pointer.
-    let status = unsafe { sys::napi_get_and_clear_last_exception(self.env, &mut exc) };
-    if status != sys::Status::napi_ok || exc.is_null() {
-      return "unknown error".into();
-    }
-    let exc = self.value(exc);
-    // Reading a property of a non-object would throw again.
-    let message = if self.type_of(exc) == sys::ValueType::napi_object {
-      self.named(exc, c"message", "message").ok()
-    } else {
-      None
-    };
-    let message = message.filter(|m| self.type_of(*m) == sys::ValueType::napi_string);
-    let text = match message {
-      Some(m) => m,
-      None => {
-        let mut s = ptr::null_mut();
-        // SAFETY: live env, a value of this scope, a valid out-pointer.
-        if unsafe { sys::napi_coerce_to_string(self.env, exc.raw, &mut s) } != sys::Status::napi_ok
-        {
-          return "unknown error".into();
-        }
-        self.value(s)
-      }
-    };
-    self
-      .string_bytes(text, "exception", |_| Ok(()))
-      .map(|b| String::from_utf8_lossy(&b).into_owned())
-      .unwrap_or_else(|_| "unknown error".into())
-  }
-
-  fn exception_pending(&self) -> bool {
-    let mut pending = false;
-    // SAFETY: live env, a valid out-pointer.
-    let status = unsafe { sys::napi_is_exception_pending(self.env, &mut pending) };
-    status == sys::Status::napi_ok && pending
-  }
-
-  /// Clears a pending exception, if any.
-  pub fn clear_exception(&mut self) {
-    if self.exception_pending() {
-      let _ = self.take_exception();
-    }
-  }
-
   /// Whether an object is a plain one (`{}` of any realm, or `Object.create(null)`), not
   /// an array, a Map or another class's instance.
   pub fn is_plain_object(&self, v: JsValue<'s>) -> bool {
@@ -542,141 +360,5 @@ impl<'s> Scope<'s> {
     // SAFETY: live env, a boolean of this scope, a valid out-pointer.
     let status = unsafe { sys::napi_get_value_bool(self.env, v.raw, &mut out) };
     (status == sys::Status::napi_ok).then_some(out)
-  }
-
-  /// A JS string from UTF-8 bytes; V8 replaces invalid sequences.
-  pub fn string(&self, bytes: &[u8]) -> Result<JsValue<'s>, BusError> {
-    let mut out = ptr::null_mut();
-    // SAFETY: live env; `bytes` is readable for its length.
-    let status = unsafe {
-      sys::napi_create_string_utf8(
-        self.env,
-        bytes.as_ptr().cast(),
-        bytes.len() as isize,
-        &mut out,
-      )
-    };
-    self.check(status, "string")?;
-    Ok(self.value(out))
-  }
-
-  pub fn number(&self, v: f64) -> Result<JsValue<'s>, BusError> {
-    let mut out = ptr::null_mut();
-    // SAFETY: live env, a valid out-pointer.
-    let status = unsafe { sys::napi_create_double(self.env, v, &mut out) };
-    self.check(status, "number")?;
-    Ok(self.value(out))
-  }
-
-  pub fn uint32(&self, v: u32) -> Result<JsValue<'s>, BusError> {
-    let mut out = ptr::null_mut();
-    // SAFETY: live env, a valid out-pointer.
-    let status = unsafe { sys::napi_create_uint32(self.env, v, &mut out) };
-    self.check(status, "number")?;
-    Ok(self.value(out))
-  }
-
-  /// A Buffer holding a copy of `bytes`.
-  pub fn buffer_copy(&self, bytes: &[u8]) -> Result<JsValue<'s>, BusError> {
-    let mut data = ptr::null_mut();
-    let mut out = ptr::null_mut();
-    // SAFETY: live env; `bytes` is readable for its length; valid out-pointers.
-    let status = unsafe {
-      sys::napi_create_buffer_copy(
-        self.env,
-        bytes.len(),
-        bytes.as_ptr().cast(),
-        &mut data,
-        &mut out,
-      )
-    };
-    self.check(status, "Buffer")?;
-    Ok(self.value(out))
-  }
-
-  pub fn array(&self, len: usize) -> Result<JsValue<'s>, BusError> {
-    let mut out = ptr::null_mut();
-    // SAFETY: live env, a valid out-pointer.
-    let status = unsafe { sys::napi_create_array_with_length(self.env, len, &mut out) };
-    self.check(status, "array")?;
-    Ok(self.value(out))
-  }
-
-  pub fn set_element(&self, array: JsValue<'s>, i: u32, v: JsValue<'s>) -> Result<(), BusError> {
-    // SAFETY: live env; both values belong to this scope.
-    let status = unsafe { sys::napi_set_element(self.env, array.raw, i, v.raw) };
-    self.check(status, "array element")
-  }
-
-  /// `object[key] = value` (any key, symbols included).
-  pub fn set_property(
-    &mut self,
-    object: JsValue<'s>,
-    key: JsValue<'s>,
-    value: JsValue<'s>,
-  ) -> Result<(), BusError> {
-    // SAFETY: live env; the three values belong to this scope.
-    let status = unsafe { sys::napi_set_property(self.env, object.raw, key.raw, value.raw) };
-    self.read_status(status, "property")
-  }
-
-  /// A plain object with `props` as own, enumerable, writable data properties, defined in
-  /// one call. Each name is a JS string of this scope (made once per page: naming
-  /// properties with C strings makes V8 look each name up again for every object).
-  pub fn object_with<const N: usize>(
-    &self,
-    props: &[(JsValue<'s>, JsValue<'s>)],
-  ) -> Result<JsValue<'s>, BusError> {
-    // On the stack: this runs once per event read back.
-    let mut descriptors: [sys::napi_property_descriptor; N] =
-      std::array::from_fn(|_| sys::napi_property_descriptor {
-        utf8name: ptr::null(),
-        name: ptr::null_mut(),
-        method: None,
-        getter: None,
-        setter: None,
-        value: ptr::null_mut(),
-        attributes: sys::PropertyAttributes::writable
-          | sys::PropertyAttributes::enumerable
-          | sys::PropertyAttributes::configurable,
-        data: ptr::null_mut(),
-      });
-    if props.len() > N {
-      return Err(internal(
-        "too many properties",
-        sys::Status::napi_invalid_arg,
-      ));
-    }
-    for (d, (name, value)) in descriptors.iter_mut().zip(props) {
-      d.name = name.raw;
-      d.value = value.raw;
-    }
-    let mut obj = ptr::null_mut();
-    // SAFETY: live env, a valid out-pointer.
-    let status = unsafe { sys::napi_create_object(self.env, &mut obj) };
-    self.check(status, "object")?;
-    // SAFETY: live env; the descriptors name values of this scope and live for the call.
-    let status =
-      unsafe { sys::napi_define_properties(self.env, obj, props.len(), descriptors.as_ptr()) };
-    self.check(status, "object properties")?;
-    Ok(self.value(obj))
-  }
-
-  /// Throws `e` as a JS error with `code` set. Returns the null handle a callback that
-  /// threw returns.
-  pub fn throw(&self, e: &BusError) -> sys::napi_value {
-    let code = self.string(e.code.as_str().as_bytes());
-    let msg = self.string(e.message.as_bytes());
-    if let (Ok(code), Ok(msg)) = (code, msg) {
-      let mut err = ptr::null_mut();
-      // SAFETY: live env; both strings belong to this scope; a valid out-pointer.
-      if unsafe { sys::napi_create_error(self.env, code.raw, msg.raw, &mut err) }
-        == sys::Status::napi_ok
-      {
-        // SAFETY: live env; `err` was just created in this scope.
-        unsafe { sys::napi_throw(self.env, err) };
-      }
-    }
-    ptr::null_mut()
   }
 }
