@@ -50,8 +50,8 @@ describe('read.js: option objects to JSON, refusing what JSON would silently cha
 describe('event.js: the BusEvent constructor', () => {
   const BusEvent: Fn & (new (...a: any[]) => any) = load('event.js')
 
-  it('takes its parameters in the order of the arg module in src/napi/convert.rs', () => {
-    const rust = readFileSync(join(__dirname, '..', 'src', 'napi', 'convert.rs'), 'utf8')
+  it('takes its parameters in the order of the arg module in src/napi/convert/mod.rs', () => {
+    const rust = readFileSync(join(__dirname, '..', 'src', 'napi', 'convert', 'mod.rs'), 'utf8')
     const consts = [...rust.matchAll(/pub const ([A-Z_]+): usize = (\d+);/g)].filter(([, name]) => name !== 'COUNT')
     const fromRust = consts.sort((a, b) => +a[2] - +b[2]).map(([, name]) => name.toLowerCase().replace(/_(.)/g, (_, c) => c.toUpperCase()))
     const js = readFileSync(join(__dirname, '..', 'src', 'napi', 'js', 'event.js'), 'utf8')

@@ -25,7 +25,7 @@
     }
     return value
   }
-  // Positional for speed; convert.rs names each position in its `arg` module, in this order.
+  // Positional for speed; napi/convert/mod.rs names each position in its `arg` module, in this order.
   function BusEvent(id, shardId, seq, timestamp, key, raw, bytes, messageId, deliveries, reason, deadLetteredAt, letterId, headers) {
     this.id = id
     this.shardId = shardId
