@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::{BusError, Result};
+use crate::error::{without_echoed_value, BusError, Code, Result};
 
 /// What `ingest` does when the target shard's ring is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +249,45 @@ impl BusConfig {
     }
     Ok(())
   }
+}
+
+/// Deserializes a user's option value into `T`; errors name the offending key as
+/// `what.path` (e.g. `options.adapter.replicas`) and never echo the value given.
+pub fn parse_at<'de, T, D>(de: D, what: &str, code: Code) -> Result<T>
+where
+  T: serde::Deserialize<'de>,
+  D: serde::Deserializer<'de>,
+  D::Error: std::fmt::Display,
+{
+  serde_path_to_error::deserialize(de).map_err(|e| {
+    let path = e.path().to_string();
+    let inner = e.into_inner().to_string();
+    let inner = without_echoed_value(inner.split(" at line ").next().unwrap_or(&inner));
+    let at = if path == "." {
+      what.to_string()
+    } else {
+      format!("{what}.{path}")
+    };
+    BusError::new(code, format!("{at}: {inner}"))
+  })
+}
+
+/// A JS number option that must be a whole number from 0 to 2^53 - 1.
+pub fn whole_number(key: &str, v: Option<f64>) -> Result<Option<i64>> {
+  match v {
+    None => Ok(None),
+    Some(x) if x.fract() == 0.0 && (0.0..=9.007_199_254_740_991e15).contains(&x) => {
+      Ok(Some(x as i64))
+    }
+    Some(x) => Err(BusError::config(format!(
+      "{key} must be a whole number of at least 0, got {x}"
+    ))),
+  }
+}
+
+/// A millisecond option, or `default` when absent.
+pub fn ms_or(v: Option<u32>, default: Duration) -> Duration {
+  v.map_or(default, |v| Duration::from_millis(v as u64))
 }
 
 #[cfg(test)]

@@ -271,6 +271,21 @@ pub fn backends_keeping_events() -> String {
   }
 }
 
+/// The `adapter` option as given: `type` names the backend, the rest is that backend's
+/// (each backend's options parse themselves; their JS typings are in `napi/options`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum AdapterOptions {
+  Memory(memory::MemoryOptions),
+  Noop(NoopOptions),
+  Jetstream(jetstream::JetStreamOptions),
+  Redis(redis::RedisOptions),
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoopOptions {}
+
 /// Which backend stores the events, with its own settings. Each backend's folder owns its
 /// configuration; this enum and the two functions below are the only places that list them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,6 +310,18 @@ impl Default for AdapterConfig {
 }
 
 impl AdapterConfig {
+  /// Parses the `adapter` option (an object with `type`); errors name the key under
+  /// `what` (e.g. `options.adapter.replicas`).
+  pub fn from_options(value: serde_json::Value, what: &str) -> Result<AdapterConfig, BusError> {
+    let options: AdapterOptions = crate::config::parse_at(value, what, Code::InvalidConfig)?;
+    Ok(match options {
+      AdapterOptions::Memory(m) => m.into_config(),
+      AdapterOptions::Noop(NoopOptions {}) => AdapterConfig::Noop,
+      AdapterOptions::Jetstream(js) => AdapterConfig::JetStream(Box::new(js.into_config()?)),
+      AdapterOptions::Redis(r) => AdapterConfig::Redis(Box::new(r.into_config()?)),
+    })
+  }
+
   /// The backend these settings are for.
   pub fn backend(&self) -> &'static Backend {
     let name = match self {
@@ -372,6 +399,70 @@ pub async fn connect(config: &AdapterConfig) -> Result<std::sync::Arc<dyn Adapte
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn each_backend_parses_its_own_options() {
+    use serde_json::json;
+    let parse = |v| AdapterConfig::from_options(v, "options.adapter");
+    assert_eq!(
+      parse(json!({ "type": "memory" })).unwrap(),
+      AdapterConfig::default()
+    );
+    assert_eq!(
+      parse(json!({ "type": "noop" })).unwrap(),
+      AdapterConfig::Noop
+    );
+    let AdapterConfig::Redis(r) = parse(json!({
+      "type": "redis", "url": "redis://h:1", "keyPrefix": "p", "maxLen": 5, "pipelineSize": 9,
+      "tls": { "caFile": "/ca.pem" }
+    }))
+    .unwrap() else {
+      panic!("not redis")
+    };
+    assert_eq!(
+      (r.key_prefix.as_str(), r.max_len, r.pipeline_size),
+      ("p", Some(5), 9)
+    );
+    assert_eq!(r.tls.unwrap().ca_file.unwrap().to_str(), Some("/ca.pem"));
+    let AdapterConfig::JetStream(js) = parse(json!({
+      "type": "jetstream", "servers": ["nats://a", "nats://b"], "stream": "s",
+      "storage": "memory", "maxAgeMs": 60000, "token": "t"
+    }))
+    .unwrap() else {
+      panic!("not jetstream")
+    };
+    assert_eq!(js.servers, ["nats://a", "nats://b"]);
+    assert_eq!(js.storage, jetstream::StorageKind::Memory);
+    assert_eq!(js.max_age, Some(Duration::from_secs(60)));
+    assert_eq!(js.auth, jetstream::NatsAuth::Token("t".into()));
+    for (bad, says) in [
+      (
+        json!({ "type": "kafka" }),
+        "options.adapter.type: unknown variant `kafka`",
+      ),
+      (
+        json!({ "type": "memory", "capacity": 5 }),
+        "options.adapter: unknown field `capacity`",
+      ),
+      (
+        json!({ "type": "redis", "url": "redis://h", "maxLen": 1.5 }),
+        "adapter.maxLen must be a whole number",
+      ),
+      (json!({ "type": "redis" }), "give either url"),
+      (
+        json!({ "type": "jetstream", "servers": 5, "stream": "s" }),
+        "adapter.servers must be a URL string",
+      ),
+      (
+        json!({ "type": "jetstream", "servers": "x", "stream": "s", "token": "t", "nkey": "n" }),
+        "one authentication method",
+      ),
+    ] {
+      let e = parse(bad.clone()).unwrap_err();
+      assert_eq!(e.code, Code::InvalidConfig, "{bad}");
+      assert!(e.message.contains(says), "{bad}: {}", e.message);
+    }
+  }
 
   #[test]
   fn every_config_names_a_listed_backend() {

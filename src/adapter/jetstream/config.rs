@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::adapter::tls::TlsConfig;
-use crate::config::{check_ms, check_range};
+use serde::Deserialize;
+
+use crate::adapter::tls::{TlsConfig, TlsOptions};
+use crate::config::{check_ms, check_range, ms_or, whole_number};
 use crate::error::{BusError, Result};
 use crate::secrets::url_secrets;
 
@@ -80,7 +82,8 @@ impl NatsAuth {
   }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StorageKind {
   File,
   Memory,
@@ -101,6 +104,77 @@ pub struct JetStreamConfig {
   pub connect_timeout: Duration,
   pub request_timeout: Duration,
   pub max_in_flight: usize,
+}
+
+/// The `adapter` option of `type: 'jetstream'` as given. Its typings and documented
+/// defaults are in `napi/options/adapter.rs`; `__test__/adapter-options.test.ts` checks
+/// that both name the same keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JetStreamOptions {
+  servers: serde_json::Value,
+  stream: String,
+  user: Option<String>,
+  password: Option<String>,
+  token: Option<String>,
+  creds_file: Option<String>,
+  nkey: Option<String>,
+  tls: Option<TlsOptions>,
+  replicas: Option<u32>,
+  storage: Option<StorageKind>,
+  max_age_ms: Option<f64>,
+  max_bytes: Option<f64>,
+  max_messages: Option<f64>,
+  duplicate_window_ms: Option<u32>,
+  connect_timeout_ms: Option<u32>,
+  request_timeout_ms: Option<u32>,
+  max_in_flight: Option<u32>,
+}
+
+impl JetStreamOptions {
+  /// The configuration these options give, defaults filled in (validated later, with the
+  /// bus's settings).
+  pub fn into_config(self) -> Result<JetStreamConfig> {
+    let bad_servers =
+      || BusError::config("adapter.servers must be a URL string or an array of URL strings");
+    let servers = match self.servers {
+      serde_json::Value::String(s) => vec![s],
+      serde_json::Value::Array(items) => items
+        .into_iter()
+        .map(|v| match v {
+          serde_json::Value::String(s) => Ok(s),
+          _ => Err(bad_servers()),
+        })
+        .collect::<Result<Vec<_>>>()?,
+      _ => return Err(bad_servers()),
+    };
+    let mut c = JetStreamConfig::new(servers, self.stream);
+    c.auth = NatsAuth::from_credentials(NatsCredentials {
+      user: self.user,
+      password: self.password,
+      token: self.token,
+      creds_file: self.creds_file.map(Into::into),
+      nkey: self.nkey,
+    })?;
+    c.tls = self.tls.map(Into::into);
+    if let Some(r) = self.replicas {
+      c.replicas = r as usize;
+    }
+    if let Some(storage) = self.storage {
+      c.storage = storage;
+    }
+    c.max_age =
+      whole_number("adapter.maxAgeMs", self.max_age_ms)?.map(|v| Duration::from_millis(v as u64));
+    c.max_bytes = whole_number("adapter.maxBytes", self.max_bytes)?;
+    c.max_messages = whole_number("adapter.maxMessages", self.max_messages)?;
+    c.duplicate_window = ms_or(self.duplicate_window_ms, c.duplicate_window);
+    c.connect_timeout = ms_or(self.connect_timeout_ms, c.connect_timeout);
+    c.request_timeout = ms_or(self.request_timeout_ms, c.request_timeout);
+    if let Some(n) = self.max_in_flight {
+      c.max_in_flight = n as usize;
+    }
+    Ok(c)
+  }
 }
 
 impl JetStreamConfig {

@@ -25,7 +25,7 @@ mod stream;
 mod write;
 
 use acks::AckRouter;
-pub use config::{JetStreamConfig, NatsAuth, NatsCredentials, StorageKind};
+pub use config::{JetStreamConfig, JetStreamOptions, NatsAuth, NatsCredentials, StorageKind};
 use read::Pool;
 pub use stream::{all_shards_subject, shard_subject};
 

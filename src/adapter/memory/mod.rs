@@ -19,6 +19,23 @@ use crate::adapter::{
 };
 use crate::event::{headers_size, Headers, PayloadKind, ProducerId, Stamp, StoredEvent};
 
+/// The `adapter` option of `type: 'memory'` as given (typed for JS in `napi/options`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryOptions {
+  max_events: Option<u32>,
+  max_bytes: Option<u32>,
+}
+
+impl MemoryOptions {
+  pub fn into_config(self) -> super::AdapterConfig {
+    super::AdapterConfig::Memory {
+      max_events: self.max_events.map_or(DEFAULT_MAX_EVENTS, |v| v as usize),
+      max_bytes: self.max_bytes.map_or(DEFAULT_MAX_BYTES, |v| v as usize),
+    }
+  }
+}
+
 /// Events kept across all shards by default.
 pub const DEFAULT_MAX_EVENTS: usize = 1 << 20;
 /// Payload bytes kept across all shards by default.

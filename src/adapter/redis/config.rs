@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use crate::adapter::tls::TlsConfig;
-use crate::config::{check_ms, check_range};
+use serde::Deserialize;
+
+use crate::adapter::tls::{TlsConfig, TlsOptions};
+use crate::config::{check_ms, check_range, ms_or, whole_number};
 use crate::error::{BusError, Result};
 use crate::secrets::redact_url;
 
@@ -41,6 +43,56 @@ pub struct RedisConfig {
   pub pipeline_size: usize,
   /// How long the server keeps a producer's per-shard high-water mark after its last write.
   pub dedup_window: Duration,
+}
+
+/// The `adapter` option of `type: 'redis'` as given. Its typings and documented defaults
+/// are in `napi/options/adapter.rs`; `__test__/adapter-options.test.ts` checks that both
+/// name the same keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RedisOptions {
+  url: Option<String>,
+  nodes: Option<Vec<String>>,
+  username: Option<String>,
+  password: Option<String>,
+  tls: Option<TlsOptions>,
+  key_prefix: Option<String>,
+  max_len: Option<f64>,
+  connect_timeout_ms: Option<u32>,
+  command_timeout_ms: Option<u32>,
+  pipeline_size: Option<u32>,
+  dedup_window_ms: Option<u32>,
+}
+
+impl RedisOptions {
+  /// The configuration these options give, defaults filled in (validated later, with the
+  /// bus's settings).
+  pub fn into_config(self) -> Result<RedisConfig> {
+    let target = match (self.url, self.nodes) {
+      (Some(url), None) => RedisTarget::Url(url),
+      (None, Some(nodes)) => RedisTarget::Cluster(nodes),
+      _ => {
+        return Err(BusError::config(
+          "adapter: give either url (one Redis server) or nodes (a Redis Cluster)",
+        ))
+      }
+    };
+    let mut c = RedisConfig::new(target);
+    c.username = self.username;
+    c.password = self.password.map(Secret);
+    c.tls = self.tls.map(Into::into);
+    if let Some(p) = self.key_prefix {
+      c.key_prefix = p;
+    }
+    c.max_len = whole_number("adapter.maxLen", self.max_len)?.map(|v| v as u64);
+    c.connect_timeout = ms_or(self.connect_timeout_ms, c.connect_timeout);
+    c.command_timeout = ms_or(self.command_timeout_ms, c.command_timeout);
+    if let Some(n) = self.pipeline_size {
+      c.pipeline_size = n as usize;
+    }
+    c.dedup_window = ms_or(self.dedup_window_ms, c.dedup_window);
+    Ok(c)
+  }
 }
 
 impl RedisConfig {

@@ -26,7 +26,7 @@ use redis::{RedisError, Value};
 use super::{Adapter, AdapterError, Outcome, Positions, ReadPage, WriteBatch, WriteResult};
 use crate::error::{BusError, Code};
 use crate::secrets::{redact_url, scrub, url_secrets};
-pub use config::{RedisConfig, RedisTarget, Secret};
+pub use config::{RedisConfig, RedisOptions, RedisTarget, Secret};
 use conn::{Conn, Endpoint, MAX_BLOCK};
 /// One `XRANGE` entry back into an event (public for the property tests).
 pub use decode::entry as decode_entry;

@@ -1,19 +1,13 @@
-//! The `adapter` option: one variant per backend, and their conversion into each
-//! backend's configuration.
+//! The typings of the `adapter` option: one variant per backend. Each backend parses its
+//! own options (`adapter::AdapterConfig::from_options`, the `*Options` of each backend's
+//! `config.rs`); `__test__/adapter-options.test.ts` checks that both name the same keys.
 
 use super::*;
 
+// Declares the typings only: the engine parses the option.
 /// Where events are stored.
-// Parsed once per bus; the size difference between variants does not matter.
-#[allow(clippy::large_enum_variant)]
+#[allow(clippy::large_enum_variant, dead_code)]
 #[napi(discriminant = "type", discriminant_case = "lowercase")]
-#[derive(Debug, Deserialize)]
-#[serde(
-  tag = "type",
-  rename_all = "lowercase",
-  rename_all_fields = "camelCase",
-  deny_unknown_fields
-)]
 pub enum AdapterOptions {
   /// The embedded store (default): pollable, wakes subscribers, bounded retention.
   Memory {
@@ -101,20 +95,16 @@ pub enum AdapterOptions {
 
 /// Stream storage of the JetStream adapter.
 #[napi(string_enum)]
-#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
 pub enum StorageMode {
   #[napi(value = "file")]
-  #[serde(rename = "file")]
   File,
   #[napi(value = "memory")]
-  #[serde(rename = "memory")]
   Memory,
 }
 
 /// TLS settings. Omit the files to verify the server against the system's roots.
 #[napi(object)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TlsOptions {
   /// PEM file of the certificate authorities that sign the server's certificate.
   pub ca_file: Option<String>,
@@ -122,123 +112,4 @@ pub struct TlsOptions {
   pub cert_file: Option<String>,
   /// PEM private key of `certFile`.
   pub key_file: Option<String>,
-}
-
-pub(super) fn jetstream_config(opts: AdapterOptions) -> Result<JetStreamConfig> {
-  let AdapterOptions::Jetstream {
-    servers,
-    stream,
-    user,
-    password,
-    token,
-    creds_file,
-    nkey,
-    tls,
-    replicas,
-    storage,
-    max_age_ms,
-    max_bytes,
-    max_messages,
-    duplicate_window_ms,
-    connect_timeout_ms,
-    request_timeout_ms,
-    max_in_flight,
-  } = opts
-  else {
-    unreachable!("called for the jetstream variant only")
-  };
-  let servers = match servers {
-    serde_json::Value::String(s) => vec![s],
-    serde_json::Value::Array(items) => items
-      .into_iter()
-      .map(|v| match v {
-        serde_json::Value::String(s) => Ok(s),
-        _ => Err(BusError::config(
-          "adapter.servers must be a URL string or an array of URL strings",
-        )),
-      })
-      .collect::<Result<Vec<_>>>()?,
-    _ => {
-      return Err(BusError::config(
-        "adapter.servers must be a URL string or an array of URL strings",
-      ))
-    }
-  };
-  let auth = NatsAuth::from_credentials(NatsCredentials {
-    user,
-    password,
-    token,
-    creds_file: creds_file.map(Into::into),
-    nkey,
-  })?;
-  let mut c = JetStreamConfig::new(servers, stream);
-  c.auth = auth;
-  c.tls = tls.map(tls_config);
-  if let Some(r) = replicas {
-    c.replicas = r as usize;
-  }
-  if let Some(StorageMode::Memory) = storage {
-    c.storage = StorageKind::Memory;
-  }
-  c.max_age = whole("adapter.maxAgeMs", max_age_ms)?.map(|v| Duration::from_millis(v as u64));
-  c.max_bytes = whole("adapter.maxBytes", max_bytes)?;
-  c.max_messages = whole("adapter.maxMessages", max_messages)?;
-  c.duplicate_window = ms(duplicate_window_ms, c.duplicate_window);
-  c.connect_timeout = ms(connect_timeout_ms, c.connect_timeout);
-  c.request_timeout = ms(request_timeout_ms, c.request_timeout);
-  if let Some(n) = max_in_flight {
-    c.max_in_flight = n as usize;
-  }
-  Ok(c)
-}
-
-pub(super) fn redis_config(opts: AdapterOptions) -> Result<RedisConfig> {
-  let AdapterOptions::Redis {
-    url,
-    nodes,
-    username,
-    password,
-    tls,
-    key_prefix,
-    max_len,
-    connect_timeout_ms,
-    command_timeout_ms,
-    pipeline_size,
-    dedup_window_ms,
-  } = opts
-  else {
-    unreachable!("called for the redis variant only")
-  };
-  let target = match (url, nodes) {
-    (Some(url), None) => RedisTarget::Url(url),
-    (None, Some(nodes)) => RedisTarget::Cluster(nodes),
-    _ => {
-      return Err(BusError::config(
-        "adapter: give either url (one Redis server) or nodes (a Redis Cluster)",
-      ))
-    }
-  };
-  let mut c = RedisConfig::new(target);
-  c.username = username;
-  c.password = password.map(Secret);
-  c.tls = tls.map(tls_config);
-  if let Some(p) = key_prefix {
-    c.key_prefix = p;
-  }
-  c.max_len = whole("adapter.maxLen", max_len)?.map(|v| v as u64);
-  c.connect_timeout = ms(connect_timeout_ms, c.connect_timeout);
-  c.command_timeout = ms(command_timeout_ms, c.command_timeout);
-  if let Some(n) = pipeline_size {
-    c.pipeline_size = n as usize;
-  }
-  c.dedup_window = ms(dedup_window_ms, c.dedup_window);
-  Ok(c)
-}
-
-fn tls_config(t: TlsOptions) -> TlsConfig {
-  TlsConfig {
-    ca_file: t.ca_file.map(Into::into),
-    cert_file: t.cert_file.map(Into::into),
-    key_file: t.key_file.map(Into::into),
-  }
 }

@@ -40,10 +40,10 @@ impl ConsumerOptions {
     }
     g.filter = self.filter.as_ref().map(Filter::parse).transpose()?;
     g.from_latest = crate::group::parse_from(self.from.as_deref())?;
-    g.ack_wait = ms(self.ack_wait_ms, g.ack_wait);
+    g.ack_wait = ms_or(self.ack_wait_ms, g.ack_wait);
     g.max_deliveries = self.max_deliveries.unwrap_or(g.max_deliveries);
     g.max_in_flight = self.max_in_flight.map_or(g.max_in_flight, |n| n as usize);
-    g.lease = ms(self.lease_ms, g.lease);
+    g.lease = ms_or(self.lease_ms, g.lease);
     g.validate()?;
     Ok(g)
   }
@@ -93,7 +93,7 @@ pub fn process_options(
   let d = EngineWorkerOptions::default();
   let worker = EngineWorkerOptions {
     concurrency: own.concurrency.map_or(d.concurrency, |n| n as usize),
-    backoff: ms(own.backoff_ms, d.backoff),
+    backoff: ms_or(own.backoff_ms, d.backoff),
   };
   worker.validate()?;
   Ok((member.into_group()?, worker))

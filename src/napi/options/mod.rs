@@ -7,13 +7,10 @@ use napi_derive::napi;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::adapter::jetstream::{JetStreamConfig, NatsAuth, NatsCredentials, StorageKind};
-use crate::adapter::redis::{RedisConfig, RedisTarget, Secret};
-use crate::adapter::tls::TlsConfig;
-use crate::adapter::{memory, AdapterConfig};
-use crate::config::{self, BatchConfig, BusConfig};
+use crate::adapter::AdapterConfig;
+use crate::config::{self, ms_or, BatchConfig, BusConfig};
 use crate::consume::filter::Filter;
-use crate::error::{without_echoed_value, BusError, Code, Result};
+use crate::error::{BusError, Code, Result};
 use crate::group::worker::WorkerOptions as EngineWorkerOptions;
 use crate::group::GroupOptions;
 
@@ -21,8 +18,6 @@ mod adapter;
 mod group;
 mod read;
 
-pub use self::adapter::AdapterOptions;
-use self::adapter::{jetstream_config, redis_config};
 pub use self::group::{process_options, ConsumerOptions, DeadLettersOptions};
 pub use self::read::{PollRequest, SubscribeOptions};
 
@@ -111,12 +106,12 @@ impl ScalingOptions {
         "scaling: the policy options (windowMs, scaleUpFillRatio, scaleDownFillRatio, upWindows, downWindows, cooldownMs, maxStep) only apply with auto: true",
       ));
     }
-    c.window = ms(self.window_ms, c.window);
+    c.window = ms_or(self.window_ms, c.window);
     c.scale_up_fill = self.scale_up_fill_ratio.unwrap_or(c.scale_up_fill);
     c.scale_down_fill = self.scale_down_fill_ratio.unwrap_or(c.scale_down_fill);
     c.up_windows = self.up_windows.unwrap_or(c.up_windows);
     c.down_windows = self.down_windows.unwrap_or(c.down_windows);
-    c.cooldown = ms(self.cooldown_ms, c.cooldown);
+    c.cooldown = ms_or(self.cooldown_ms, c.cooldown);
     c.max_step = self.max_step.unwrap_or(c.max_step);
     Ok(c)
   }
@@ -154,7 +149,8 @@ pub struct EventBusOptions {
   /// counted in `droppedShutdown`. Default: 10000.
   pub shutdown_timeout_ms: Option<u32>,
   /// The backend. Default: `{ type: 'memory' }`.
-  pub adapter: Option<AdapterOptions>,
+  #[napi(ts_type = "AdapterOptions")]
+  pub adapter: Option<serde_json::Value>,
   /// Bounds for `scaleUp`/`scaleDown` and the optional policy. Default: manual scaling
   /// between 1 and 1024 shards, no policy.
   pub scaling: Option<ScalingOptions>,
@@ -179,35 +175,7 @@ pub struct IngestOptions {
 
 /// Parses JSON text of a user's option object into `T`, naming the offending key.
 pub fn parse_json<T: DeserializeOwned>(json: &str, what: &str, code: Code) -> Result<T> {
-  let de = &mut serde_json::Deserializer::from_str(json);
-  serde_path_to_error::deserialize(de).map_err(|e| {
-    let path = e.path().to_string();
-    let inner = e.into_inner().to_string();
-    let inner = without_echoed_value(inner.split(" at line ").next().unwrap_or(&inner));
-    let at = if path == "." {
-      what.to_string()
-    } else {
-      format!("{what}.{path}")
-    };
-    BusError::new(code, format!("{at}: {inner}"))
-  })
-}
-
-pub(super) fn whole(key: &str, v: Option<f64>) -> Result<Option<i64>> {
-  match v {
-    None => Ok(None),
-    Some(x) if x.fract() == 0.0 && (0.0..=9.007_199_254_740_991e15).contains(&x) => {
-      Ok(Some(x as i64))
-    }
-    Some(x) => Err(BusError::config(format!(
-      "{key} must be a whole number of at least 0, got {x}"
-    ))),
-  }
-}
-
-pub(super) fn ms(v: Option<u32>, default: Duration) -> Duration {
-  v.map(|v| Duration::from_millis(v as u64))
-    .unwrap_or(default)
+  crate::config::parse_at(&mut serde_json::Deserializer::from_str(json), what, code)
 }
 
 impl EventBusOptions {
@@ -224,18 +192,7 @@ impl EventBusOptions {
     };
     let adapter = match self.adapter {
       None => AdapterConfig::default(),
-      Some(AdapterOptions::Memory {
-        max_events,
-        max_bytes,
-      }) => AdapterConfig::Memory {
-        max_events: max_events.map_or(memory::DEFAULT_MAX_EVENTS, |v| v as usize),
-        max_bytes: max_bytes.map_or(memory::DEFAULT_MAX_BYTES, |v| v as usize),
-      },
-      Some(AdapterOptions::Noop {}) => AdapterConfig::Noop,
-      Some(js @ AdapterOptions::Jetstream { .. }) => {
-        AdapterConfig::JetStream(Box::new(jetstream_config(js)?))
-      }
-      Some(r @ AdapterOptions::Redis { .. }) => AdapterConfig::Redis(Box::new(redis_config(r)?)),
+      Some(v) => AdapterConfig::from_options(v, "options.adapter")?,
     };
     let shards = self.shards.unwrap_or(d.shards);
     let scaling = match self.scaling {
@@ -256,10 +213,10 @@ impl EventBusOptions {
         .max_event_bytes
         .map_or(d.max_event_bytes, |v| v as usize),
       batch,
-      adapter_timeout: ms(self.adapter_timeout_ms, d.adapter_timeout),
+      adapter_timeout: ms_or(self.adapter_timeout_ms, d.adapter_timeout),
       retries: self.retries.unwrap_or(d.retries),
       producer_nonce_path: self.producer_nonce_path.map(Into::into),
-      shutdown_timeout: ms(self.shutdown_timeout_ms, d.shutdown_timeout),
+      shutdown_timeout: ms_or(self.shutdown_timeout_ms, d.shutdown_timeout),
       scaling,
     };
     cfg.validate()?;
