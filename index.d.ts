@@ -337,10 +337,11 @@ export interface ConsumerOptions {
   /** Only matching events are delivered; the others count as acked. Default: all. */
   filter?: Record<string, unknown>
   /**
-   * Where a NEW group starts: `'earliest'` (default, every stored event) or `'latest'`
-   * (events stored after it is created). An existing group continues where it was.
+   * Where a NEW group starts: `'earliest'` (default, every stored event), `'latest'`
+   * (events stored after it is created) or `{ time }` (events stored at or after a `Date`
+   * or ms since the epoch, by the store's clock). An existing group continues where it was.
    */
-  from?: 'earliest' | 'latest'
+  from?: 'earliest' | 'latest' | { time: Date | number }
   /**
    * A delivered event not acked within this is delivered again (100 ms to 1 day).
    * Default: 30000.
@@ -586,6 +587,12 @@ export interface PollRequest {
   limit?: number
   /** Where the previous page ended; omit to start at the oldest stored event. */
   cursor?: string
+  /**
+   * Instead of a cursor: `'earliest'` (the default), `'latest'` (the end: an empty page
+   * whose cursor follows what is stored later) or `{ time }`, the first events stored at
+   * or after a `Date` (or ms since the epoch), by the store's clock.
+   */
+  from?: 'earliest' | 'latest' | { time: Date | number }
   /** Mongo-like filter on JSON events, e.g. `{ type: 'order', total: { $gt: 100 } }`. */
   filter?: Record<string, unknown>
   /**
@@ -695,10 +702,11 @@ export interface SubscribeOptions {
   /** Mongo-like filter on JSON events (see `poll`). */
   filter?: Record<string, unknown>
   /**
-   * `'earliest'` (default), `'latest'` (events stored after iteration starts) or a cursor
-   * from `poll()`.
+   * `'earliest'` (default), `'latest'` (events stored after iteration starts), a cursor
+   * from `poll()`, or `{ time }`: from the first event stored at or after a `Date` (or ms
+   * since the epoch), by the store's clock.
    */
-  from?: string
+  from?: 'earliest' | 'latest' | string | { time: Date | number }
 }
 
 /**

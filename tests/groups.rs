@@ -252,7 +252,7 @@ async fn a_group_from_latest_starts_at_the_end_and_then_continues() {
   let bus = bus(3);
   produce(&bus, 0, 300, 30).await;
   let o = GroupOptions {
-    from_latest: true,
+    from: ringbus::consume::start::StartAt::Latest,
     ..opts("late", "a")
   };
   let m = bus.consumer(o.clone()).await.unwrap();

@@ -136,6 +136,18 @@ pub trait Adapter: Send + Sync + 'static {
   /// Positions at the current end of each shard (for `from: 'latest'`).
   async fn end_positions(&self, shards: &[u32]) -> Result<Positions, AdapterError>;
 
+  /// For each of `shards`, the position to read after so that the next record is the first
+  /// one stored at or after `time_ms` (ms since the epoch, by the store's clock); a shard
+  /// whose records are all older gets its end, an empty one no position. Found by the
+  /// store's own index (a search, not a scan of every record).
+  async fn positions_at(&self, shards: &[u32], time_ms: u64) -> Result<Positions, AdapterError> {
+    let _ = (shards, time_ms);
+    Err(AdapterError::fatal(format!(
+      "the {} store cannot start a read at a time",
+      self.kind()
+    )))
+  }
+
   /// Returns when any of `shards` may hold records after `after`, or after `max_wait`.
   /// Implementations wait on the backend, never by polling in a loop.
   async fn wait_for_data(&self, shards: &[u32], after: &Positions, max_wait: Duration);

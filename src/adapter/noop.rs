@@ -31,6 +31,10 @@ impl Adapter for NoopAdapter {
     Ok(Positions::new())
   }
 
+  async fn positions_at(&self, _: &[u32], _: u64) -> Result<Positions, AdapterError> {
+    Ok(Positions::new())
+  }
+
   async fn wait_for_data(&self, _: &[u32], _: &Positions, max_wait: Duration) {
     // Nothing is ever readable: sleep out the wait (subscribers also wake on shutdown).
     tokio::time::sleep(max_wait).await;

@@ -347,6 +347,16 @@ impl Bus {
     self.core.adapter.cursor_scope()
   }
 
+  /// The cursor a read from `start` begins at (for `poll({ from })`).
+  pub async fn start_cursor(&self, start: &StartAt) -> Result<crate::consume::cursor::Cursor> {
+    if !self.is_running() {
+      return Err(BusError::shut_down());
+    }
+    let adapter = self.core.adapter.as_ref();
+    let shards = crate::consume::read_shards(adapter, self.core.shard_ids()).await;
+    crate::consume::start::start_cursor(adapter, &shards, start).await
+  }
+
   pub async fn is_healthy(&self) -> bool {
     self.is_running() && self.core.adapter.is_healthy().await
   }

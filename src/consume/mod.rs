@@ -5,6 +5,7 @@ pub mod cursor;
 pub mod filter;
 pub mod lane;
 pub mod poll;
+pub mod start;
 pub mod subscribe;
 
 use crate::adapter::Adapter;
@@ -51,19 +52,19 @@ mod tests {
       e.message
     );
     assert!(matches!(
-      StartAt::parse(None, "memory"),
+      StartAt::parse_text(None, "memory"),
       Ok(StartAt::Earliest)
     ));
     assert!(matches!(
-      StartAt::parse(Some("latest"), "memory"),
+      StartAt::parse_text(Some("latest"), "memory"),
       Ok(StartAt::Latest)
     ));
     let c = Cursor::default().encode("memory");
     assert!(matches!(
-      StartAt::parse(Some(&c), "memory"),
+      StartAt::parse_text(Some(&c), "memory"),
       Ok(StartAt::Cursor(_))
     ));
-    let other = StartAt::parse(Some(&c), "redis:x").err().unwrap();
+    let other = StartAt::parse_text(Some(&c), "redis:x").err().unwrap();
     assert_eq!(other.code, Code::InvalidCursor);
   }
 }

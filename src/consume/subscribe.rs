@@ -9,6 +9,7 @@ use crate::adapter::Adapter;
 use crate::consume::cursor::Cursor;
 use crate::consume::filter::Filter;
 use crate::consume::poll::{poll, PageOrder, PollRequest};
+pub use crate::consume::start::StartAt;
 use crate::error::Result;
 use crate::event::StoredEvent;
 use crate::signal::Signal;
@@ -18,25 +19,6 @@ const PAGE: usize = 512;
 /// another producer started (docs/usage.md: "within about 2 s").
 const MAX_WAIT: Duration = Duration::from_secs(2);
 const ERROR_BACKOFF_CAP: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone)]
-pub enum StartAt {
-  Earliest,
-  Latest,
-  Cursor(Cursor),
-}
-
-impl StartAt {
-  /// The `from` option: `'earliest'` (default), `'latest'`, or a cursor of the store
-  /// named by `scope`.
-  pub fn parse(from: Option<&str>, scope: &str) -> Result<StartAt> {
-    Ok(match from {
-      None | Some("earliest") => StartAt::Earliest,
-      Some("latest") => StartAt::Latest,
-      Some(c) => StartAt::Cursor(Cursor::decode(c, scope)?),
-    })
-  }
-}
 
 pub struct Subscription {
   adapter: Arc<dyn Adapter>,
@@ -86,17 +68,13 @@ impl Subscription {
       }
       let shards = super::read_shards(self.adapter.as_ref(), self.shards.all_ids()).await;
       if self.cursor.is_none() {
-        self.cursor = Some(match &self.start {
-          StartAt::Earliest => Cursor::default(),
-          StartAt::Cursor(c) => c.clone(),
-          StartAt::Latest => match self.adapter.end_positions(&shards).await {
-            Ok(positions) => super::cursor::latest(self.adapter.total_order(), positions),
-            Err(_) => {
-              self.pause().await;
-              continue;
-            }
-          },
-        });
+        match super::start::start_cursor(self.adapter.as_ref(), &shards, &self.start).await {
+          Ok(c) => self.cursor = Some(c),
+          Err(_) => {
+            self.pause().await;
+            continue;
+          }
+        }
       }
       let page = poll(
         self.adapter.as_ref(),

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::config::check_range;
 use crate::consume::filter::Filter;
+use crate::consume::start::StartAt;
 use crate::error::{BusError, Result};
 
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
@@ -34,7 +35,8 @@ pub struct GroupOptions {
   pub member: String,
   pub filter: Option<Filter>,
   /// Where a new group starts: the end of every shard instead of the beginning.
-  pub from_latest: bool,
+  /// Where a new group starts: earliest, latest or a time (never a cursor).
+  pub from: StartAt,
   pub ack_wait: Duration,
   pub max_deliveries: u32,
   pub max_in_flight: usize,
@@ -49,7 +51,7 @@ impl GroupOptions {
       group: group.to_string(),
       member: random_member(),
       filter: None,
-      from_latest: false,
+      from: StartAt::Earliest,
       ack_wait: DEFAULT_ACK_WAIT,
       max_deliveries: DEFAULT_MAX_DELIVERIES,
       max_in_flight: DEFAULT_MAX_IN_FLIGHT,
@@ -98,14 +100,16 @@ fn random_member() -> String {
   format!("m-{:016x}", u64::from_le_bytes(b))
 }
 
-/// A group's `from` option: true for `'latest'`, false for `'earliest'` (the default).
-pub fn parse_from(from: Option<&str>) -> Result<bool> {
+/// A group's `from` option: `'earliest'` (the default), `'latest'` or `{ time }`.
+pub fn parse_from(from: Option<&serde_json::Value>) -> Result<StartAt> {
   match from {
-    None | Some("earliest") => Ok(false),
-    Some("latest") => Ok(true),
-    Some(o) => Err(BusError::config(format!(
-      "from must be 'earliest' or 'latest', got {o:?}"
-    ))),
+    Some(serde_json::Value::String(s)) if s != "earliest" && s != "latest" => {
+      Err(BusError::config(format!(
+        "from must be 'earliest', 'latest' or {{ time }}, got {s:?}"
+      )))
+    }
+    // The scope is never used: a string here is one of the two names.
+    other => StartAt::parse(other, "", "from"),
   }
 }
 
@@ -198,10 +202,18 @@ mod tests {
 
   #[test]
   fn from_is_earliest_unless_latest() {
-    assert!(!parse_from(None).unwrap());
-    assert!(!parse_from(Some("earliest")).unwrap());
-    assert!(parse_from(Some("latest")).unwrap());
-    let e = parse_from(Some("now")).unwrap_err();
+    use serde_json::json;
+    assert_eq!(parse_from(None).unwrap(), StartAt::Earliest);
+    assert_eq!(
+      parse_from(Some(&json!("earliest"))).unwrap(),
+      StartAt::Earliest
+    );
+    assert_eq!(parse_from(Some(&json!("latest"))).unwrap(), StartAt::Latest);
+    assert_eq!(
+      parse_from(Some(&json!({ "time": 9 }))).unwrap(),
+      StartAt::Time(9)
+    );
+    let e = parse_from(Some(&json!("now"))).unwrap_err();
     assert!(e.message.contains("got \"now\""), "{}", e.message);
   }
 }

@@ -32,7 +32,10 @@ fn event(seq: u64) -> Event {
 
 /// Writes events `seqs` of `producer` to `shard` and checks every one was stored.
 async fn write(a: &dyn Adapter, producer: ProducerId, shard: u32, seqs: std::ops::Range<u64>) {
-  let events: Vec<Event> = seqs.map(event).collect();
+  write_events(a, producer, shard, seqs.map(event).collect()).await
+}
+
+async fn write_events(a: &dyn Adapter, producer: ProducerId, shard: u32, events: Vec<Event>) {
   let result = a
     .write(WriteBatch {
       shard,
@@ -221,4 +224,48 @@ pub async fn shared_stores_report_the_shards_written(s: &Store) {
       "a private store reports none: {shards:?}"
     );
   }
+}
+
+pub async fn positions_at_a_time_start_at_the_first_record_stored_then(s: &Store) {
+  let a = s.adapter.as_ref();
+  let p = producer();
+  // Stamped with the wall clock, as the bus stamps them (memory orders by this stamp; the
+  // servers by their own store time, on the same clock here).
+  let now = || ringbus::clock::now_ms();
+  let stamped = |seqs: std::ops::Range<u64>| -> Vec<Event> {
+    seqs
+      .map(|seq| Event {
+        timestamp_ms: now(),
+        ..event(seq)
+      })
+      .collect()
+  };
+  write_events(a, p, 0, stamped(0..5)).await;
+  write_events(a, p, 1, stamped(0..2)).await;
+  tokio::time::sleep(Duration::from_millis(30)).await;
+  let at = now();
+  tokio::time::sleep(Duration::from_millis(30)).await;
+  write_events(a, p, 0, stamped(5..8)).await;
+  let positions = a.positions_at(&[0, 1, 2], at).await.unwrap();
+  let after0: Vec<u64> = read_all(a, 0, positions.get(&0).cloned(), 10)
+    .await
+    .iter()
+    .map(|e| e.seq)
+    .collect();
+  assert_eq!(after0, [5, 6, 7], "shard 0 from the time");
+  // Shard 1 holds only older records: it starts at its end, and continues with new ones.
+  assert!(positions.contains_key(&1));
+  assert!(read_all(a, 1, positions.get(&1).cloned(), 10)
+    .await
+    .is_empty());
+  write_events(a, p, 1, stamped(2..3)).await;
+  let later: Vec<u64> = read_all(a, 1, positions.get(&1).cloned(), 10)
+    .await
+    .iter()
+    .map(|e| e.seq)
+    .collect();
+  assert_eq!(later, [2]);
+  // Time 0 is the start of every shard.
+  let all = a.positions_at(&[0], 0).await.unwrap();
+  assert_eq!(read_all(a, 0, all.get(&0).cloned(), 100).await.len(), 8);
 }

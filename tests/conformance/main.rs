@@ -41,6 +41,7 @@ contract!(adapter = adapter_contract:
   a_wait_without_data_ends_by_its_bound,
   a_position_from_elsewhere_is_an_invalid_cursor,
   shared_stores_report_the_shards_written,
+  positions_at_a_time_start_at_the_first_record_stored_then,
 );
 
 contract!(group_store = group_contract:

@@ -242,6 +242,10 @@ impl Adapter for JetStreamAdapter {
     self.wait_for_data_on(&[read::ALL], &after, max_wait).await
   }
 
+  async fn positions_at(&self, shards: &[u32], time_ms: u64) -> Result<Positions, AdapterError> {
+    self.positions_at_time(shards, time_ms).await
+  }
+
   async fn wait_for_data(&self, shards: &[u32], after: &Positions, max_wait: Duration) {
     self.wait_for_data_on(shards, after, max_wait).await
   }

@@ -256,6 +256,22 @@ impl Adapter for MemoryAdapter {
     )
   }
 
+  async fn positions_at(&self, shards: &[u32], time_ms: u64) -> Result<Positions, AdapterError> {
+    let store = self.store.lock();
+    Ok(
+      shards
+        .iter()
+        .filter_map(|s| {
+          let log = store.logs.get(s).filter(|l| !l.records.is_empty())?;
+          // Timestamps never decrease within a shard: a binary search finds the first.
+          let i = log.records.partition_point(|r| r.timestamp_ms < time_ms) as u64;
+          // Position p means "after offset p"; the record at index i has offset first + i.
+          Some((*s, (log.first + i).saturating_sub(1).to_string()))
+        })
+        .collect(),
+    )
+  }
+
   async fn wait_for_data(&self, shards: &[u32], after: &Positions, max_wait: Duration) {
     let mut rx = self.version.subscribe();
     rx.borrow_and_update();

@@ -396,6 +396,30 @@ impl Adapter for RedisAdapter {
       .map(|v| v.into_iter().collect())
   }
 
+  async fn positions_at(&self, shards: &[u32], time_ms: u64) -> Result<Positions, AdapterError> {
+    let Some(before) = time_ms.checked_sub(1) else {
+      return Ok(Positions::new());
+    };
+    // Entry ids are the server's store times: everything after `<time - 1>-<largest>` was
+    // stored at or after `time`. A shard whose last entry is older starts at that entry
+    // instead (its end), as on the other stores; an empty shard from its start.
+    let ends = self.end_positions(shards).await?;
+    Ok(
+      ends
+        .into_iter()
+        .map(|(shard, last)| {
+          let last_ms = last
+            .split_once('-')
+            .and_then(|(ms, _)| ms.parse::<u64>().ok());
+          match last_ms {
+            Some(ms) if ms < time_ms => (shard, last),
+            _ => (shard, format!("{before}-{}", u64::MAX)),
+          }
+        })
+        .collect(),
+    )
+  }
+
   async fn wait_for_data(&self, shards: &[u32], after: &Positions, max_wait: Duration) {
     let started = tokio::time::Instant::now();
     let block = max_wait.min(MAX_BLOCK);

@@ -30,6 +30,7 @@ use super::record::StartRecord;
 use super::GroupOptions;
 use crate::adapter::group_store::GroupStore;
 use crate::adapter::Adapter;
+use crate::consume::start::StartAt;
 use crate::consume::ShardSource;
 use crate::error::{BusError, Result};
 use crate::event::StoredEvent;
@@ -127,10 +128,13 @@ impl Member {
     opts.validate()?;
     let groups = group_store(adapter.as_ref())?;
     coordinator::claim_name(groups, &opts).await?;
-    let proposal = if opts.from_latest {
+    // A start other than the earliest is kept as the positions it names (the record calls
+    // them "latest", as they were before a group could start at a time).
+    let proposal = if opts.from != StartAt::Earliest {
       let shards = crate::consume::read_shards(adapter.as_ref(), own.all_ids()).await;
-      let ends = adapter.end_positions(&shards).await?;
-      StartRecord::Latest(crate::consume::cursor::latest(adapter.total_order(), ends))
+      let cursor =
+        crate::consume::start::start_cursor(adapter.as_ref(), &shards, &opts.from).await?;
+      StartRecord::Latest(cursor)
     } else {
       StartRecord::Earliest
     };

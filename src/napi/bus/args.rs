@@ -178,18 +178,29 @@ impl EventBus {
     &self,
     env: &Env,
     request: Option<Unknown>,
-  ) -> std::result::Result<poll::PollRequest, BusError> {
+  ) -> std::result::Result<(poll::PollRequest, Option<StartAt>), BusError> {
     let json = options_json(env, request, "poll request", Code::InvalidConfig)?;
     let Some(json) = json else {
-      return Ok(poll::PollRequest {
+      let req = poll::PollRequest {
         limit: poll::DEFAULT_LIMIT,
         ..Default::default()
-      });
+      };
+      return Ok((req, None));
     };
     let req: options::PollRequest =
       options::parse_json(&json, "poll request", Code::InvalidConfig)?;
     let ordering = PageOrder::parse(req.ordering.as_deref())?;
-    Ok(poll::PollRequest {
+    let scope = self.bus.cursor_scope();
+    let from = match (&req.from, &req.cursor) {
+      (Some(_), Some(_)) => {
+        return Err(BusError::config(
+          "poll request: give cursor (to continue) or from (to start), not both",
+        ))
+      }
+      (Some(f), None) => Some(StartAt::parse(Some(f), &scope, "poll request.from")?),
+      (None, _) => None,
+    };
+    let req = poll::PollRequest {
       limit: poll::check_limit(req.limit)?,
       cursor: req
         .cursor
@@ -198,6 +209,7 @@ impl EventBus {
       filter: req.filter.as_ref().map(Filter::parse).transpose()?,
       ordering,
       shards: req.shards,
-    })
+    };
+    Ok((req, from))
   }
 }

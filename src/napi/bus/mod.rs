@@ -169,7 +169,11 @@ impl EventBus {
     spawn(
       env,
       async move {
-        let page = bus.poll(req?).await?;
+        let (mut req, from) = req?;
+        if let Some(from) = from {
+          req.cursor = Some(bus.start_cursor(&from).await?);
+        }
+        let page = bus.poll(req).await?;
         Ok(page)
       },
       move |_, page| {
@@ -208,7 +212,9 @@ impl EventBus {
       .map(Filter::parse)
       .transpose()
       .map_err(throw)?;
-    let start = StartAt::parse(opts.from.as_deref(), &self.bus.cursor_scope()).map_err(throw)?;
+    let scope = self.bus.cursor_scope();
+    let start =
+      StartAt::parse(opts.from.as_ref(), &scope, "subscribe options.from").map_err(throw)?;
     let sub = self.bus.subscribe(filter, start).map_err(throw)?;
     Subscription::new(sub).into_iterable(env).map_err(|e| {
       Error::new(

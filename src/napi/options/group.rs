@@ -15,10 +15,11 @@ pub struct ConsumerOptions {
   /// Only matching events are delivered; the others count as acked. Default: all.
   #[napi(ts_type = "Record<string, unknown>")]
   pub filter: Option<serde_json::Value>,
-  /// Where a NEW group starts: `'earliest'` (default, every stored event) or `'latest'`
-  /// (events stored after it is created). An existing group continues where it was.
-  #[napi(ts_type = "'earliest' | 'latest'")]
-  pub from: Option<String>,
+  /// Where a NEW group starts: `'earliest'` (default, every stored event), `'latest'`
+  /// (events stored after it is created) or `{ time }` (events stored at or after a `Date`
+  /// or ms since the epoch, by the store's clock). An existing group continues where it was.
+  #[napi(ts_type = "'earliest' | 'latest' | { time: Date | number }")]
+  pub from: Option<serde_json::Value>,
   /// A delivered event not acked within this is delivered again (100 ms to 1 day).
   /// Default: 30000.
   pub ack_wait_ms: Option<u32>,
@@ -39,7 +40,7 @@ impl ConsumerOptions {
       g.member = m;
     }
     g.filter = self.filter.as_ref().map(Filter::parse).transpose()?;
-    g.from_latest = crate::group::parse_from(self.from.as_deref())?;
+    g.from = crate::group::parse_from(self.from.as_ref())?;
     g.ack_wait = ms_or(self.ack_wait_ms, g.ack_wait);
     g.max_deliveries = self.max_deliveries.unwrap_or(g.max_deliveries);
     g.max_in_flight = self.max_in_flight.map_or(g.max_in_flight, |n| n as usize);

@@ -11,6 +11,11 @@ pub struct PollRequest {
   pub limit: Option<u32>,
   /// Where the previous page ended; omit to start at the oldest stored event.
   pub cursor: Option<String>,
+  /// Instead of a cursor: `'earliest'` (the default), `'latest'` (the end: an empty page
+  /// whose cursor follows what is stored later) or `{ time }`, the first events stored at
+  /// or after a `Date` (or ms since the epoch), by the store's clock.
+  #[napi(ts_type = "'earliest' | 'latest' | { time: Date | number }")]
+  pub from: Option<serde_json::Value>,
   /// Mongo-like filter on JSON events, e.g. `{ type: 'order', total: { $gt: 100 } }`.
   #[napi(ts_type = "Record<string, unknown>")]
   pub filter: Option<serde_json::Value>,
@@ -32,7 +37,9 @@ pub struct SubscribeOptions {
   /// Mongo-like filter on JSON events (see `poll`).
   #[napi(ts_type = "Record<string, unknown>")]
   pub filter: Option<serde_json::Value>,
-  /// `'earliest'` (default), `'latest'` (events stored after iteration starts) or a cursor
-  /// from `poll()`.
-  pub from: Option<String>,
+  /// `'earliest'` (default), `'latest'` (events stored after iteration starts), a cursor
+  /// from `poll()`, or `{ time }`: from the first event stored at or after a `Date` (or ms
+  /// since the epoch), by the store's clock.
+  #[napi(ts_type = "'earliest' | 'latest' | string | { time: Date | number }")]
+  pub from: Option<serde_json::Value>,
 }

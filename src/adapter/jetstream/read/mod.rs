@@ -181,6 +181,74 @@ impl JetStreamAdapter {
   }
 }
 
+impl JetStreamAdapter {
+  /// The stream sequence before the first message stored at or after `time_ms`, for every
+  /// shard (one order over the stream): the server finds it from its time index, for a
+  /// consumer started `ByStartTime`, which delivers that message first. With none that
+  /// recent, the end of the stream.
+  pub(in crate::adapter::jetstream) async fn positions_at_time(
+    &self,
+    shards: &[u32],
+    time_ms: u64,
+  ) -> Result<Positions, AdapterError> {
+    let start_time = time::OffsetDateTime::from_unix_timestamp_nanos(time_ms as i128 * 1_000_000)
+      .map_err(|e| {
+      self.adapter_error(false, format!("time {time_ms} ms is out of range: {e}"))
+    })?;
+    let config = pull::Config {
+      deliver_policy: DeliverPolicy::ByStartTime { start_time },
+      ack_policy: AckPolicy::None,
+      filter_subject: self.subject(ALL),
+      inactive_threshold: READER_IDLE,
+      memory_storage: true,
+      num_replicas: 1,
+      ..Default::default()
+    };
+    let failed = |e: String| {
+      self.adapter_error(
+        true,
+        format!("could not find the messages stored after a time: {e}"),
+      )
+    };
+    let consumer = self
+      .js
+      .create_consumer_on_stream(config, &self.config.stream)
+      .await
+      .map_err(|e| failed(e.to_string()))?;
+    let name = consumer.cached_info().name.clone();
+    let first = tokio::time::timeout(ANSWER_BOUND, async {
+      let mut batch = consumer
+        .fetch()
+        .max_messages(1)
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?;
+      match batch.next().await {
+        Some(Ok(msg)) => Ok(delivery_info(&msg).map(|i| i.0)),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Ok(None),
+      }
+    })
+    .await;
+    let (js, stream) = (self.js.clone(), self.config.stream.clone());
+    tokio::spawn(async move {
+      let _ = js.delete_consumer_from_stream(name, stream).await;
+    });
+    let position = match first {
+      Ok(Ok(Some(seq))) => seq.saturating_sub(1),
+      Ok(Ok(None)) => return self.end_positions_of(shards).await,
+      Ok(Err(e)) => return Err(failed(e)),
+      Err(_) => {
+        return Err(failed(format!(
+          "no answer within {} s",
+          ANSWER_BOUND.as_secs()
+        )))
+      }
+    };
+    Ok(shards.iter().map(|s| (*s, position.to_string())).collect())
+  }
+}
+
 /// (stream sequence, consumer sequence, pending) of a JetStream delivery.
 pub(super) fn delivery_info(msg: &jetstream::Message) -> Option<(u64, u64, u64)> {
   let info = msg.info().ok()?;
