@@ -105,7 +105,7 @@ pub fn parse_from(from: Option<&serde_json::Value>) -> Result<StartAt> {
   match from {
     Some(serde_json::Value::String(s)) if s != "earliest" && s != "latest" => {
       Err(BusError::config(format!(
-        "from must be 'earliest', 'latest' or {{ time }}, got {s:?}"
+        "from must be 'earliest' or 'latest' (or {{ time }} to start at a point in time), got {s:?}"
       )))
     }
     // The scope is never used: a string here is one of the two names.
