@@ -137,6 +137,12 @@ export declare class EventBus<T = unknown> {
   stats(): BusStats
   /** Per-shard state and counters, sorted by shard id. */
   shardStats(): Array<ShardStat>
+  /**
+   * What the store holds, per shard: every shard it reports (written by any process) and
+   * this bus's own. Reads the store only. Throws `ERR_ADAPTER`, `ERR_TIMEOUT` or
+   * `ERR_SHUT_DOWN`.
+   */
+  info(): Promise<BusInfo>
   /** Number of active shards. */
   get numShards(): number
   /**
@@ -286,6 +292,12 @@ export interface BusEvent<T = unknown> {
    * `ERR_INVALID_EVENT` for a payload that is not JSON (bytes are stored byte-exact).
    */
   json: () => T
+}
+
+/** What the store holds (`bus.info()`). */
+export interface BusInfo {
+  /** Every shard the store reports and this bus's own, sorted by id. */
+  shards: Array<StoredShard>
 }
 
 /** Counters as plain numbers (never BigInt). `ingested == stored + dropped + pending`. */
@@ -696,6 +708,22 @@ export interface ShardStat {
 
 /** Stream storage of the JetStream adapter. */
 export type StorageMode = 'file' | 'memory'
+
+/** One shard in the store. */
+export interface StoredShard {
+  id: number
+  /** Events held now, after retention. */
+  count: number
+  /**
+   * Bytes the store uses for them, where it can tell (memory: payloads and keys; Redis:
+   * `MEMORY USAGE`; JetStream: not per shard).
+   */
+  bytes?: number
+  /** When the oldest held event was stored, in ms since the epoch (the store's clock). */
+  firstAt?: number
+  /** When the newest held event was stored, in ms since the epoch (the store's clock). */
+  lastAt?: number
+}
 
 /** Options of `subscribe()`. */
 export interface SubscribeOptions {

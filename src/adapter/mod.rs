@@ -85,6 +85,20 @@ pub struct ReadPage {
   pub remaining: Option<u64>,
 }
 
+/// What the store holds on one shard (`bus.info()`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardInfo {
+  pub id: u32,
+  /// Records held now (after retention).
+  pub count: u64,
+  /// Bytes the store uses for them, where it can tell.
+  pub bytes: Option<u64>,
+  /// When the oldest and newest held record was stored (ms since the epoch, by the store's
+  /// clock); absent for an empty shard.
+  pub first_at: Option<u64>,
+  pub last_at: Option<u64>,
+}
+
 /// Shard id → position of the last consumed record (absent: start of the shard).
 pub type Positions = BTreeMap<u32, String>;
 
@@ -146,6 +160,19 @@ pub trait Adapter: Send + Sync + 'static {
       "the {} store cannot start a read at a time",
       self.kind()
     )))
+  }
+
+  /// What the store holds on each of `shards`, in that order (an unknown shard: count 0).
+  async fn shard_info(&self, shards: &[u32]) -> Result<Vec<ShardInfo>, AdapterError> {
+    Ok(
+      shards
+        .iter()
+        .map(|s| ShardInfo {
+          id: *s,
+          ..ShardInfo::default()
+        })
+        .collect(),
+    )
   }
 
   /// Returns when any of `shards` may hold records after `after`, or after `max_wait`.

@@ -357,6 +357,17 @@ impl Bus {
     crate::consume::start::start_cursor(adapter, &shards, start).await
   }
 
+  /// What the store holds on every shard it reports or this bus made (`bus.info()`): it
+  /// reads the store, and joins no group.
+  pub async fn info(&self) -> Result<Vec<crate::adapter::ShardInfo>> {
+    if !self.is_running() {
+      return Err(BusError::shut_down());
+    }
+    let adapter = self.core.adapter.as_ref();
+    let shards = crate::consume::read_shards(adapter, self.core.shard_ids()).await;
+    Ok(adapter.shard_info(&shards).await?)
+  }
+
   pub async fn is_healthy(&self) -> bool {
     self.is_running() && self.core.adapter.is_healthy().await
   }

@@ -269,3 +269,28 @@ pub async fn positions_at_a_time_start_at_the_first_record_stored_then(s: &Store
   let all = a.positions_at(&[0], 0).await.unwrap();
   assert_eq!(read_all(a, 0, all.get(&0).cloned(), 100).await.len(), 8);
 }
+
+pub async fn shard_info_counts_what_each_shard_holds(s: &Store) {
+  let a = s.adapter.as_ref();
+  let p = producer();
+  let before = ringbus::clock::now_ms();
+  let stamped: Vec<Event> = (0..3)
+    .map(|seq| Event {
+      timestamp_ms: ringbus::clock::now_ms(),
+      ..event(seq)
+    })
+    .collect();
+  write_events(a, p, 0, stamped).await;
+  let after = ringbus::clock::now_ms();
+  let info = a.shard_info(&[0, 1]).await.unwrap();
+  assert_eq!(
+    info.iter().map(|i| (i.id, i.count)).collect::<Vec<_>>(),
+    [(0, 3), (1, 0)]
+  );
+  let (first, last) = (info[0].first_at.unwrap(), info[0].last_at.unwrap());
+  assert!(
+    before <= first + 1 && first <= last && last <= after + 1,
+    "{before} {first} {last} {after}"
+  );
+  assert_eq!((info[1].first_at, info[1].last_at), (None, None));
+}

@@ -42,6 +42,7 @@ contract!(adapter = adapter_contract:
   a_position_from_elsewhere_is_an_invalid_cursor,
   shared_stores_report_the_shards_written,
   positions_at_a_time_start_at_the_first_record_stored_then,
+  shard_info_counts_what_each_shard_holds,
 );
 
 contract!(group_store = group_contract:

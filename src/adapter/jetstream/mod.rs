@@ -29,7 +29,7 @@ pub use config::{JetStreamConfig, JetStreamOptions, NatsAuth, NatsCredentials, S
 use read::Pool;
 pub use stream::{all_shards_subject, shard_subject};
 
-use super::{Adapter, AdapterError, Positions, ReadPage, WriteBatch, WriteResult};
+use super::{Adapter, AdapterError, Positions, ReadPage, ShardInfo, WriteBatch, WriteResult};
 use crate::error::{BusError, Code};
 use crate::secrets::{redact_url, scrub};
 
@@ -240,6 +240,10 @@ impl Adapter for JetStreamAdapter {
       .into_iter()
       .collect();
     self.wait_for_data_on(&[read::ALL], &after, max_wait).await
+  }
+
+  async fn shard_info(&self, shards: &[u32]) -> Result<Vec<ShardInfo>, AdapterError> {
+    self.shard_info_of(shards).await
   }
 
   async fn positions_at(&self, shards: &[u32], time_ms: u64) -> Result<Positions, AdapterError> {

@@ -15,7 +15,8 @@ use tokio::sync::watch;
 mod groups;
 
 use crate::adapter::{
-  parse_numeric_position, Adapter, AdapterError, Positions, ReadPage, WriteBatch, WriteResult,
+  parse_numeric_position, Adapter, AdapterError, Positions, ReadPage, ShardInfo, WriteBatch,
+  WriteResult,
 };
 use crate::event::{headers_size, Headers, PayloadKind, ProducerId, Stamp, StoredEvent};
 
@@ -251,6 +252,26 @@ impl Adapter for MemoryAdapter {
             .get(s)
             .filter(|l| !l.records.is_empty())
             .map(|l| (*s, l.end().to_string()))
+        })
+        .collect(),
+    )
+  }
+
+  async fn shard_info(&self, shards: &[u32]) -> Result<Vec<ShardInfo>, AdapterError> {
+    let store = self.store.lock();
+    Ok(
+      shards
+        .iter()
+        .map(|s| {
+          let log = store.logs.get(s);
+          let records = log.map(|l| &l.records);
+          ShardInfo {
+            id: *s,
+            count: records.map_or(0, |r| r.len() as u64),
+            bytes: Some(records.map_or(0, |r| r.iter().map(|r| r.size() as u64).sum())),
+            first_at: records.and_then(|r| r.front()).map(|r| r.timestamp_ms),
+            last_at: records.and_then(|r| r.back()).map(|r| r.timestamp_ms),
+          }
         })
         .collect(),
     )

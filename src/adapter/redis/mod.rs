@@ -23,7 +23,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use redis::{RedisError, Value};
 
-use super::{Adapter, AdapterError, Outcome, Positions, ReadPage, WriteBatch, WriteResult};
+use super::{
+  Adapter, AdapterError, Outcome, Positions, ReadPage, ShardInfo, WriteBatch, WriteResult,
+};
 use crate::error::{BusError, Code};
 use crate::secrets::{redact_url, scrub, url_secrets};
 pub use config::{RedisConfig, RedisOptions, RedisTarget, Secret};
@@ -213,6 +215,22 @@ impl RedisAdapter {
   }
 }
 
+/// The store time (ms) of the one entry an `XRANGE … COUNT 1` reply holds.
+fn entry_ms(reply: &Value) -> Option<u64> {
+  let Value::Array(entries) = reply else {
+    return None;
+  };
+  let Some(Value::Array(entry)) = entries.first() else {
+    return None;
+  };
+  let id = match entry.first()? {
+    Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+    Value::SimpleString(s) => s.clone(),
+    _ => return None,
+  };
+  id.split_once('-')?.0.parse().ok()
+}
+
 /// Runs `cmd` on `conn` within `timeout`; `what` names the command in errors.
 async fn run(
   mut conn: Conn,
@@ -394,6 +412,49 @@ impl Adapter for RedisAdapter {
     futures_util::future::try_join_all(lasts)
       .await
       .map(|v| v.into_iter().collect())
+  }
+
+  async fn shard_info(&self, shards: &[u32]) -> Result<Vec<ShardInfo>, AdapterError> {
+    let mut out = Vec::with_capacity(shards.len());
+    for &shard in shards {
+      let key = stream_key(&self.config.key_prefix, shard);
+      let mut len = redis::cmd("XLEN");
+      len.arg(&key);
+      let count = match self.query(&len, "shard info (XLEN)").await? {
+        Value::Int(n) => n.max(0) as u64,
+        _ => 0,
+      };
+      let mut info = ShardInfo {
+        id: shard,
+        count,
+        ..ShardInfo::default()
+      };
+      if count > 0 {
+        // Entry ids are store times: the first and last id give both ends.
+        for (dir, from, to) in [("XRANGE", "-", "+"), ("XREVRANGE", "+", "-")] {
+          let mut cmd = redis::cmd(dir);
+          cmd.arg(&key).arg(from).arg(to).arg("COUNT").arg(1);
+          let at = entry_ms(
+            &self
+              .query(&cmd, "shard info (first and last entry)")
+              .await?,
+          );
+          if dir == "XRANGE" {
+            info.first_at = at;
+          } else {
+            info.last_at = at;
+          }
+        }
+        let mut mem = redis::cmd("MEMORY");
+        mem.arg("USAGE").arg(&key);
+        // MEMORY may be renamed or refused for this user: the size is then unknown.
+        if let Ok(Value::Int(n)) = self.query(&mem, "shard info (MEMORY USAGE)").await {
+          info.bytes = Some(n.max(0) as u64);
+        }
+      }
+      out.push(info);
+    }
+    Ok(out)
   }
 
   async fn positions_at(&self, shards: &[u32], time_ms: u64) -> Result<Positions, AdapterError> {

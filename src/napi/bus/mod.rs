@@ -14,7 +14,7 @@ use crate::error::{BusError, Code};
 use crate::group::GroupOptions;
 use crate::napi::consumer::Consumer;
 use crate::napi::convert::DeadLetterPage;
-use crate::napi::convert::{self, BusStats, FlushResult, PollResult, ShardStat};
+use crate::napi::convert::{self, BusInfo, BusStats, FlushResult, PollResult, ShardStat};
 use crate::napi::errors::{spawn, throw};
 use crate::napi::ingest;
 use crate::napi::options::{self, DeadLettersOptions, EventBusOptions};
@@ -374,6 +374,17 @@ impl EventBus {
       .into_iter()
       .map(convert::shard_stat)
       .collect()
+  }
+
+  /// What the store holds, per shard: every shard it reports (written by any process) and
+  /// this bus's own. Reads the store only. Throws `ERR_ADAPTER`, `ERR_TIMEOUT` or
+  /// `ERR_SHUT_DOWN`.
+  #[napi(ts_return_type = "Promise<BusInfo>")]
+  pub fn info<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, BusInfo>> {
+    let bus = self.bus.clone();
+    spawn(env, async move { bus.info().await }, |_, shards| {
+      Ok(convert::bus_info(shards))
+    })
   }
 
   /// Number of active shards.

@@ -199,3 +199,40 @@ pub fn worker_stats(s: &EngineWorkerStats) -> WorkerStats {
     consumer: consumer_stats(&s.member),
   }
 }
+
+/// What the store holds (`bus.info()`).
+#[napi(object)]
+pub struct BusInfo {
+  /// Every shard the store reports and this bus's own, sorted by id.
+  pub shards: Vec<StoredShard>,
+}
+
+/// One shard in the store.
+#[napi(object)]
+pub struct StoredShard {
+  pub id: u32,
+  /// Events held now, after retention.
+  pub count: f64,
+  /// Bytes the store uses for them, where it can tell (memory: payloads and keys; Redis:
+  /// `MEMORY USAGE`; JetStream: not per shard).
+  pub bytes: Option<f64>,
+  /// When the oldest held event was stored, in ms since the epoch (the store's clock).
+  pub first_at: Option<f64>,
+  /// When the newest held event was stored, in ms since the epoch (the store's clock).
+  pub last_at: Option<f64>,
+}
+
+pub fn bus_info(shards: Vec<crate::adapter::ShardInfo>) -> BusInfo {
+  BusInfo {
+    shards: shards
+      .into_iter()
+      .map(|s| StoredShard {
+        id: s.id,
+        count: s.count as f64,
+        bytes: s.bytes.map(|b| b as f64),
+        first_at: s.first_at.map(|t| t as f64),
+        last_at: s.last_at.map(|t| t as f64),
+      })
+      .collect(),
+  }
+}

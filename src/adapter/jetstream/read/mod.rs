@@ -24,7 +24,7 @@ mod wait;
 pub(super) use self::pool::Pool;
 use self::pool::{give_up, push_idle, Background, Found, Idle, Reader};
 use super::JetStreamAdapter;
-use crate::adapter::{parse_numeric_position, AdapterError, Positions, ReadPage};
+use crate::adapter::{parse_numeric_position, AdapterError, Positions, ReadPage, ShardInfo};
 
 /// Ephemeral read consumers are removed by the server after this much idleness.
 const READER_IDLE: Duration = Duration::from_secs(60);
@@ -246,6 +246,51 @@ impl JetStreamAdapter {
       }
     };
     Ok(shards.iter().map(|s| (*s, position.to_string())).collect())
+  }
+}
+
+impl JetStreamAdapter {
+  /// Messages per shard subject from the stream's subject state, and the store times of
+  /// each shard's first and last message (two direct lookups per shard that holds any).
+  pub(in crate::adapter::jetstream) async fn shard_info_of(
+    &self,
+    shards: &[u32],
+  ) -> Result<Vec<ShardInfo>, AdapterError> {
+    let failed =
+      |e: String| self.adapter_error(true, format!("could not read the stream's shards: {e}"));
+    let stream = self
+      .js
+      .get_stream(&self.config.stream)
+      .await
+      .map_err(|e| failed(e.to_string()))?;
+    let mut counts = HashMap::new();
+    let mut subjects = stream
+      .info_with_subjects(self.subject(ALL))
+      .await
+      .map_err(|e| failed(e.to_string()))?;
+    while let Some(item) = subjects.next().await {
+      let (subject, count) = item.map_err(|e| failed(e.to_string()))?;
+      counts.insert(subject, count as u64);
+    }
+    let ms = |t: time::OffsetDateTime| u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok();
+    let mut out = Vec::with_capacity(shards.len());
+    for &shard in shards {
+      let subject = self.subject(shard);
+      let count = counts.get(&subject).copied().unwrap_or(0);
+      let mut info = ShardInfo {
+        id: shard,
+        count,
+        ..ShardInfo::default()
+      };
+      if count > 0 {
+        let first = stream.get_first_raw_message_by_subject(&subject, 0).await;
+        info.first_at = first.ok().and_then(|m| ms(m.time));
+        let last = stream.get_last_raw_message_by_subject(&subject).await;
+        info.last_at = last.ok().and_then(|m| ms(m.time));
+      }
+      out.push(info);
+    }
+    Ok(out)
   }
 }
 
