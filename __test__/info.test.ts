@@ -3,34 +3,14 @@
 import Redis from 'ioredis'
 import { connect } from '@nats-io/transport-node'
 import { jetstreamManager } from '@nats-io/jetstream'
-import { EventBus, type EventBusOptions } from '../index'
-import { trackBuses } from './support/adapter'
+import { EventBus } from '../index'
+import { NATS, REDIS, storesForFile, trackBuses } from './support/adapter'
 import { uniqueName } from './support/servers'
-
-const NATS = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
-const REDIS = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
 
 jest.setTimeout(60_000)
 
 const create = trackBuses()
-const streams: string[] = []
-
-afterAll(async () => {
-  if (streams.length === 0) return
-  const nc = await connect({ servers: NATS })
-  const jsm = await jetstreamManager(nc)
-  for (const s of streams) await jsm.streams.delete(s).catch(() => undefined)
-  await nc.close()
-})
-
-function adapterFor(kind: string, name: string): EventBusOptions['adapter'] {
-  if (kind === 'jetstream') {
-    streams.push(name)
-    return { type: 'jetstream', servers: NATS, stream: name }
-  }
-  if (kind === 'redis') return { type: 'redis', url: REDIS, keyPrefix: name }
-  return { type: 'memory' }
-}
+const adapterFor = storesForFile()
 
 /** Events per shard as an independent client counts them (memory: as poll reads them). */
 async function independentCounts(kind: string, name: string, bus: EventBus): Promise<Map<number, number>> {

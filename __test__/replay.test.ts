@@ -3,37 +3,15 @@
 // and on Redis and JetStream also against an independent client reading by time.
 import Redis from 'ioredis'
 import { connect } from '@nats-io/transport-node'
-import { jetstream, jetstreamManager } from '@nats-io/jetstream'
-import { type BusEvent, type EventBus, type EventBusOptions } from '../index'
-import { sleep, trackBuses } from './support/adapter'
+import { jetstream } from '@nats-io/jetstream'
+import { type BusEvent, type EventBus } from '../index'
+import { NATS, REDIS, sleep, storesForFile, trackBuses } from './support/adapter'
 import { uniqueName } from './support/servers'
-
-const NATS = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
-const REDIS = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
 
 jest.setTimeout(60_000)
 
 const create = trackBuses()
-const streams: string[] = []
-
-afterAll(async () => {
-  if (streams.length === 0) return
-  const nc = await connect({ servers: NATS })
-  const jsm = await jetstreamManager(nc)
-  for (const s of streams) {
-    for (const name of [s, `KV_rbg_${s}`]) await jsm.streams.delete(name).catch(() => undefined)
-  }
-  await nc.close()
-})
-
-function adapterFor(kind: string, name: string): EventBusOptions['adapter'] {
-  if (kind === 'jetstream') {
-    streams.push(name)
-    return { type: 'jetstream', servers: NATS, stream: name }
-  }
-  if (kind === 'redis') return { type: 'redis', url: REDIS, keyPrefix: name }
-  return { type: 'memory' }
-}
+const adapterFor = storesForFile()
 
 /** Stores `n` events tagged `tag` and waits until every one is stored. */
 async function store(bus: EventBus, tag: string, n: number): Promise<void> {

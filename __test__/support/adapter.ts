@@ -1,7 +1,38 @@
 // Shared by the suites that run against real servers (JetStream, Redis).
+import { connect } from '@nats-io/transport-node'
+import { jetstreamManager } from '@nats-io/jetstream'
 import { EventBus, type BusEvent, type EventBusOptions } from '../../index'
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+export const NATS = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
+export const REDIS = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
+
+/**
+ * For suites that run on every backend: `adapterFor(kind, name)` gives the adapter option
+ * of `kind` ('memory', 'jetstream' or 'redis') on `name`. The JetStream streams it named
+ * (and their group buckets) are deleted after the file.
+ */
+export function storesForFile(): (kind: string, name: string) => EventBusOptions['adapter'] {
+  const streams: string[] = []
+  afterAll(async () => {
+    if (streams.length === 0) return
+    const nc = await connect({ servers: NATS })
+    const jsm = await jetstreamManager(nc)
+    for (const s of streams) {
+      for (const name of [s, `KV_rbg_${s}`]) await jsm.streams.delete(name).catch(() => undefined)
+    }
+    await nc.close()
+  })
+  return (kind, name) => {
+    if (kind === 'jetstream') {
+      streams.push(name)
+      return { type: 'jetstream', servers: NATS, stream: name }
+    }
+    if (kind === 'redis') return { type: 'redis', url: REDIS, keyPrefix: name }
+    return { type: 'memory' }
+  }
+}
 
 /**
  * `create(options)` for a test file: every bus it makes is shut down after the file, even

@@ -12,6 +12,7 @@ mod config;
 mod conn;
 mod decode;
 mod groups;
+mod inspect;
 mod read;
 mod write;
 
@@ -215,22 +216,6 @@ impl RedisAdapter {
   }
 }
 
-/// The store time (ms) of the one entry an `XRANGE … COUNT 1` reply holds.
-fn entry_ms(reply: &Value) -> Option<u64> {
-  let Value::Array(entries) = reply else {
-    return None;
-  };
-  let Some(Value::Array(entry)) = entries.first() else {
-    return None;
-  };
-  let id = match entry.first()? {
-    Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-    Value::SimpleString(s) => s.clone(),
-    _ => return None,
-  };
-  id.split_once('-')?.0.parse().ok()
-}
-
 /// Runs `cmd` on `conn` within `timeout`; `what` names the command in errors.
 async fn run(
   mut conn: Conn,
@@ -415,70 +400,11 @@ impl Adapter for RedisAdapter {
   }
 
   async fn shard_info(&self, shards: &[u32]) -> Result<Vec<ShardInfo>, AdapterError> {
-    let mut out = Vec::with_capacity(shards.len());
-    for &shard in shards {
-      let key = stream_key(&self.config.key_prefix, shard);
-      let mut len = redis::cmd("XLEN");
-      len.arg(&key);
-      let count = match self.query(&len, "shard info (XLEN)").await? {
-        Value::Int(n) => n.max(0) as u64,
-        _ => 0,
-      };
-      let mut info = ShardInfo {
-        id: shard,
-        count,
-        ..ShardInfo::default()
-      };
-      if count > 0 {
-        // Entry ids are store times: the first and last id give both ends.
-        for (dir, from, to) in [("XRANGE", "-", "+"), ("XREVRANGE", "+", "-")] {
-          let mut cmd = redis::cmd(dir);
-          cmd.arg(&key).arg(from).arg(to).arg("COUNT").arg(1);
-          let at = entry_ms(
-            &self
-              .query(&cmd, "shard info (first and last entry)")
-              .await?,
-          );
-          if dir == "XRANGE" {
-            info.first_at = at;
-          } else {
-            info.last_at = at;
-          }
-        }
-        let mut mem = redis::cmd("MEMORY");
-        mem.arg("USAGE").arg(&key);
-        // MEMORY may be renamed or refused for this user: the size is then unknown.
-        if let Ok(Value::Int(n)) = self.query(&mem, "shard info (MEMORY USAGE)").await {
-          info.bytes = Some(n.max(0) as u64);
-        }
-      }
-      out.push(info);
-    }
-    Ok(out)
+    self.shard_info_of(shards).await
   }
 
   async fn positions_at(&self, shards: &[u32], time_ms: u64) -> Result<Positions, AdapterError> {
-    let Some(before) = time_ms.checked_sub(1) else {
-      return Ok(Positions::new());
-    };
-    // Entry ids are the server's store times: everything after `<time - 1>-<largest>` was
-    // stored at or after `time`. A shard whose last entry is older starts at that entry
-    // instead (its end), as on the other stores; an empty shard from its start.
-    let ends = self.end_positions(shards).await?;
-    Ok(
-      ends
-        .into_iter()
-        .map(|(shard, last)| {
-          let last_ms = last
-            .split_once('-')
-            .and_then(|(ms, _)| ms.parse::<u64>().ok());
-          match last_ms {
-            Some(ms) if ms < time_ms => (shard, last),
-            _ => (shard, format!("{before}-{}", u64::MAX)),
-          }
-        })
-        .collect(),
-    )
+    self.positions_at_time(shards, time_ms).await
   }
 
   async fn wait_for_data(&self, shards: &[u32], after: &Positions, max_wait: Duration) {
