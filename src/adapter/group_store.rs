@@ -61,6 +61,23 @@ pub fn bounded_reason(reason: &str) -> String {
   )
 }
 
+/// A live member as the store records it (`bus.group()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSeen {
+  pub name: String,
+  /// When it last renewed (ms since the epoch).
+  pub renewed_ms: u64,
+  /// When its membership lapses without another renewal (ms since the epoch).
+  pub expires_ms: u64,
+}
+
+/// Who holds a shard's lease and until when (ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseSeen {
+  pub member: String,
+  pub until_ms: u64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct LetterPage {
   pub letters: Vec<Letter>,
@@ -260,6 +277,18 @@ pub trait GroupStore: Send + Sync {
     tray: Tray,
     ids: &[String],
   ) -> Result<Vec<Letter>, AdapterError>;
+
+  /// The groups this store holds state of (every group whose first member joined), sorted.
+  async fn group_names(&self) -> Result<Vec<String>, AdapterError>;
+
+  /// The live members with their last renewal, sorted by name.
+  async fn member_list(&self, group: &str) -> Result<Vec<MemberSeen>, AdapterError>;
+
+  /// The holder of `shard`'s lease, if one holds it now.
+  async fn lease_holder(&self, group: &str, shard: u32) -> Result<Option<LeaseSeen>, AdapterError>;
+
+  /// How many letters `tray` holds.
+  async fn count_letters(&self, group: &str, tray: Tray) -> Result<u64, AdapterError>;
 
   /// How many records follow each `(shard, read position)`, for stores whose read pages
   /// cannot tell (`ReadPage::remaining`); None where it is unknown.

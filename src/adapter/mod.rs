@@ -179,6 +179,17 @@ pub trait Adapter: Send + Sync + 'static {
     )
   }
 
+  /// How many records of `shard` follow `after` (None: every record held), for stores
+  /// whose read pages do not say (`ReadPage::remaining`). None where it is unknown.
+  async fn count_after(
+    &self,
+    shard: u32,
+    after: Option<&str>,
+  ) -> Result<Option<u64>, AdapterError> {
+    let _ = (shard, after);
+    Ok(None)
+  }
+
   /// Returns when any of `shards` may hold records after `after`, or after `max_wait`.
   /// Implementations wait on the backend, never by polling in a loop.
   async fn wait_for_data(&self, shards: &[u32], after: &Positions, max_wait: Duration);

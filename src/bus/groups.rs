@@ -112,3 +112,74 @@ impl Bus {
     crate::group::letters::redeliver(self.group_store()?, group, ids).await
   }
 }
+
+/// Inspection and administration of groups from outside (DESIGN §9): these read the
+/// store and join no group.
+impl Bus {
+  fn admin_ready(&self) -> Result<&dyn GroupStore> {
+    if !self.is_running() {
+      return Err(BusError::shut_down());
+    }
+    self.group_store()
+  }
+
+  async fn stored_shards(&self) -> Vec<u32> {
+    crate::consume::read_shards(self.core.adapter.as_ref(), self.core.shard_ids()).await
+  }
+
+  /// Every group the store holds, sorted by name.
+  pub async fn group_names(&self) -> Result<Vec<String>> {
+    crate::group::inspect::names(self.admin_ready()?).await
+  }
+
+  /// One group: members, each shard's owner, committed position and lag, its letters.
+  pub async fn group_view(&self, group: &str) -> Result<GroupView> {
+    crate::group::check_name("group", group)?;
+    let store = self.admin_ready()?;
+    let shards = self.stored_shards().await;
+    crate::group::inspect::view(self.core.adapter.as_ref(), store, &shards, group).await
+  }
+
+  /// Moves every shard of `group` to `to`; refused while the group has live members.
+  pub async fn reset_group(
+    &self,
+    group: &str,
+    to: &StartAt,
+    dry_run: bool,
+  ) -> Result<Vec<ResetShard>> {
+    crate::group::check_name("group", group)?;
+    let store = self.admin_ready()?;
+    let shards = self.stored_shards().await;
+    crate::group::inspect::reset(
+      self.core.adapter.as_ref(),
+      store,
+      &shards,
+      group,
+      to,
+      dry_run,
+    )
+    .await
+  }
+
+  /// Removes the dead letters `sel` selects; returns how many (would be) removed.
+  pub async fn purge_dead_letters(
+    &self,
+    group: &str,
+    sel: &Selection,
+    dry_run: bool,
+  ) -> Result<usize> {
+    crate::group::check_name("group", group)?;
+    crate::group::letters::purge(self.admin_ready()?, group, sel, dry_run).await
+  }
+
+  /// Redelivers the dead letters `sel` selects; returns how many (would have) moved.
+  pub async fn redeliver_selected(
+    &self,
+    group: &str,
+    sel: &Selection,
+    dry_run: bool,
+  ) -> Result<usize> {
+    crate::group::check_name("group", group)?;
+    crate::group::letters::redeliver_selected(self.admin_ready()?, group, sel, dry_run).await
+  }
+}

@@ -1,8 +1,88 @@
 //! Dead letters from outside a member: reading them and moving them back into the group
 //! (`bus.deadLetters`, `bus.redeliver`). Members pick returned letters up themselves.
 
+use std::collections::HashSet;
+
 use crate::adapter::group_store::{check_letter_cursor, GroupStore, LetterPage, Tray};
+use crate::consume::filter::Filter;
 use crate::error::Result;
+
+/// Letters read per page while selecting.
+const SCAN_PAGE: usize = 500;
+
+/// Which dead letters a bulk call acts on: by id, by the filter over their events, or
+/// both (a letter must pass each one given); none given selects all.
+#[derive(Debug, Default)]
+pub struct Selection {
+  pub ids: Option<HashSet<String>>,
+  pub filter: Option<Filter>,
+  pub limit: Option<usize>,
+}
+
+/// The ids of `group`'s dead letters that `sel` selects, oldest first.
+pub async fn select(store: &dyn GroupStore, group: &str, sel: &Selection) -> Result<Vec<String>> {
+  let limit = sel.limit.unwrap_or(usize::MAX);
+  let mut out = Vec::new();
+  let mut after: Option<String> = None;
+  loop {
+    let page = store
+      .letters(group, Tray::Dead, after.as_deref(), SCAN_PAGE)
+      .await?;
+    for l in &page.letters {
+      if out.len() == limit {
+        return Ok(out);
+      }
+      let by_id = sel.ids.as_ref().is_none_or(|ids| ids.contains(&l.id));
+      let by_filter = sel
+        .filter
+        .as_ref()
+        .is_none_or(|f| f.matches_event(&l.event));
+      if by_id && by_filter {
+        out.push(l.id.clone());
+      }
+    }
+    if !page.has_more || page.next.is_none() {
+      return Ok(out);
+    }
+    after = page.next;
+  }
+}
+
+/// Removes the selected dead letters for good (with `dry_run`, only counts them).
+pub async fn purge(
+  store: &dyn GroupStore,
+  group: &str,
+  sel: &Selection,
+  dry_run: bool,
+) -> Result<usize> {
+  let ids = select(store, group, sel).await?;
+  if dry_run {
+    return Ok(ids.len());
+  }
+  let mut removed = 0;
+  for chunk in ids.chunks(SCAN_PAGE) {
+    removed += store.take_letters(group, Tray::Dead, chunk).await?.len();
+  }
+  Ok(removed)
+}
+
+/// Redelivers the selected dead letters (with `dry_run`, only counts them).
+pub async fn redeliver_selected(
+  store: &dyn GroupStore,
+  group: &str,
+  sel: &Selection,
+  dry_run: bool,
+) -> Result<usize> {
+  let ids = select(store, group, sel).await?;
+  if dry_run {
+    return Ok(ids.len());
+  }
+  let mut moved = 0;
+  for chunk in ids.chunks(SCAN_PAGE) {
+    moved += redeliver(store, group, chunk).await?;
+  }
+  Ok(moved)
+}
 
 /// Checks the arguments of a dead-letter page request before anything is read.
 pub fn check_page(group: &str, after: Option<&str>) -> Result<()> {

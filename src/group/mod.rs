@@ -8,8 +8,10 @@
 //! - `member`: one member (`bus.consumer()`): ownership, reading, delivery, acks, commits.
 //! - `worker`: `bus.process()`: one event per key at a time, retries before later events.
 //! - `join`: how a `process()` worker joins, retrying in the background.
-//! - `letters`: dead letters read and redriven from outside a member.
+//! - `letters`: dead letters read, redriven and purged from outside a member.
+//! - `inspect`: a group seen from outside (members, owners, positions, lag) and its reset.
 
+pub mod inspect;
 pub mod join;
 pub mod letters;
 pub mod member;

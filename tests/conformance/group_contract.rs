@@ -176,3 +176,63 @@ pub async fn letters_page_in_order_and_are_taken_by_id(s: &Store) {
     .unwrap()
     .is_empty());
 }
+
+pub async fn groups_are_seen_from_outside(s: &Store) {
+  let g = s.groups();
+  assert!(g.group_names().await.unwrap().is_empty());
+  g.start("beta", "earliest").await.unwrap();
+  g.start("alpha", "earliest").await.unwrap();
+  assert_eq!(g.group_names().await.unwrap(), ["alpha", "beta"]);
+
+  let before = ringbus::clock::now_ms();
+  g.heartbeat("alpha", "m2", LONG).await.unwrap();
+  g.heartbeat("alpha", "m1", SHORT).await.unwrap();
+  let seen = g.member_list("alpha").await.unwrap();
+  let names: Vec<&str> = seen.iter().map(|m| m.name.as_str()).collect();
+  assert_eq!(names, ["m1", "m2"]);
+  for m in &seen {
+    // Server clocks (Redis) and this one agree within a second here.
+    assert!(m.renewed_ms + 1000 >= before, "{m:?}");
+    assert!(m.renewed_ms <= ringbus::clock::now_ms() + 1000, "{m:?}");
+    assert!(m.expires_ms > m.renewed_ms, "{m:?}");
+  }
+  assert!(seen[1].expires_ms >= seen[1].renewed_ms + 59_000);
+  tokio::time::sleep(PAST_SHORT).await;
+  let names: Vec<String> = g
+    .member_list("alpha")
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|m| m.name)
+    .collect();
+  assert_eq!(names, ["m2"], "an expired member is not listed");
+
+  assert_eq!(g.lease_holder("alpha", 3).await.unwrap(), None);
+  assert!(g.lease("alpha", 3, "m2", LONG).await.unwrap());
+  let lease = g.lease_holder("alpha", 3).await.unwrap().unwrap();
+  assert_eq!(lease.member, "m2");
+  let now = ringbus::clock::now_ms();
+  assert!(
+    lease.until_ms > now + 55_000 && lease.until_ms < now + 65_000,
+    "{lease:?}"
+  );
+  g.release("alpha", 3, "m2").await.unwrap();
+  assert_eq!(g.lease_holder("alpha", 3).await.unwrap(), None);
+
+  assert_eq!(g.count_letters("alpha", Tray::Dead).await.unwrap(), 0);
+  let sent: Vec<Letter> = (1..=3).map(letter).collect();
+  g.put_letters("alpha", Tray::Dead, &sent).await.unwrap();
+  g.put_letters("beta", Tray::Dead, &sent[..1]).await.unwrap();
+  assert_eq!(g.count_letters("alpha", Tray::Dead).await.unwrap(), 3);
+  assert_eq!(g.count_letters("alpha", Tray::Returned).await.unwrap(), 0);
+  let page = g.letters("alpha", Tray::Dead, None, 10).await.unwrap();
+  g.take_letters("alpha", Tray::Dead, &[page.letters[0].id.clone()])
+    .await
+    .unwrap();
+  assert_eq!(
+    g.count_letters("alpha", Tray::Dead).await.unwrap(),
+    2,
+    "a removed letter is not counted"
+  );
+  assert_eq!(g.count_letters("beta", Tray::Dead).await.unwrap(), 1);
+}

@@ -51,4 +51,5 @@ contract!(group_store = group_contract:
   only_the_lease_holder_commits,
   the_first_start_record_wins,
   letters_page_in_order_and_are_taken_by_id,
+  groups_are_seen_from_outside,
 );

@@ -3,12 +3,14 @@
 //! 2.9: no per-key TTL is needed, because leases and memberships carry their expiry
 //! (wall-clock ms) and change only by compare-and-set on the key's revision.
 //!
-//! - `members.<group>`: `member expiry` lines;
+//! - `members.<group>`: `member expiry` lines, and `~member renewed` lines for inspection
+//!   (older versions read those as long-expired members and skip them);
 //! - `lease.<group>.<shard>`: `member expiry`;
 //! - `commit.<group>.<shard>`: the commit record (written after checking the lease);
 //! - `start.<group>`: the start record, created once;
 //! - `dead.<group>.<id>`, `back.<group>.<id>`: letters.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
@@ -19,7 +21,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::JetStreamAdapter;
-use crate::adapter::group_store::{letter_id, GroupStore, Letter, LetterPage, Tray};
+use crate::adapter::group_store::{
+  letter_id, GroupStore, LeaseSeen, Letter, LetterPage, MemberSeen, Tray,
+};
 use crate::adapter::AdapterError;
 use crate::clock::now_ms;
 
@@ -35,6 +39,22 @@ fn holder(value: &[u8]) -> Option<(String, u64)> {
   let text = std::str::from_utf8(value).ok()?;
   let (m, exp) = text.split_once(' ')?;
   Some((m.to_string(), exp.parse().ok()?))
+}
+
+/// The member list's text: live `(member, expiry)` pairs and each one's last renewal.
+fn member_lines(text: &str, now: u64) -> (Vec<(String, u64)>, HashMap<String, u64>) {
+  let mut live = Vec::new();
+  let mut renewed = HashMap::new();
+  for (m, t) in text.lines().filter_map(|l| holder(l.as_bytes())) {
+    match m.strip_prefix('~') {
+      Some(name) => {
+        renewed.insert(name.to_string(), t);
+      }
+      None if t > now => live.push((m, t)),
+      None => {}
+    }
+  }
+  (live, renewed)
 }
 
 fn live(entry: &kv::Entry) -> bool {
@@ -144,19 +164,25 @@ impl JetStreamAdapter {
     for _ in 0..CAS_ATTEMPTS {
       let entry = self.entry(&key).await?;
       let now = now_ms();
-      let mut list: Vec<(String, u64)> = entry
+      let (mut list, mut renewed) = entry
         .as_ref()
         .filter(|e| live(e))
-        .map(|e| {
-          String::from_utf8_lossy(&e.value)
-            .lines()
-            .filter_map(|l| holder(l.as_bytes()))
-            .filter(|(_, exp)| *exp > now)
-            .collect()
-        })
+        .map(|e| member_lines(&String::from_utf8_lossy(&e.value), now))
         .unwrap_or_default();
+      let before: HashMap<String, u64> = list.iter().cloned().collect();
       change(&mut list);
-      let text: Vec<String> = list.iter().map(|(m, e)| format!("{m} {e}")).collect();
+      // A changed expiry is a renewal.
+      for (m, exp) in &list {
+        if before.get(m) != Some(exp) {
+          renewed.insert(m.clone(), now);
+        }
+      }
+      let mut text: Vec<String> = list.iter().map(|(m, e)| format!("{m} {e}")).collect();
+      text.extend(
+        list
+          .iter()
+          .filter_map(|(m, _)| renewed.get(m).map(|t| format!("~{m} {t}"))),
+      );
       if self
         .cas(&key, text.join("\n"), entry.map(|e| e.revision))
         .await?
@@ -206,6 +232,107 @@ impl GroupStore for JetStreamAdapter {
       .collect();
     names.sort();
     Ok(names)
+  }
+
+  async fn group_names(&self) -> Result<Vec<String>, AdapterError> {
+    let kv = self.bucket().await?;
+    let prefix = format!("{}start.", kv.prefix);
+    let info = kv
+      .stream
+      .clone()
+      .info_with_subjects(format!("{prefix}*"))
+      .await
+      .map_err(|e| self.kv_err("group list", e))?;
+    let mut names = Vec::new();
+    let mut subjects = info;
+    while let Some(next) = subjects.next().await {
+      let (subject, _) = next.map_err(|e| self.kv_err("group list", e))?;
+      if let Some(name) = subject.strip_prefix(&prefix) {
+        names.push(name.to_string());
+      }
+    }
+    names.sort();
+    Ok(names)
+  }
+
+  async fn member_list(&self, group: &str) -> Result<Vec<MemberSeen>, AdapterError> {
+    let Some(entry) = self.entry(&format!("members.{group}")).await?.filter(live) else {
+      return Ok(Vec::new());
+    };
+    let (list, renewed) = member_lines(&String::from_utf8_lossy(&entry.value), now_ms());
+    let mut out: Vec<MemberSeen> = list
+      .into_iter()
+      .map(|(name, expires_ms)| MemberSeen {
+        renewed_ms: renewed.get(&name).copied().unwrap_or(0),
+        name,
+        expires_ms,
+      })
+      .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+  }
+
+  async fn lease_holder(&self, group: &str, shard: u32) -> Result<Option<LeaseSeen>, AdapterError> {
+    let entry = self.entry(&format!("lease.{group}.{shard}")).await?;
+    Ok(
+      entry
+        .filter(live)
+        .and_then(|e| holder(&e.value))
+        .filter(|(_, until)| *until > now_ms())
+        .map(|(member, until_ms)| LeaseSeen { member, until_ms }),
+    )
+  }
+
+  async fn count_letters(&self, group: &str, tray: Tray) -> Result<u64, AdapterError> {
+    // Removed letters leave a marker under their key: count the keys whose last message
+    // is a letter.
+    let kv = self.bucket().await?;
+    let consumer = kv
+      .stream
+      .create_consumer(push::OrderedConfig {
+        deliver_subject: self.client.new_inbox(),
+        description: Some("ringbus letter count".into()),
+        filter_subject: format!("{}{}.{group}.>", kv.prefix, tray.name()),
+        deliver_policy: DeliverPolicy::LastPerSubject,
+        replay_policy: ReplayPolicy::Instant,
+        headers_only: true,
+        ..Default::default()
+      })
+      .await
+      .map_err(|e| self.kv_err("letter count", e))?;
+    if consumer.cached_info().num_pending == 0 {
+      return Ok(0);
+    }
+    let mut messages = consumer
+      .messages()
+      .await
+      .map_err(|e| self.kv_err("letter count", e))?;
+    let mut count = 0;
+    loop {
+      let next = tokio::time::timeout(self.config.request_timeout, messages.next()).await;
+      let message = match next {
+        Ok(Some(Ok(m))) => m,
+        Ok(Some(Err(e))) => return Err(self.kv_err("letter count", e)),
+        Ok(None) => break,
+        Err(_) => return Err(self.kv_err("letter count", "timed out")),
+      };
+      let removed = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("KV-Operation"))
+        .is_some();
+      if !removed {
+        count += 1;
+      }
+      let pending = message
+        .info()
+        .map_err(|e| self.kv_err("letter count", e))?
+        .pending;
+      if pending == 0 {
+        break;
+      }
+    }
+    Ok(count)
   }
 
   async fn lease(

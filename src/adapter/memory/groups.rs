@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use crate::adapter::group_store::{letter_id, GroupStore, Letter, LetterPage, Tray};
+use crate::adapter::group_store::{
+  letter_id, GroupStore, LeaseSeen, Letter, LetterPage, MemberSeen, Tray,
+};
 use crate::adapter::AdapterError;
 
 /// Live members by name (sorted, for ranks) and by expiry (oldest first, so that pruning
@@ -16,10 +18,15 @@ use crate::adapter::AdapterError;
 struct Members {
   by_name: BTreeMap<String, Instant>,
   by_expiry: BTreeSet<(Instant, String)>,
+  /// Wall-clock time of each member's last renewal (ms), for inspection.
+  renewed: HashMap<String, u64>,
 }
 
 impl Members {
   fn renew(&mut self, member: &str, until: Instant) {
+    self
+      .renewed
+      .insert(member.to_string(), crate::clock::now_ms());
     if let Some(old) = self.by_name.insert(member.to_string(), until) {
       self.by_expiry.remove(&(old, member.to_string()));
     }
@@ -27,6 +34,7 @@ impl Members {
   }
 
   fn remove(&mut self, member: &str) {
+    self.renewed.remove(member);
     if let Some(old) = self.by_name.remove(member) {
       self.by_expiry.remove(&(old, member.to_string()));
     }
@@ -39,6 +47,7 @@ impl Members {
       }
       if let Some((_, name)) = self.by_expiry.pop_first() {
         self.by_name.remove(&name);
+        self.renewed.remove(&name);
       }
     }
   }
@@ -65,6 +74,17 @@ impl MemoryGroups {
       groups: Mutex::new(HashMap::new()),
       counter: Mutex::new(0),
       max_letters: max_letters.max(1),
+    }
+  }
+
+  /// Wall-clock ms of a monotonic deadline.
+  fn wall(at: Instant) -> u64 {
+    let now = Instant::now();
+    let ms = crate::clock::now_ms();
+    if at >= now {
+      ms + (at - now).as_millis() as u64
+    } else {
+      ms.saturating_sub((now - at).as_millis() as u64)
     }
   }
 
@@ -217,6 +237,52 @@ impl GroupStore for MemoryGroups {
         letters,
         has_more,
       }
+    }))
+  }
+
+  async fn group_names(&self) -> Result<Vec<String>, AdapterError> {
+    let groups = self.groups.lock();
+    let mut names: Vec<String> = groups
+      .iter()
+      .filter(|(_, g)| g.start.is_some())
+      .map(|(n, _)| n.clone())
+      .collect();
+    names.sort();
+    Ok(names)
+  }
+
+  async fn member_list(&self, group: &str) -> Result<Vec<MemberSeen>, AdapterError> {
+    let now = Instant::now();
+    Ok(self.with(group, |g| {
+      g.members.prune(now);
+      g.members
+        .by_name
+        .iter()
+        .map(|(name, until)| MemberSeen {
+          name: name.clone(),
+          renewed_ms: g.members.renewed.get(name).copied().unwrap_or(0),
+          expires_ms: Self::wall(*until),
+        })
+        .collect()
+    }))
+  }
+
+  async fn lease_holder(&self, group: &str, shard: u32) -> Result<Option<LeaseSeen>, AdapterError> {
+    let now = Instant::now();
+    Ok(self.with(group, |g| {
+      g.leases
+        .get(&shard)
+        .filter(|(_, until)| *until > now)
+        .map(|(m, until)| LeaseSeen {
+          member: m.clone(),
+          until_ms: Self::wall(*until),
+        })
+    }))
+  }
+
+  async fn count_letters(&self, group: &str, tray: Tray) -> Result<u64, AdapterError> {
+    Ok(self.with(group, |g| {
+      g.trays.get(tray.name()).map_or(0, |t| t.len() as u64)
     }))
   }
 

@@ -4,10 +4,12 @@
 //! - `…:live`: sorted set, member → expiry (server time, ms);
 //! - `…:names`: the same members with score 0, so `ZRANK` gives a member's place in name
 //!   order without listing the group (each renewal costs O(log n), not O(n));
+//! - `…:seen`: hash, member → its last renewal (server time, ms), for inspection;
 //! - `…:lease:<shard>`: the holder's name, with PX;
 //! - `…:commit:<shard>`: the commit record, written only by the lease holder (one script);
 //! - `…:start`: the start record, set once;
-//! - `…:dead`, `…:back`: streams of letters (field `l`).
+//! - `…:dead`, `…:back`: streams of letters (field `l`);
+//! - `{<prefix>}:groups`: set of every group's name (a tag of its own), for listing.
 
 use std::time::Duration;
 
@@ -17,25 +19,41 @@ use redis::Value;
 use super::backlog;
 use super::decode::is_entry_id;
 use super::RedisAdapter;
-use crate::adapter::group_store::{GroupStore, Letter, LetterPage, Tray};
+use crate::adapter::group_store::{GroupStore, LeaseSeen, Letter, LetterPage, MemberSeen, Tray};
 use crate::adapter::AdapterError;
 
 /// Server time in ms, so that every member measures expiry on one clock.
 const NOW: &str = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) ";
 
-/// Drops expired members from both sets (KEYS[1] live, KEYS[2] names), in chunks that
-/// stay under Lua's limit on `unpack`.
+/// Drops expired members from both sets and the renewal hash (KEYS[1] live, KEYS[2]
+/// names, KEYS[3] seen), in chunks that stay under Lua's limit on `unpack`.
 const PRUNE: &str = "local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now) \
   for i = 1, #gone, 1000 do local j = math.min(i + 999, #gone) \
-  redis.call('ZREM', KEYS[1], unpack(gone, i, j)) redis.call('ZREM', KEYS[2], unpack(gone, i, j)) end ";
+  redis.call('ZREM', KEYS[1], unpack(gone, i, j)) redis.call('ZREM', KEYS[2], unpack(gone, i, j)) \
+  redis.call('HDEL', KEYS[3], unpack(gone, i, j)) end ";
 
 fn heartbeat_script() -> String {
   format!(
     "{NOW} {PRUNE} local ttl = tonumber(ARGV[2]) \
      redis.call('ZADD', KEYS[1], now + ttl, ARGV[1]) redis.call('ZADD', KEYS[2], 0, ARGV[1]) \
-     redis.call('PEXPIRE', KEYS[1], ttl * 10) redis.call('PEXPIRE', KEYS[2], ttl * 10) return 1"
+     redis.call('HSET', KEYS[3], ARGV[1], now) \
+     for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl * 10) end return 1"
   )
 }
+
+/// `[name, expiry, renewed, ...]` of every live member.
+fn member_list_script() -> String {
+  format!(
+    "{NOW} {PRUNE} local out = {{}} local live = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES') \
+     for i = 1, #live, 2 do table.insert(out, live[i]) table.insert(out, live[i + 1]) \
+     table.insert(out, redis.call('HGET', KEYS[3], live[i]) or '0') end return out"
+  )
+}
+
+/// `[holder, until]` of a lease (server time), or nothing when it is free.
+const LEASE_HOLDER: &str = "local h = redis.call('GET', KEYS[1]) if not h then return {} end \
+  local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) \
+  return {h, tostring(now + math.max(redis.call('PTTL', KEYS[1]), 0))}";
 
 fn members_script() -> String {
   format!("{NOW} {PRUNE} return redis.call('ZRANGE', KEYS[2], 0, -1)")
@@ -49,8 +67,8 @@ fn rank_script() -> String {
   )
 }
 
-const LEAVE: &str =
-  "redis.call('ZREM', KEYS[1], ARGV[1]) redis.call('ZREM', KEYS[2], ARGV[1]) return 1";
+const LEAVE: &str = "redis.call('ZREM', KEYS[1], ARGV[1]) redis.call('ZREM', KEYS[2], ARGV[1]) \
+  redis.call('HDEL', KEYS[3], ARGV[1]) return 1";
 
 const LEASE: &str = "local h = redis.call('GET', KEYS[1]) \
   if (not h) or h == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end return 0";
@@ -125,11 +143,17 @@ impl RedisAdapter {
     format!("{}:{rest}", tag(&self.config.key_prefix, group))
   }
 
-  fn member_keys(&self, group: &str) -> [String; 2] {
+  fn member_keys(&self, group: &str) -> [String; 3] {
     [
       self.group_key(group, "live"),
       self.group_key(group, "names"),
+      self.group_key(group, "seen"),
     ]
+  }
+
+  /// The set listing every group's name.
+  fn groups_key(&self) -> String {
+    format!("{{{}}}:groups", self.config.key_prefix)
   }
 
   async fn group_query(&self, cmd: &redis::Cmd, what: &str) -> Result<Value, AdapterError> {
@@ -237,7 +261,73 @@ impl GroupStore for RedisAdapter {
       &[proposal.to_string()],
     );
     let reply = self.group_query(&cmd, "group start record").await?;
+    // Another slot on a cluster, so not in the script: listed at every join, so a group
+    // created before the list existed appears once a member joins again.
+    let mut add = redis::cmd("SADD");
+    add.arg(self.groups_key()).arg(group);
+    self.group_query(&add, "group list (SADD)").await?;
     Ok(text(&reply).unwrap_or_else(|| proposal.to_string()))
+  }
+
+  async fn group_names(&self) -> Result<Vec<String>, AdapterError> {
+    let mut cmd = redis::cmd("SMEMBERS");
+    cmd.arg(self.groups_key());
+    let mut names: Vec<String> = match self.group_query(&cmd, "group list (SMEMBERS)").await? {
+      Value::Array(items) => items.iter().filter_map(text).collect(),
+      Value::Set(items) => items.iter().filter_map(text).collect(),
+      _ => Vec::new(),
+    };
+    names.sort();
+    Ok(names)
+  }
+
+  async fn member_list(&self, group: &str) -> Result<Vec<MemberSeen>, AdapterError> {
+    let cmd = eval(&member_list_script(), &self.member_keys(group), &[]);
+    let Value::Array(items) = self.group_query(&cmd, "group members").await? else {
+      return Ok(Vec::new());
+    };
+    let number = |v: &Value| -> u64 {
+      match v {
+        Value::Int(n) => *n as u64,
+        other => text(other)
+          .and_then(|t| t.parse::<f64>().ok())
+          .map_or(0, |f| f as u64),
+      }
+    };
+    let mut out: Vec<MemberSeen> = items
+      .chunks(3)
+      .filter(|c| c.len() == 3)
+      .filter_map(|c| {
+        Some(MemberSeen {
+          name: text(&c[0])?,
+          expires_ms: number(&c[1]),
+          renewed_ms: number(&c[2]),
+        })
+      })
+      .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+  }
+
+  async fn lease_holder(&self, group: &str, shard: u32) -> Result<Option<LeaseSeen>, AdapterError> {
+    let cmd = eval(
+      LEASE_HOLDER,
+      &[self.group_key(group, &format!("lease:{shard}"))],
+      &[],
+    );
+    Ok(match self.group_query(&cmd, "lease read").await? {
+      Value::Array(v) if v.len() == 2 => Some(LeaseSeen {
+        member: text(&v[0]).unwrap_or_default(),
+        until_ms: text(&v[1]).and_then(|t| t.parse().ok()).unwrap_or(0),
+      }),
+      _ => None,
+    })
+  }
+
+  async fn count_letters(&self, group: &str, tray: Tray) -> Result<u64, AdapterError> {
+    let mut cmd = redis::cmd("XLEN");
+    cmd.arg(self.group_key(group, tray.name()));
+    Ok(int(&self.group_query(&cmd, "letter count (XLEN)").await?).max(0) as u64)
   }
 
   async fn put_letters(

@@ -4,7 +4,64 @@
 
 use super::*;
 
+/// Entries one count step walks: one script call holds the server this long at most.
+const COUNT_STEP: usize = 10_000;
+
+/// KEYS[1]: a shard's stream; ARGV[1]: where to start (XRANGE syntax), ARGV[2]: the step.
+/// Returns {entries seen, the last one's id}: the entries stay in the server.
+const COUNT_SCRIPT: &str =
+  "local r = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2]) \
+  if #r == 0 then return {0, ''} end return {#r, r[#r][1]}";
+
 impl RedisAdapter {
+  /// How many entries follow `after` on `shard`: from the stream's numbering where it
+  /// tells (Redis 7), else counted in steps inside the server.
+  pub(super) async fn count_entries_after(
+    &self,
+    shard: u32,
+    after: Option<&str>,
+  ) -> Result<u64, AdapterError> {
+    use crate::adapter::group_store::GroupStore;
+    let positions = [(shard, after.map(str::to_string))];
+    if let Some(Some(n)) = self.backlog(&positions).await.first() {
+      return Ok(*n);
+    }
+    let key = stream_key(&self.config.key_prefix, shard);
+    let mut from = match after {
+      Some(a) => format!("({a}"),
+      None => "-".to_string(),
+    };
+    let mut total = 0u64;
+    loop {
+      let mut cmd = redis::cmd("EVAL");
+      cmd
+        .arg(COUNT_SCRIPT)
+        .arg(1)
+        .arg(&key)
+        .arg(&from)
+        .arg(COUNT_STEP);
+      let reply = self.query(&cmd, "entry count (XRANGE)").await?;
+      let (n, last) = match &reply {
+        Value::Array(v) if v.len() == 2 => (
+          match v[0] {
+            Value::Int(n) => n.max(0) as u64,
+            _ => 0,
+          },
+          match &v[1] {
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+          },
+        ),
+        _ => (0, String::new()),
+      };
+      total += n;
+      if (n as usize) < COUNT_STEP || last.is_empty() {
+        return Ok(total);
+      }
+      from = format!("({last}");
+    }
+  }
+
   pub(super) async fn shard_info_of(&self, shards: &[u32]) -> Result<Vec<ShardInfo>, AdapterError> {
     let mut out = Vec::with_capacity(shards.len());
     for &shard in shards {

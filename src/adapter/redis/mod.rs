@@ -407,6 +407,14 @@ impl Adapter for RedisAdapter {
     self.positions_at_time(shards, time_ms).await
   }
 
+  async fn count_after(
+    &self,
+    shard: u32,
+    after: Option<&str>,
+  ) -> Result<Option<u64>, AdapterError> {
+    self.count_entries_after(shard, after).await.map(Some)
+  }
+
   async fn wait_for_data(&self, shards: &[u32], after: &Positions, max_wait: Duration) {
     let started = tokio::time::Instant::now();
     let block = max_wait.min(MAX_BLOCK);
