@@ -60,6 +60,38 @@ export declare class Consumer<T = unknown> {
  */
 export declare class EventBus<T = unknown> {
   /**
+   * Every consumer group the store holds, with its lag, members, in flight and dead
+   * letters, sorted by name. Reads the store only. Throws `ERR_ADAPTER`, `ERR_TIMEOUT` or
+   * `ERR_SHUT_DOWN`; `ERR_INVALID_CONFIG` on a store without groups (noop).
+   */
+  groups(): Promise<GroupSummary[]>
+  /**
+   * One consumer group: its live members and their last renewal; per shard the owner,
+   * lease expiry, committed position, lag and lag age; in flight and letters. Reads the
+   * store only. `ERR_INVALID_CONFIG` when the store has no group of that name.
+   */
+  group(group: string): Promise<GroupInfo>
+  /**
+   * Moves every shard of `group` to `to` (`'earliest'`, `'latest'`, `{ time }` or a
+   * cursor): the group's next members deliver from there. Refused with
+   * `ERR_INVALID_CONFIG`, naming them, while any member is live or holds a lease; with
+   * `dryRun` it changes nothing and says what would move.
+   */
+  resetGroup(group: string, options: ResetGroupOptions): Promise<GroupReset>
+  /**
+   * Removes dead letters for good: by `letterIds`, by a `filter` on their events, or
+   * (neither given) all of them. Resolves with how many were removed (with `dryRun`:
+   * would be).
+   */
+  purgeDeadLetters(group: string, options?: PurgeDeadLettersOptions): Promise<number>
+  /**
+   * Puts dead letters back into `group`: the member owning each one's shard delivers it
+   * again, counting from 1. Takes the letters (from `deadLetters()`, or their
+   * `letterId`s), or `{ filter, limit, dryRun }` to move every matching letter, oldest
+   * first. Resolves with how many were found and moved (with `dryRun`: would be).
+   */
+  redeliver(group: string, letters: Array<DeadLetter<unknown> | string> | RedeliverOptions): Promise<number>
+  /**
    * Creates a bus with an in-process adapter (`memory`, the default, or `noop`).
    * Network adapters connect asynchronously: use `EventBus.create()` for them.
    * Throws `ERR_INVALID_CONFIG` naming the offending option.
@@ -127,12 +159,6 @@ export declare class EventBus<T = unknown> {
    * Each carries `reason`, `deliveries`, `deadLetteredAt` and `letterId`.
    */
   deadLetters(group: string, options?: DeadLettersOptions | undefined | null): Promise<DeadLetterPage<T>>
-  /**
-   * Puts dead letters back into `group` (letters from `deadLetters()`, or their
-   * `letterId`s): the member owning each one's shard delivers it again, counting from 1.
-   * Resolves with how many were found and moved.
-   */
-  redeliver(group: string, letters: Array<DeadLetter<unknown> | string>): Promise<number>
   /** Bus-wide counters as plain numbers; `ingested == stored + dropped + pending` holds. */
   stats(): BusStats
   /** Per-shard state and counters, sorted by shard id. */
@@ -545,6 +571,75 @@ export interface GroupEvent<T = unknown> {
   json: () => T
 }
 
+/** `bus.group(name)`. */
+export interface GroupInfo {
+  group: string
+  /** Live members, sorted by name. */
+  members: Array<GroupMember>
+  /** Every shard the store holds, sorted by id. */
+  shards: Array<GroupShard>
+  lag: number
+  lagAgeMs?: number
+  inFlight: number
+  redelivered: number
+  deadLetters: number
+  /** Letters put back by `redeliver()` and not delivered again yet. */
+  returned: number
+}
+
+/** A live member of a group. */
+export interface GroupMember {
+  name: string
+  /** Its last renewal (every `leaseMs / 3`), ms since the epoch. */
+  renewedAt: number
+  /** When it stops counting as live without another renewal, ms since the epoch. */
+  expiresAt: number
+}
+
+/** What `bus.resetGroup()` changed, or with `dryRun` would change. */
+export interface GroupReset {
+  group: string
+  dryRun: boolean
+  shards: Array<ResetShardPlan>
+}
+
+/** One shard of a group. */
+export interface GroupShard {
+  id: number
+  /** The member holding the shard's lease; absent when none does. */
+  owner?: string
+  /** When that lease ends without renewal, ms since the epoch. */
+  leaseUntil?: number
+  /**
+   * The store position everything up to is acked (a Redis entry id, a JetStream
+   * sequence, a memory offset); absent: the shard's start.
+   */
+  committed?: string
+  lag: number
+  lagAgeMs?: number
+  inFlight: number
+  redelivered: number
+}
+
+/** One row of `bus.groups()`. */
+export interface GroupSummary {
+  group: string
+  /** Live members. */
+  members: number
+  /**
+   * Events stored and not yet acked by the group, over every shard (within what the
+   * store still holds after trimming).
+   */
+  lag: number
+  /** How long ago the oldest of them was ingested, in ms; absent with no lag. */
+  lagAgeMs?: number
+  /** Delivered and not yet acked, as of the members' last commit (every few hundred ms). */
+  inFlight: number
+  /** Of those, delivered more than once. */
+  redelivered: number
+  deadLetters: number
+}
+
 /** Options of `ingest` and `ingestBatch`. */
 export interface IngestOptions {
   /**
@@ -634,6 +729,56 @@ export interface PollResult<T = unknown> {
    * empty and still have more).
    */
   hasMore: boolean
+}
+
+/**
+ * Which dead letters `bus.purgeDeadLetters()` removes. With neither `letterIds` nor
+ * `filter`, every one; with both, those that pass each.
+ */
+export interface PurgeDeadLettersOptions {
+  /** Letters by `letterId` (unknown ids are ignored). */
+  letterIds?: Array<string>
+  /** Letters whose event matches this filter (the filter language of `poll`). */
+  filter?: Record<string, unknown>
+  /** Only count them; remove nothing. Default: false. */
+  dryRun?: boolean
+}
+
+/** The bulk form of `bus.redeliver()`: dead letters chosen by a filter, oldest first. */
+export interface RedeliverOptions {
+  /**
+   * Letters whose event matches this filter (the filter language of `poll`). Default:
+   * every letter.
+   */
+  filter?: Record<string, unknown>
+  /** Most letters moved. Default: no limit. */
+  limit?: number
+  /** Only count them; move nothing. Default: false. */
+  dryRun?: boolean
+}
+
+/** Options of `bus.resetGroup()`. */
+export interface ResetGroupOptions {
+  /**
+   * Where every shard of the group goes: `'earliest'`, `'latest'`, `{ time }` (a `Date`
+   * or ms since the epoch: the first event stored then) or a cursor from `poll()`.
+   * Required.
+   */
+  to?: 'earliest' | 'latest' | { time: Date | number } | string
+  /** Only say what would move; change nothing. Default: false. */
+  dryRun?: boolean
+}
+
+/** One shard of `bus.resetGroup()`. */
+export interface ResetShardPlan {
+  id: number
+  /** The committed position before (absent: the shard's start). */
+  from?: string
+  /** The committed position after (absent: the shard's start). */
+  to?: string
+  /** Events the group had left on the shard before, and has after. */
+  lagBefore: number
+  lagAfter: number
 }
 
 /** Shard-count bounds and the optional scaling policy. */

@@ -22,6 +22,7 @@ use crate::napi::scope::{self as napi_scope, Scope};
 use crate::napi::subscription::Subscription;
 use crate::napi::worker::Worker;
 
+mod admin;
 mod args;
 
 use self::args::*;
@@ -324,38 +325,6 @@ impl EventBus {
           has_more: page.has_more,
         })
       },
-    )
-  }
-
-  /// Puts dead letters back into `group` (letters from `deadLetters()`, or their
-  /// `letterId`s): the member owning each one's shard delivers it again, counting from 1.
-  /// Resolves with how many were found and moved.
-  #[napi(ts_args_type = "group: string, letters: Array<DeadLetter<unknown> | string>")]
-  pub fn redeliver<'env>(
-    &self,
-    env: &'env Env,
-    group: Unknown<'env>,
-    letters: Unknown<'env>,
-  ) -> Result<PromiseRaw<'env, u32>> {
-    let request = group_arg(&group, "redeliver()").and_then(|group| {
-      // SAFETY: `letters` is a value of this call; the conversion checks that it is an array.
-      let list = unsafe { Vec::<Unknown>::from_napi_value(env.raw(), letters.raw()) }.map_err(|_| {
-        BusError::config("redeliver() takes an array of dead letters from deadLetters() or their letterId strings")
-      })?;
-      let ids = list
-        .iter()
-        .map(|v| letter_id(env, v))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-      Ok((group, ids))
-    });
-    let bus = self.bus.clone();
-    spawn(
-      env,
-      async move {
-        let (group, ids) = request?;
-        Ok(bus.redeliver(&group, &ids).await? as u32)
-      },
-      |_, n| Ok(n),
     )
   }
 

@@ -14,8 +14,10 @@ use crate::group::worker::{Taken, WorkerStats as EngineWorkerStats};
 use crate::napi::scope::{JsValue, Scope};
 use crate::shard::CounterSnapshot;
 
+mod groups;
 mod stats;
 
+pub use self::groups::*;
 pub use self::stats::*;
 
 // The objects `poll` and `subscribe` return are built by `EventList`/`EventValue`; this

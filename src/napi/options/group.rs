@@ -110,3 +110,47 @@ pub struct DeadLettersOptions {
   /// Where the previous page ended.
   pub cursor: Option<String>,
 }
+
+/// Options of `bus.resetGroup()`.
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResetGroupOptions {
+  /// Where every shard of the group goes: `'earliest'`, `'latest'`, `{ time }` (a `Date`
+  /// or ms since the epoch: the first event stored then) or a cursor from `poll()`.
+  /// Required.
+  #[napi(ts_type = "'earliest' | 'latest' | { time: Date | number } | string")]
+  pub to: Option<serde_json::Value>,
+  /// Only say what would move; change nothing. Default: false.
+  pub dry_run: Option<bool>,
+}
+
+/// Which dead letters `bus.purgeDeadLetters()` removes. With neither `letterIds` nor
+/// `filter`, every one; with both, those that pass each.
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PurgeDeadLettersOptions {
+  /// Letters by `letterId` (unknown ids are ignored).
+  pub letter_ids: Option<Vec<String>>,
+  /// Letters whose event matches this filter (the filter language of `poll`).
+  #[napi(ts_type = "Record<string, unknown>")]
+  pub filter: Option<serde_json::Value>,
+  /// Only count them; remove nothing. Default: false.
+  pub dry_run: Option<bool>,
+}
+
+/// The bulk form of `bus.redeliver()`: dead letters chosen by a filter, oldest first.
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedeliverOptions {
+  /// Letters whose event matches this filter (the filter language of `poll`). Default:
+  /// every letter.
+  #[napi(ts_type = "Record<string, unknown>")]
+  pub filter: Option<serde_json::Value>,
+  /// Most letters moved. Default: no limit.
+  pub limit: Option<u32>,
+  /// Only count them; move nothing. Default: false.
+  pub dry_run: Option<bool>,
+}

@@ -18,7 +18,10 @@ mod adapter;
 mod group;
 mod read;
 
-pub use self::group::{process_options, ConsumerOptions, DeadLettersOptions};
+pub use self::group::{
+  process_options, ConsumerOptions, DeadLettersOptions, PurgeDeadLettersOptions, RedeliverOptions,
+  ResetGroupOptions,
+};
 pub use self::read::{PollRequest, SubscribeOptions};
 
 /// What `ingest` does when the target shard's ring is full.
