@@ -240,7 +240,12 @@ export type AdapterOptions =
     duplicateWindowMs?: number; /** Limit on connecting at `create()`. Default: 5000. */
     connectTimeoutMs?: number; /** Limit on each JetStream request and publish acknowledgement. Default: 5000. */
     requestTimeoutMs?: number; /** Unacknowledged publishes per shard at any time (1–65536). Default: 1024. */
-  maxInFlight?: number }
+    maxInFlight?: number; /**
+     * Create the stream when it is missing and check that its settings match these
+     * options. `false`: use an existing stream as it is, whatever its settings (missing:
+     * `ERR_INVALID_CONFIG`); what the `ringbus` command does. Default: true.
+     */
+  create?: boolean }
   | { type: 'redis'; /**
      * One server: `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS.
      * Give `url` or `nodes`.
@@ -482,6 +487,11 @@ export interface DeadLettersOptions {
   limit?: number
   /** Where the previous page ended. */
   cursor?: string
+  /**
+   * Only letters whose event matches this filter (the filter language of `poll`); the
+   * page's cursor goes on from the last letter examined. Default: every letter.
+   */
+  filter?: Record<string, unknown>
 }
 
 /**

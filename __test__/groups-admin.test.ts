@@ -172,6 +172,13 @@ describe.each(['memory', 'jetstream', 'redis'])('%s: operating a group', (kind) 
     const rest = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].filter((i) => !firstTwoOdd.includes(i))
     expect(letters.map(num).sort((a, b) => a - b)).toEqual(rest)
 
+    // A filtered page, and paging on past the letters it left out.
+    const oddPage = await bus.deadLetters('dl', { filter: { odd: true }, limit: 1 })
+    expect(oddPage.events.length).toBe(1)
+    expect(num(oddPage.events[0]) % 2).toBe(1)
+    const oddRest = await bus.deadLetters('dl', { filter: { odd: true }, limit: 100, cursor: oddPage.cursor })
+    expect([...oddPage.events, ...oddRest.events].map(num).sort((a, b) => a - b)).toEqual(rest.filter((i) => i % 2 === 1))
+    expect(oddRest.hasMore).toBe(false)
     const zero = letters.find((l) => (JSON.parse(l.raw) as { i: number }).i === 0)!
     expect(await bus.purgeDeadLetters('dl', { letterIds: [zero.letterId, 'no-such'] })).toBe(1)
     expect(await bus.purgeDeadLetters('dl', { filter: { odd: false }, dryRun: true })).toBe(4)

@@ -37,7 +37,7 @@ cd "$app"
 npm_install "$main_tgz" "$platform_tgz" "jest@$jest_v" "typescript@$ts_v" "@types/node@$types_node_v"
 # The package holds what a service needs and nothing else.
 files=$(cd node_modules/ringbus && find . -type f | sort | tr '\n' ' ')
-expected="./README.md ./index.d.ts ./index.js ./main.js ./main.mjs ./package.json "
+expected="./README.md ./bin/ringbus.js ./cli/commands/check.js ./cli/commands/dlq.js ./cli/commands/groups.js ./cli/commands/info.js ./cli/commands/tail.js ./cli/connect.js ./cli/errors.js ./cli/main.js ./cli/output.js ./cli/records.js ./cli/times.js ./index.d.ts ./index.js ./main.js ./main.mjs ./package.json "
 if [ "$files" != "$expected" ]; then
   echo "unexpected files in the package: $files (expected $expected)" >&2
   exit 1
@@ -53,6 +53,41 @@ echo "--- jest (must exit on its own)"
 PATH=$clean_path npx jest --ci 2>&1 | tee jest.log
 if grep -qi "open handle\|did not exit\|--detectOpenHandles" jest.log; then
   echo "Jest reported open handles or did not exit on its own" >&2
+  exit 1
+fi
+
+echo "--- the ringbus command, as installed (against the CI servers)"
+PATH=$clean_path npx ringbus --help | grep -q "Usage: ringbus"
+nats_url="${RINGBUS_NATS_URL:-nats://127.0.0.1:4222}"
+redis_url="${RINGBUS_REDIS_URL:-redis://127.0.0.1:6379}"
+prefix="cleanroom$$"
+PATH=$clean_path RINGBUS_REDIS_URL=$redis_url RINGBUS_CLEAN_PREFIX=$prefix node seed-group.cjs
+PATH=$clean_path npx ringbus --url "$redis_url?prefix=$prefix" --json groups | tee groups.ndjson
+node -e '
+  const rows = require("fs").readFileSync("groups.ndjson", "utf8").trim().split("\n").map(JSON.parse)
+  if (rows.length !== 1 || rows[0].group !== "cleanroom" || rows[0].lag !== 5) {
+    console.error("ringbus groups from the installed package said", rows)
+    process.exit(1)
+  }
+'
+set +e
+PATH=$clean_path npx ringbus --url "$redis_url?prefix=$prefix" check --max-lag 1 --format nagios
+status=$?
+set -e
+if [ "$status" != 1 ]; then
+  echo "ringbus check should exit 1 past --max-lag, exited $status" >&2
+  exit 1
+fi
+PATH=$clean_path npx ringbus --url "$redis_url?prefix=$prefix" --json dlq purge cleanroom --yes | grep -q '"count":0'
+if command -v redis-cli >/dev/null; then
+  redis-cli -u "$redis_url" --scan --pattern "*$prefix*" | xargs -r redis-cli -u "$redis_url" del >/dev/null
+fi
+set +e
+PATH=$clean_path npx ringbus info --url "nats://${nats_url#nats://}/no-such-stream-$prefix" 2>err.txt
+status=$?
+set -e
+if [ "$status" != 2 ] || ! grep -q "ERR_INVALID_CONFIG" err.txt; then
+  echo "ringbus info on a missing stream should exit 2 with ERR_INVALID_CONFIG (exit $status): $(cat err.txt)" >&2
   exit 1
 fi
 

@@ -44,7 +44,7 @@ run(napi, ['artifacts', '--config-path', hostConfig, '--output-dir', root, '--np
 // The main package: what `files` lists, and a package.json for installing, not developing.
 const mainStage = path.join(stage, 'main')
 fs.mkdirSync(mainStage)
-for (const f of pkg.files) fs.copyFileSync(path.join(root, f), path.join(mainStage, f))
+for (const f of pkg.files) fs.cpSync(path.join(root, f), path.join(mainStage, f), { recursive: true })
 const platformPackages = fs.readdirSync(path.join(root, 'npm')).map((d) => readJson(path.join(root, 'npm', d, 'package.json')).name)
 const published = { ...pkg }
 delete published.scripts // `prepare` would build from source on install

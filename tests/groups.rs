@@ -206,7 +206,7 @@ async fn unacked_events_come_back_and_end_as_dead_letters() {
   // Both now reach maxDeliveries without an ack: dead letters, in order.
   let deadline = Instant::now() + Duration::from_secs(5);
   loop {
-    let page = bus.dead_letters("dl", None, 10).await.unwrap();
+    let page = bus.dead_letters("dl", None, 10, None).await.unwrap();
     if page.letters.len() == 2 {
       let ns: Vec<u64> = page
         .letters
@@ -241,7 +241,7 @@ async fn unacked_events_come_back_and_end_as_dead_letters() {
     (s.dead_lettered, s.acked, s.nacked, s.in_flight),
     (2, 2, 1, 0)
   );
-  let page = bus.dead_letters("dl", None, 10).await.unwrap();
+  let page = bus.dead_letters("dl", None, 10, None).await.unwrap();
   assert_eq!(page.letters.len(), 1);
   m.close().await;
   bus.shutdown().await;
@@ -352,7 +352,7 @@ async fn process_retries_failures_before_the_key_moves_on() {
   let s = w.stats();
   assert_eq!(s.handled, 599);
   assert_eq!(s.member.dead_lettered, 1);
-  let page = bus.dead_letters("work", None, 10).await.unwrap();
+  let page = bus.dead_letters("work", None, 10, None).await.unwrap();
   assert_eq!(page.letters.len(), 1);
   assert_eq!(page.letters[0].deliveries, 3);
   assert!(

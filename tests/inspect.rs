@@ -182,7 +182,7 @@ async fn bulk_redrive_and_purge_act_on_exactly_the_selected_letters() {
   for d in &back {
     assert!(m.ack(d.event.shard, &d.event.id));
   }
-  let first = bus.dead_letters("dl", None, 1).await.unwrap().letters[0]
+  let first = bus.dead_letters("dl", None, 1, None).await.unwrap().letters[0]
     .id
     .clone();
   let by_id = Selection {

@@ -94,12 +94,13 @@ impl Bus {
     group: &str,
     after: Option<&str>,
     limit: usize,
+    filter: Option<&Filter>,
   ) -> Result<LetterPage> {
     crate::group::letters::check_page(group, after)?;
     if !self.is_running() {
       return Err(BusError::shut_down());
     }
-    crate::group::letters::dead_letters(self.group_store()?, group, after, limit).await
+    crate::group::letters::dead_letters(self.group_store()?, group, after, limit, filter).await
   }
 
   /// Moves dead letters (by letter id) back into `group`: the member that owns each one's

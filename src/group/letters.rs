@@ -93,14 +93,43 @@ pub fn check_page(group: &str, after: Option<&str>) -> Result<()> {
   Ok(())
 }
 
-/// A page of `group`'s dead letters, oldest first.
+/// A page of `group`'s dead letters, oldest first; with `filter`, only those whose event
+/// matches (the page's cursor then follows the last letter examined, so paging goes on
+/// past the ones left out).
 pub async fn dead_letters(
   store: &dyn GroupStore,
   group: &str,
   after: Option<&str>,
   limit: usize,
+  filter: Option<&Filter>,
 ) -> Result<LetterPage> {
-  Ok(store.letters(group, Tray::Dead, after, limit).await?)
+  let Some(filter) = filter else {
+    return Ok(store.letters(group, Tray::Dead, after, limit).await?);
+  };
+  let mut out = LetterPage::default();
+  let mut after = after.map(str::to_string);
+  loop {
+    let page = store
+      .letters(group, Tray::Dead, after.as_deref(), SCAN_PAGE)
+      .await?;
+    for l in page.letters {
+      if out.letters.len() == limit {
+        out.has_more = true;
+        return Ok(out);
+      }
+      out.next = Some(l.id.clone());
+      if filter.matches_event(&l.event) {
+        out.letters.push(l);
+      }
+    }
+    if !page.has_more || page.next.is_none() {
+      // Unreadable letters at the end still move the cursor on.
+      out.next = page.next.or(out.next);
+      return Ok(out);
+    }
+    after = page.next;
+    out.next = after.clone();
+  }
 }
 
 /// Moves dead letters (by letter id) to the returned tray, where the member owning each

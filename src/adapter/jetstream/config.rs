@@ -104,6 +104,9 @@ pub struct JetStreamConfig {
   pub connect_timeout: Duration,
   pub request_timeout: Duration,
   pub max_in_flight: usize,
+  /// Create the stream when missing and check its settings; false: use the stream as it
+  /// is (an operator's tool attaching to a stream made elsewhere).
+  pub create: bool,
 }
 
 /// The `adapter` option of `type: 'jetstream'` as given. Its typings and documented
@@ -129,6 +132,7 @@ pub struct JetStreamOptions {
   connect_timeout_ms: Option<u32>,
   request_timeout_ms: Option<u32>,
   max_in_flight: Option<u32>,
+  create: Option<bool>,
 }
 
 impl JetStreamOptions {
@@ -173,6 +177,7 @@ impl JetStreamOptions {
     if let Some(n) = self.max_in_flight {
       c.max_in_flight = n as usize;
     }
+    c.create = self.create.unwrap_or(true);
     Ok(c)
   }
 }
@@ -193,6 +198,7 @@ impl JetStreamConfig {
       connect_timeout: Duration::from_secs(5),
       request_timeout: Duration::from_secs(5),
       max_in_flight: 1024,
+      create: true,
     }
   }
 

@@ -99,6 +99,9 @@ impl JetStreamAdapter {
   }
 
   pub(super) async fn ensure_stream(&self) -> Result<(), BusError> {
+    if !self.config.create {
+      return self.existing_stream().await;
+    }
     let want = wanted_stream(&self.config);
     let err = match self.js.create_stream(want.clone()).await {
       // Creating with an identical configuration succeeds on an existing stream.
@@ -140,6 +143,28 @@ impl JetStreamAdapter {
       _ => Err(BusError::new(
         Code::Adapter,
         self.scrub(format!("could not create stream {}: {err}; check the stream options and the account's JetStream limits", want.name)),
+      )),
+    }
+  }
+}
+
+impl JetStreamAdapter {
+  /// With `create: false`: the stream must exist; its settings are whatever they are.
+  async fn existing_stream(&self) -> Result<(), BusError> {
+    let name = &self.config.stream;
+    match self.js.get_stream(name).await {
+      Ok(_) => Ok(()),
+      Err(e)
+        if matches!(e.kind(), async_nats::jetstream::context::GetStreamErrorKind::JetStream(js)
+          if js.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+      {
+        Err(BusError::config(format!(
+          "stream '{name}' does not exist on this server (adapter.create is false, so it is not created); check the name (`nats stream ls` lists them)"
+        )))
+      }
+      Err(e) => Err(BusError::new(
+        Code::Adapter,
+        self.scrub(format!("could not read stream {name}: {e}")),
       )),
     }
   }

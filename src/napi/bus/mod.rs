@@ -316,7 +316,10 @@ impl EventBus {
       async move {
         let (group, o) = request?;
         let limit = poll::check_limit(o.limit)?;
-        bus.dead_letters(&group, o.cursor.as_deref(), limit).await
+        let filter = o.filter.as_ref().map(Filter::parse).transpose()?;
+        bus
+          .dead_letters(&group, o.cursor.as_deref(), limit, filter.as_ref())
+          .await
       },
       |_, page| {
         Ok(DeadLetterPage {

@@ -57,6 +57,10 @@ pub enum AdapterOptions {
     request_timeout_ms: Option<u32>,
     /// Unacknowledged publishes per shard at any time (1–65536). Default: 1024.
     max_in_flight: Option<u32>,
+    /// Create the stream when it is missing and check that its settings match these
+    /// options. `false`: use an existing stream as it is, whatever its settings (missing:
+    /// `ERR_INVALID_CONFIG`); what the `ringbus` command does. Default: true.
+    create: Option<bool>,
   },
   /// Redis Streams: one stream per shard, key `{<keyPrefix>:<shardId>}`. Writes are
   /// idempotent (a retried event is stored once). Works with Redis Cluster. Needs

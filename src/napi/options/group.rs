@@ -109,6 +109,10 @@ pub struct DeadLettersOptions {
   pub limit: Option<u32>,
   /// Where the previous page ended.
   pub cursor: Option<String>,
+  /// Only letters whose event matches this filter (the filter language of `poll`); the
+  /// page's cursor goes on from the last letter examined. Default: every letter.
+  #[napi(ts_type = "Record<string, unknown>")]
+  pub filter: Option<serde_json::Value>,
 }
 
 /// Options of `bus.resetGroup()`.
