@@ -208,7 +208,7 @@ describe.each(['jetstream', 'redis'])('%s: the ringbus command', (kind) => {
     await until(async () => (await cli(['check', '--max-lag', '100'], env())).code === 0, 20_000)
     const ok = await cli(['check', '--max-lag', '100', '--max-dead', '0', '--format', 'nagios'], env())
     expect(ok.code).toBe(0)
-    expect(ok.stdout).toMatch(/^RINGBUS OK - 1 groups within limits \| 'billing_lag'=0;100/)
+    expect(ok.stdout).toMatch(/^RINGBUS OK - 1 group within limits \| 'billing_lag'=0;100/)
     const prom = await cli(['check', '--max-lag', '100', '--format', 'prometheus'], env())
     expect(prom.stdout).toContain('ringbus_check_group_lag{group="billing"} 0\n')
     expect(prom.stdout).toContain('ringbus_check_ok 1\n')

@@ -31,7 +31,7 @@ function prometheus(out, results, ok) {
 
 function nagios(out, results, ok, limits) {
   const bad = results.filter((r) => r.breaches.length > 0)
-  const summary = ok ? `${results.length} groups within limits` : bad.map((r) => `${r.group}: ${r.breaches.join(', ')}`).join('; ')
+  const summary = ok ? `${results.length} group${results.length === 1 ? '' : 's'} within limits` : bad.map((r) => `${r.group}: ${r.breaches.join(', ')}`).join('; ')
   const perf = results
     .map((r) => `'${r.group}_lag'=${r.lag};${limits.maxLag ?? ''} '${r.group}_lag_age'=${((r.lagAgeMs ?? 0) / 1000).toFixed(3)}s;${limits.maxLagAgeMs !== undefined ? limits.maxLagAgeMs / 1000 : ''} '${r.group}_dead'=${r.deadLetters};${limits.maxDead ?? ''}`)
     .join(' ')
@@ -56,7 +56,7 @@ async function check(bus, out, { groups: names, format, ...limits }) {
   else if (fmt === 'nagios') nagios(out, results, ok, limits)
   else {
     for (const r of results) out.line(`${r.breaches.length ? 'BREACH' : 'OK'}  ${r.group}  lag ${r.lag}  dead ${r.deadLetters}${r.breaches.length ? `  (${r.breaches.join(', ')})` : ''}`)
-    out.line(ok ? `ok: ${results.length} groups within limits` : `breach: ${results.filter((r) => r.breaches.length).length} of ${results.length} groups past a limit`)
+    out.line(ok ? `ok: ${results.length} group${results.length === 1 ? '' : 's'} within limits` : `breach: ${results.filter((r) => r.breaches.length).length} of ${results.length} groups past a limit`)
   }
   return ok ? 0 : 1
 }

@@ -29,7 +29,7 @@ async function ls(bus, out, group, { filter, limit }) {
       ['REASON', (r) => (r.reason.length > 40 ? `${r.reason.slice(0, 39)}…` : r.reason)],
       ['EVENT', (r) => preview(r, 50)],
     ])
-    out.line(`${rows.length} dead letters shown`)
+    out.line(`${letters(rows.length)} shown`)
   }
   return 0
 }
@@ -52,10 +52,12 @@ async function show(bus, out, group, letterId) {
   throw new CliError('ERR_INVALID_CONFIG', `group ${group} has no dead letter ${JSON.stringify(letterId)}; \`ringbus dlq ls ${group}\` lists them`)
 }
 
+const letters = (n) => `${n} dead letter${n === 1 ? '' : 's'}`
+
 function report(out, what, group, count, dryRun) {
   if (out.json) out.record({ group, action: what, dryRun, count })
-  else if (dryRun) out.line(`dry run: ${count} dead letters of group ${group} would be ${what === 'redrive' ? 'redelivered' : 'purged'}; nothing was changed`)
-  else out.line(`${what === 'redrive' ? 'redelivered' : 'purged'} ${count} dead letters of group ${group}`)
+  else if (dryRun) out.line(`dry run: ${letters(count)} of group ${group} would be ${what === 'redrive' ? 'redelivered' : 'purged'}; nothing was changed`)
+  else out.line(`${what === 'redrive' ? 'redelivered' : 'purged'} ${letters(count)} of group ${group}`)
   return 0
 }
 

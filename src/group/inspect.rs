@@ -219,12 +219,17 @@ pub async fn reset(
 
 async fn refuse_if_active(store: &dyn GroupStore, shards: &[u32], group: &str) -> Result<()> {
   let members = store.member_list(group).await?;
-  let mut held = Vec::new();
+  // Holder → the shards it holds.
+  let mut holders: std::collections::BTreeMap<String, Vec<String>> = Default::default();
   for &s in shards {
     if let Some(l) = store.lease_holder(group, s).await? {
-      held.push(format!("{} (shard {s})", l.member));
+      holders.entry(l.member).or_default().push(s.to_string());
     }
   }
+  let held: Vec<String> = holders
+    .into_iter()
+    .map(|(m, s)| format!("{m} on shard {}", s.join(", ")))
+    .collect();
   if members.is_empty() && held.is_empty() {
     return Ok(());
   }
