@@ -73,9 +73,13 @@ pub fn register_secrets(secrets: &[String]) {
   for s in secrets {
     // As given, and as `{:?}` shows it inside quotes (async-nats logs its URL with Debug).
     for form in [s.clone(), s.escape_debug().to_string()] {
-      if !form.is_empty() && !known.contains(&form) {
-        known.push(form);
+      if form.is_empty() {
+        continue;
       }
+      // One registered again moves to the newest end: dropping the oldest must never drop
+      // a secret still in use.
+      known.retain(|k| *k != form);
+      known.push(form);
     }
   }
   let over = known.len().saturating_sub(MAX_SECRETS);
@@ -281,5 +285,28 @@ impl Visit for Fields {
         .fields
         .push((field.name(), Value::Str(format!("{value:?}"))));
     }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn a_secret_registered_again_outlives_newer_ones() {
+    let x = "reused-Secret-8c1f".to_string();
+    let fresh = |tag: &str, n: usize| {
+      (0..n)
+        .map(|i| format!("{tag}-{i}-unique-secret"))
+        .collect::<Vec<_>>()
+    };
+    register_secrets(std::slice::from_ref(&x));
+    register_secrets(&fresh("a", 100));
+    // A second adapter with the same password, then more adapters: the password is still
+    // in use, so it must still be scrubbed.
+    register_secrets(std::slice::from_ref(&x));
+    register_secrets(&fresh("b", 200));
+    let out = scrub_text(format!("dialing as {x}"));
+    assert!(!out.contains(&x), "{out}");
   }
 }
