@@ -329,6 +329,11 @@ export interface BusEvent<T = unknown> {
 export interface BusInfo {
   /** Every shard the store reports and this bus's own, sorted by id. */
   shards: Array<StoredShard>
+  /**
+   * The producers that wrote to the store, where it records them (Redis: those that began
+   * writing to a shard within 7 days); absent on JetStream and memory.
+   */
+  producers?: Array<StoredProducer>
 }
 
 /** Counters as plain numbers (never BigInt). `ingested == stored + dropped + pending`. */
@@ -863,6 +868,15 @@ export interface ShardStat {
 
 /** Stream storage of the JetStream adapter. */
 export type StorageMode = 'file' | 'memory'
+
+/** A producer the store recorded. */
+export interface StoredProducer {
+  /** Its nonce, in hex: every message id it writes starts `<nonce>-<epoch>-`. */
+  nonce: string
+  epoch: number
+  /** When it last began writing to a shard, ms since the epoch (the store's clock). */
+  seenAt: number
+}
 
 /** One shard in the store. */
 export interface StoredShard {

@@ -62,6 +62,19 @@ describe.each(['memory', 'jetstream', 'redis'])('%s: bus.info()', (kind) => {
       const other = await create({ shards: 1, adapter: adapterFor(kind, name) })
       expect((await other.info()).shards.map((s) => [s.id, s.count])).toEqual(shards.map((s) => [s.id, s.count]))
     }
+    // Producers: recorded by Redis (each message id starts with its nonce and epoch), not elsewhere.
+    const { producers } = await bus.info()
+    if (kind === 'redis') {
+      const [nonce, epoch] = (await bus.poll({ limit: 1 })).events[0].messageId.split('-')
+      expect(producers).toEqual([{ nonce, epoch: Number(epoch), seenAt: expect.any(Number) }])
+      expect(producers![0].seenAt).toBeGreaterThanOrEqual(before - 1000)
+      expect(producers![0].seenAt).toBeLessThanOrEqual(after + 1000)
+      const redis = new Redis(REDIS)
+      expect(await redis.zscore(`{${name}}:producers`, `${nonce}-${epoch}`)).toBe(String(producers![0].seenAt))
+      await redis.quit()
+    } else {
+      expect(producers).toBeUndefined()
+    }
   })
 })
 

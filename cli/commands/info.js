@@ -3,9 +3,10 @@ const { iso } = require('../output')
 
 /** `ringbus info`: per shard, what the store holds. */
 async function info(bus, out) {
-  const { shards } = await bus.info()
+  const result = await bus.info()
+  const { shards, producers } = result
   if (out.json) {
-    for (const s of shards) out.record(s)
+    out.record(result)
     return 0
   }
   out.table(shards, [
@@ -16,6 +17,13 @@ async function info(bus, out) {
     ['NEWEST', (s) => iso(s.lastAt)],
   ])
   out.line(`${shards.reduce((n, s) => n + s.count, 0)} events on ${shards.length} shards`)
+  if (producers && producers.length > 0) {
+    out.line()
+    out.table(producers, [
+      ['PRODUCER', (p) => `${p.nonce}-${p.epoch}`],
+      ['LAST BEGAN A SHARD', (p) => iso(p.seenAt)],
+    ])
+  }
   return 0
 }
 

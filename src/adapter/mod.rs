@@ -103,6 +103,15 @@ pub struct ShardInfo {
   pub last_at: Option<u64>,
 }
 
+/// A producer the store recorded (`bus.info()`): its nonce (hex) and epoch, which every
+/// message id it writes starts with, and when it last began writing to a shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerSeen {
+  pub nonce: String,
+  pub epoch: u64,
+  pub seen_ms: u64,
+}
+
 /// Shard id → position of the last consumed record (absent: start of the shard).
 pub type Positions = BTreeMap<u32, String>;
 
@@ -177,6 +186,11 @@ pub trait Adapter: Send + Sync + 'static {
         })
         .collect(),
     )
+  }
+
+  /// The producers the store records, where it records them (Redis); None elsewhere.
+  async fn producers(&self) -> Result<Option<Vec<ProducerSeen>>, AdapterError> {
+    Ok(None)
   }
 
   /// How many records of `shard` follow `after` (None: every record held), for stores

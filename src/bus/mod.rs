@@ -361,18 +361,29 @@ impl Bus {
 
   /// What the store holds on every shard it reports or this bus made (`bus.info()`): it
   /// reads the store, and joins no group.
-  pub async fn info(&self) -> Result<Vec<crate::adapter::ShardInfo>> {
+  pub async fn info(&self) -> Result<StoreInfo> {
     if !self.is_running() {
       return Err(BusError::shut_down());
     }
     let adapter = self.core.adapter.as_ref();
     let shards = crate::consume::read_shards(adapter, self.core.shard_ids()).await;
-    Ok(adapter.shard_info(&shards).await?)
+    Ok(StoreInfo {
+      shards: adapter.shard_info(&shards).await?,
+      producers: adapter.producers().await?,
+    })
   }
 
   pub async fn is_healthy(&self) -> bool {
     self.is_running() && self.core.adapter.is_healthy().await
   }
+}
+
+/// What the store holds (`bus.info()`).
+#[derive(Debug, Clone)]
+pub struct StoreInfo {
+  pub shards: Vec<crate::adapter::ShardInfo>,
+  /// Producers, where the store records them.
+  pub producers: Option<Vec<crate::adapter::ProducerSeen>>,
 }
 
 impl BusCore {

@@ -112,23 +112,33 @@ pub async fn dead_letters(
     let page = store
       .letters(group, Tray::Dead, after.as_deref(), SCAN_PAGE)
       .await?;
-    for l in page.letters {
+    for (at, l) in page.letters.into_iter().enumerate() {
+      if !filter.matches_event(&l.event) {
+        continue;
+      }
       if out.letters.len() == limit {
+        // Full before this page ended: a cursor is the store's own (JetStream's is a
+        // stream sequence, not a letter id), so ask for the page up to the last letter
+        // examined and take its cursor.
+        out.next = match at {
+          0 => after,
+          n => {
+            store
+              .letters(group, Tray::Dead, after.as_deref(), n)
+              .await?
+              .next
+          }
+        };
         out.has_more = true;
         return Ok(out);
       }
-      out.next = Some(l.id.clone());
-      if filter.matches_event(&l.event) {
-        out.letters.push(l);
-      }
+      out.letters.push(l);
     }
     if !page.has_more || page.next.is_none() {
-      // Unreadable letters at the end still move the cursor on.
-      out.next = page.next.or(out.next);
+      out.next = page.next.or(after);
       return Ok(out);
     }
     after = page.next;
-    out.next = after.clone();
   }
 }
 

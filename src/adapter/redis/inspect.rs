@@ -13,7 +13,62 @@ const COUNT_SCRIPT: &str =
   "local r = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2]) \
   if #r == 0 then return {0, ''} end return {#r, r[#r][1]}";
 
+/// How long a producer stays listed after it last began writing to a shard.
+pub(super) const PRODUCERS_KEPT: Duration = Duration::from_secs(7 * 86_400);
+
+/// KEYS[1]: the shard set, KEYS[2]: the producer set. ARGV: shard, producer, kept ms.
+/// Server time, so every producer is dated on one clock; old producers are dropped here,
+/// so the set stays bounded.
+pub(super) const RECORD_SCRIPT: &str = "redis.call('SADD', KEYS[1], ARGV[1]) \
+  local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) \
+  redis.call('ZADD', KEYS[2], now, ARGV[2]) \
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3])) return 1";
+
 impl RedisAdapter {
+  /// The producers recorded under this prefix, oldest first.
+  pub(super) async fn producers_seen(&self) -> Result<Vec<ProducerSeen>, AdapterError> {
+    let mut cmd = redis::cmd("ZRANGE");
+    cmd
+      .arg(producers_key(&self.config.key_prefix))
+      .arg(0)
+      .arg(-1)
+      .arg("WITHSCORES");
+    let reply = self.query(&cmd, "producer list (ZRANGE)").await?;
+    let text = |v: &Value| match v {
+      Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+      Value::SimpleString(s) => Some(s.clone()),
+      Value::Double(d) => Some(d.to_string()),
+      _ => None,
+    };
+    let items: Vec<Value> = match reply {
+      Value::Array(items) => items,
+      _ => Vec::new(),
+    };
+    // RESP2 gives [member, score, ...]; RESP3 gives [[member, score], ...].
+    let flat: Vec<Value> = items
+      .into_iter()
+      .flat_map(|v| match v {
+        Value::Array(pair) => pair,
+        other => vec![other],
+      })
+      .collect();
+    Ok(
+      flat
+        .chunks(2)
+        .filter_map(|pair| {
+          let name = text(pair.first()?)?;
+          let seen = text(pair.get(1)?)?.parse::<f64>().ok()? as u64;
+          let (nonce, epoch) = name.split_once('-')?;
+          Some(ProducerSeen {
+            nonce: nonce.to_string(),
+            epoch: epoch.parse().ok()?,
+            seen_ms: seen,
+          })
+        })
+        .collect(),
+    )
+  }
+
   /// How many entries follow `after` on `shard`: from the stream's numbering where it
   /// tells (Redis 7), else counted in steps inside the server.
   pub(super) async fn count_entries_after(

@@ -25,16 +25,18 @@ use parking_lot::Mutex;
 use redis::{RedisError, Value};
 
 use super::{
-  Adapter, AdapterError, Outcome, Positions, ReadPage, ShardInfo, WriteBatch, WriteResult,
+  Adapter, AdapterError, Outcome, Positions, ProducerSeen, ReadPage, ShardInfo, WriteBatch,
+  WriteResult,
 };
 use crate::error::{BusError, Code};
+use crate::event::ProducerId;
 use crate::secrets::{redact_url, scrub, url_secrets};
 pub use config::{RedisConfig, RedisOptions, RedisTarget, Secret};
 use conn::{Conn, Endpoint, MAX_BLOCK};
 /// One `XRANGE` entry back into an event (public for the property tests).
 pub use decode::entry as decode_entry;
 use read::ReadAhead;
-pub use write::{mark_key, shards_key, stream_key};
+pub use write::{mark_key, producers_key, shards_key, stream_key};
 
 /// Waits (subscribers waiting for new entries) that hold a blocking connection at once; the
 /// others queue for a turn. Each holds one connection (one per shard on a cluster), so a
@@ -174,12 +176,20 @@ impl RedisAdapter {
   /// Adds `shard` to the shard set before its first write from this process, so readers
   /// elsewhere find it before they could miss its events. One round trip per shard per
   /// process, none after.
-  async fn record_shard(&self, shard: u32) -> Result<(), AdapterError> {
+  /// The producer is recorded with it (for `bus.info()`), in the same slot.
+  async fn record_shard(&self, shard: u32, producer: &ProducerId) -> Result<(), AdapterError> {
     if self.recorded.lock().contains(&shard) {
       return Ok(());
     }
-    let mut cmd = redis::cmd("SADD");
-    cmd.arg(shards_key(&self.config.key_prefix)).arg(shard);
+    let mut cmd = redis::cmd("EVAL");
+    cmd
+      .arg(inspect::RECORD_SCRIPT)
+      .arg(2)
+      .arg(shards_key(&self.config.key_prefix))
+      .arg(write::producers_key(&self.config.key_prefix))
+      .arg(shard)
+      .arg(format!("{:016x}-{}", producer.nonce, producer.generation))
+      .arg(inspect::PRODUCERS_KEPT.as_millis() as u64);
     let reply = run(
       self.writer()?,
       &cmd,
@@ -255,7 +265,7 @@ impl Adapter for RedisAdapter {
     if batch.events.is_empty() {
       return Ok(WriteResult::AllStored);
     }
-    self.record_shard(batch.shard).await?;
+    self.record_shard(batch.shard, &batch.producer).await?;
     let mut conn = self.writer()?;
     let (pipe, ranges) = write::build(
       &batch,
@@ -405,6 +415,10 @@ impl Adapter for RedisAdapter {
 
   async fn positions_at(&self, shards: &[u32], time_ms: u64) -> Result<Positions, AdapterError> {
     self.positions_at_time(shards, time_ms).await
+  }
+
+  async fn producers(&self) -> Result<Option<Vec<ProducerSeen>>, AdapterError> {
+    self.producers_seen().await.map(Some)
   }
 
   async fn count_after(

@@ -84,6 +84,12 @@ pub fn shards_key(prefix: &str) -> String {
   format!("{{{prefix}}}:shards")
 }
 
+/// Producers that wrote under `prefix`, by when they last began writing to a shard (same tag
+/// as the shard set, so both change in one script on a cluster).
+pub fn producers_key(prefix: &str) -> String {
+  format!("{{{prefix}}}:producers")
+}
+
 pub fn mark_key(prefix: &str, shard: u32, producer: &crate::event::ProducerId) -> String {
   format!(
     "{{{prefix}:{shard}}}:mark:{:016x}-{}",

@@ -205,6 +205,19 @@ pub fn worker_stats(s: &EngineWorkerStats) -> WorkerStats {
 pub struct BusInfo {
   /// Every shard the store reports and this bus's own, sorted by id.
   pub shards: Vec<StoredShard>,
+  /// The producers that wrote to the store, where it records them (Redis: those that began
+  /// writing to a shard within 7 days); absent on JetStream and memory.
+  pub producers: Option<Vec<StoredProducer>>,
+}
+
+/// A producer the store recorded.
+#[napi(object)]
+pub struct StoredProducer {
+  /// Its nonce, in hex: every message id it writes starts `<nonce>-<epoch>-`.
+  pub nonce: String,
+  pub epoch: f64,
+  /// When it last began writing to a shard, ms since the epoch (the store's clock).
+  pub seen_at: f64,
 }
 
 /// One shard in the store.
@@ -222,9 +235,20 @@ pub struct StoredShard {
   pub last_at: Option<f64>,
 }
 
-pub fn bus_info(shards: Vec<crate::adapter::ShardInfo>) -> BusInfo {
+pub fn bus_info(info: crate::bus::StoreInfo) -> BusInfo {
   BusInfo {
-    shards: shards
+    producers: info.producers.map(|list| {
+      list
+        .into_iter()
+        .map(|p| StoredProducer {
+          nonce: p.nonce,
+          epoch: p.epoch as f64,
+          seen_at: p.seen_ms as f64,
+        })
+        .collect()
+    }),
+    shards: info
+      .shards
       .into_iter()
       .map(|s| StoredShard {
         id: s.id,
