@@ -20,6 +20,7 @@ mod config;
 mod decode;
 pub use decode::record as decode_record;
 mod groups;
+mod letters;
 mod read;
 mod stream;
 mod write;
