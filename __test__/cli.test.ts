@@ -12,9 +12,9 @@ import os from 'node:os'
 import path from 'node:path'
 import Redis from 'ioredis'
 import { connect } from '@nats-io/transport-node'
-import { AckPolicy, DeliverPolicy, jetstreamManager } from '@nats-io/jetstream'
+import { jetstreamManager } from '@nats-io/jetstream'
 import type { EventBusOptions } from '../index'
-import { NATS, REDIS, sleep, storesForFile, trackBuses, until } from './support/adapter'
+import { NATS, REDIS, lagCountedIndependently, sleep, storesForFile, trackBuses, until } from './support/adapter'
 import { uniqueName } from './support/servers'
 
 jest.setTimeout(180_000)
@@ -131,31 +131,6 @@ async function commitRecords(kind: string, name: string, group: string, shards: 
   return out
 }
 
-/** Events after each shard's committed position, counted with an independent client. */
-async function lagIndependently(kind: string, name: string, shards: Array<{ id: number; committed?: string }>): Promise<number> {
-  let total = 0
-  if (kind === 'redis') {
-    const r = new Redis(REDIS)
-    for (const s of shards) total += (await r.xrange(`{${name}:${s.id}}`, s.committed === undefined ? '-' : `(${s.committed}`, '+')).length
-    await r.quit()
-    return total
-  }
-  const nc = await connect({ servers: NATS })
-  const jsm = await jetstreamManager(nc)
-  for (const s of shards) {
-    const ci = await jsm.consumers.add(name, {
-      filter_subject: `${name}.${s.id}`,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: Number(s.committed ?? 0) + 1,
-      ack_policy: AckPolicy.None,
-    })
-    total += ci.num_pending
-    await jsm.consumers.delete(name, ci.name)
-  }
-  await nc.close()
-  return total
-}
-
 describe.each(['jetstream', 'redis'])('%s: the ringbus command', (kind) => {
   const SHARDS = 3
   let name: string
@@ -191,7 +166,7 @@ describe.each(['jetstream', 'redis'])('%s: the ringbus command', (kind) => {
     expect(g.lag).toBe(200)
     expect(g.members.map((m) => m.name)).toEqual(['observer'])
     expect(g.shards.every((s) => s.owner === 'observer')).toBe(true)
-    expect(await lagIndependently(kind, name, g.shards)).toBe(200)
+    expect(await lagCountedIndependently(kind, name, g.shards)).toBe(200)
 
     // A reset is refused while a member is live, naming it.
     const refused = await cli(['group', 'reset', 'billing', '--to', t.toISOString()], env())

@@ -3,11 +3,8 @@
 // nats.js); resetGroup is refused while a member is live, a dry run changes nothing, a reset
 // by time replays exactly the events stored after it; bulk redrive and purge move exactly
 // the letters they select.
-import Redis from 'ioredis'
-import { connect } from '@nats-io/transport-node'
-import { AckPolicy, DeliverPolicy, jetstreamManager } from '@nats-io/jetstream'
 import type { EventBus, GroupEvent, GroupInfo } from '../index'
-import { NATS, REDIS, sleep, storesForFile, trackBuses, until } from './support/adapter'
+import { lagCountedIndependently, sleep, storesForFile, trackBuses, until } from './support/adapter'
 import { uniqueName } from './support/servers'
 
 jest.setTimeout(90_000)
@@ -26,37 +23,6 @@ async function ackN(c: AsyncIterable<GroupEvent> & { ack(ev: GroupEvent): void }
     got.push(step.value)
   }
   return got
-}
-
-/** Events stored after each shard's committed position, as an independent client counts them. */
-async function independentLag(kind: string, name: string, g: GroupInfo): Promise<number | undefined> {
-  let total = 0
-  if (kind === 'redis') {
-    const redis = new Redis(REDIS)
-    for (const s of g.shards) {
-      const from = s.committed === undefined ? '-' : `(${s.committed}`
-      total += (await redis.xrange(`{${name}:${s.id}}`, from, '+')).length
-    }
-    await redis.quit()
-    return total
-  }
-  if (kind === 'jetstream') {
-    const nc = await connect({ servers: NATS })
-    const jsm = await jetstreamManager(nc)
-    for (const s of g.shards) {
-      const ci = await jsm.consumers.add(name, {
-        filter_subject: `${name}.${s.id}`,
-        deliver_policy: DeliverPolicy.StartSequence,
-        opt_start_seq: Number(s.committed ?? 0) + 1,
-        ack_policy: AckPolicy.None,
-      })
-      total += ci.num_pending
-      await jsm.consumers.delete(name, ci.name)
-    }
-    await nc.close()
-    return total
-  }
-  return undefined
 }
 
 async function settledLag(bus: EventBus, group: string, lag: number): Promise<GroupInfo> {
@@ -89,7 +55,7 @@ describe.each(['memory', 'jetstream', 'redis'])('%s: operating a group', (kind) 
     expect(g.shards.reduce((n, s) => n + s.lag, 0)).toBe(80)
     expect(g.lagAgeMs!).toBeGreaterThanOrEqual(0)
     expect(g.deadLetters).toBe(0)
-    const independent = await independentLag(kind, name, g)
+    const independent = await lagCountedIndependently(kind, name, g.shards)
     if (independent !== undefined) expect(independent).toBe(80)
 
     const rows = await bus.groups()
@@ -206,6 +172,6 @@ describe('redis: lag far behind', () => {
     const outside = await create({ shards: 1, adapter: adapterFor('redis', name) })
     const g = await outside.group('far')
     expect(g.lag).toBe(24_990)
-    expect(await independentLag('redis', name, g)).toBe(24_990)
+    expect(await lagCountedIndependently('redis', name, g.shards)).toBe(24_990)
   })
 })

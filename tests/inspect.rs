@@ -13,7 +13,7 @@ use ringbus::consume::filter::Filter;
 use ringbus::consume::start::StartAt;
 use ringbus::error::Code;
 use ringbus::event::Incoming;
-use ringbus::group::letters::Selection;
+use ringbus::group::letters::{Bulk, Selection};
 use ringbus::group::GroupOptions;
 
 fn bus(shards: u32) -> Bus {
@@ -161,13 +161,25 @@ async fn bulk_redrive_and_purge_act_on_exactly_the_selected_letters() {
     filter: Some(Filter::parse(&serde_json::json!({ "odd": true })).unwrap()),
     ..Selection::default()
   };
-  assert_eq!(bus.redeliver_selected("dl", &odd, true).await.unwrap(), 5);
+  assert_eq!(
+    bus
+      .dead_letters_bulk("dl", &odd, Bulk::Redeliver, true)
+      .await
+      .unwrap(),
+    5
+  );
   assert_eq!(bus.group_view("dl").await.unwrap().dead_letters, 10);
   let two = Selection {
     limit: Some(2),
     ..odd
   };
-  assert_eq!(bus.redeliver_selected("dl", &two, false).await.unwrap(), 2);
+  assert_eq!(
+    bus
+      .dead_letters_bulk("dl", &two, Bulk::Redeliver, false)
+      .await
+      .unwrap(),
+    2
+  );
   let back = m.next_batch(10, false).await;
   let mut ns: Vec<u64> = back
     .iter()
@@ -190,20 +202,23 @@ async fn bulk_redrive_and_purge_act_on_exactly_the_selected_letters() {
     ..Selection::default()
   };
   assert_eq!(
-    bus.purge_dead_letters("dl", &by_id, false).await.unwrap(),
+    bus
+      .dead_letters_bulk("dl", &by_id, Bulk::Purge, false)
+      .await
+      .unwrap(),
     1
   );
   assert_eq!(bus.group_view("dl").await.unwrap().dead_letters, 7);
   assert_eq!(
     bus
-      .purge_dead_letters("dl", &Selection::default(), true)
+      .dead_letters_bulk("dl", &Selection::default(), Bulk::Purge, true)
       .await
       .unwrap(),
     7
   );
   assert_eq!(
     bus
-      .purge_dead_letters("dl", &Selection::default(), false)
+      .dead_letters_bulk("dl", &Selection::default(), Bulk::Purge, false)
       .await
       .unwrap(),
     7

@@ -1,6 +1,7 @@
 // Shared by the suites that run against real servers (JetStream, Redis).
 import { connect } from '@nats-io/transport-node'
-import { jetstreamManager } from '@nats-io/jetstream'
+import { AckPolicy, DeliverPolicy, jetstreamManager } from '@nats-io/jetstream'
+import Redis from 'ioredis'
 import { EventBus, type BusEvent, type EventBusOptions } from '../../index'
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -178,4 +179,38 @@ export async function expectReaderSeesEveryShard(writer: EventBus, reader: Event
   }
   expect(got.size).toBe(1000)
   return seen
+}
+
+/**
+ * Events stored after each shard's committed position of a group, counted with an
+ * independent client (ioredis XRANGE, a nats.js consumer's pending count); undefined on
+ * memory, which no other client can read.
+ */
+export async function lagCountedIndependently(
+  kind: string,
+  name: string,
+  shards: Array<{ id: number; committed?: string }>,
+): Promise<number | undefined> {
+  let total = 0
+  if (kind === 'redis') {
+    const redis = new Redis(REDIS)
+    for (const s of shards) total += (await redis.xrange(`{${name}:${s.id}}`, s.committed === undefined ? '-' : `(${s.committed}`, '+')).length
+    await redis.quit()
+    return total
+  }
+  if (kind !== 'jetstream') return undefined
+  const nc = await connect({ servers: NATS })
+  const jsm = await jetstreamManager(nc)
+  for (const s of shards) {
+    const ci = await jsm.consumers.add(name, {
+      filter_subject: `${name}.${s.id}`,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: Number(s.committed ?? 0) + 1,
+      ack_policy: AckPolicy.None,
+    })
+    total += ci.num_pending
+    await jsm.consumers.delete(name, ci.name)
+  }
+  await nc.close()
+  return total
 }

@@ -162,25 +162,15 @@ impl Bus {
     .await
   }
 
-  /// Removes the dead letters `sel` selects; returns how many (would be) removed.
-  pub async fn purge_dead_letters(
+  /// Purges or redelivers the dead letters `sel` selects; returns how many (would have).
+  pub async fn dead_letters_bulk(
     &self,
     group: &str,
     sel: &Selection,
+    action: Bulk,
     dry_run: bool,
   ) -> Result<usize> {
     crate::group::check_name("group", group)?;
-    crate::group::letters::purge(self.admin_ready()?, group, sel, dry_run).await
-  }
-
-  /// Redelivers the dead letters `sel` selects; returns how many (would have) moved.
-  pub async fn redeliver_selected(
-    &self,
-    group: &str,
-    sel: &Selection,
-    dry_run: bool,
-  ) -> Result<usize> {
-    crate::group::check_name("group", group)?;
-    crate::group::letters::redeliver_selected(self.admin_ready()?, group, sel, dry_run).await
+    crate::group::letters::bulk(self.admin_ready()?, group, sel, action, dry_run).await
   }
 }

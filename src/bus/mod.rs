@@ -21,7 +21,7 @@ use crate::dispatch::DispatchContext;
 use crate::error::{BusError, Code, Result};
 use crate::event::{Incoming, ProducerId};
 use crate::group::inspect::{GroupView, ResetShard};
-use crate::group::letters::Selection;
+use crate::group::letters::{Bulk, Selection};
 use crate::group::member::Member;
 use crate::group::worker::{Worker, WorkerOptions};
 use crate::group::GroupOptions;

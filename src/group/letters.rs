@@ -48,40 +48,36 @@ pub async fn select(store: &dyn GroupStore, group: &str, sel: &Selection) -> Res
   }
 }
 
-/// Removes the selected dead letters for good (with `dry_run`, only counts them).
-pub async fn purge(
-  store: &dyn GroupStore,
-  group: &str,
-  sel: &Selection,
-  dry_run: bool,
-) -> Result<usize> {
-  let ids = select(store, group, sel).await?;
-  if dry_run {
-    return Ok(ids.len());
-  }
-  let mut removed = 0;
-  for chunk in ids.chunks(SCAN_PAGE) {
-    removed += store.take_letters(group, Tray::Dead, chunk).await?.len();
-  }
-  Ok(removed)
+/// What a bulk call does with the letters it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bulk {
+  /// Remove them for good (`bus.purgeDeadLetters`).
+  Purge,
+  /// Put them back into the group (`bus.redeliver(group, { filter })`).
+  Redeliver,
 }
 
-/// Redelivers the selected dead letters (with `dry_run`, only counts them).
-pub async fn redeliver_selected(
+/// Does `action` to the dead letters `sel` selects; returns how many (with `dry_run`, how
+/// many it would: nothing changes).
+pub async fn bulk(
   store: &dyn GroupStore,
   group: &str,
   sel: &Selection,
+  action: Bulk,
   dry_run: bool,
 ) -> Result<usize> {
   let ids = select(store, group, sel).await?;
   if dry_run {
     return Ok(ids.len());
   }
-  let mut moved = 0;
+  let mut done = 0;
   for chunk in ids.chunks(SCAN_PAGE) {
-    moved += redeliver(store, group, chunk).await?;
+    done += match action {
+      Bulk::Purge => store.take_letters(group, Tray::Dead, chunk).await?.len(),
+      Bulk::Redeliver => redeliver(store, group, chunk).await?,
+    };
   }
-  Ok(moved)
+  Ok(done)
 }
 
 /// Checks the arguments of a dead-letter page request before anything is read.

@@ -1,7 +1,10 @@
 //! Consumer-group letters in the JetStream bucket (`dead.<group>.<id>`, `back.<group>.<id>`):
 //! written, paged in stream order, counted and taken by id.
 
+use std::ops::ControlFlow;
+
 use async_nats::jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
+use async_nats::Message;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
@@ -12,55 +15,85 @@ use crate::adapter::AdapterError;
 use crate::clock::now_ms;
 
 impl JetStreamAdapter {
-  pub(super) async fn letters_count(&self, group: &str, tray: Tray) -> Result<u64, AdapterError> {
-    // Removed letters leave a marker under their key: count the keys whose last message
-    // is a letter.
+  /// Reads the tray's messages from `deliver` on, in stream order, handing each to `visit`
+  /// with its stream sequence and whether it is a removal marker; stops when `visit` says
+  /// so or at the end.
+  async fn walk_tray(
+    &self,
+    what: &str,
+    prefix: &str,
+    deliver: DeliverPolicy,
+    headers_only: bool,
+    mut visit: impl FnMut(Message, u64, bool) -> ControlFlow<()>,
+  ) -> Result<(), AdapterError> {
     let kv = self.bucket().await?;
     let consumer = kv
       .stream
       .create_consumer(push::OrderedConfig {
         deliver_subject: self.client.new_inbox(),
-        description: Some("ringbus letter count".into()),
-        filter_subject: format!("{}{}.{group}.>", kv.prefix, tray.name()),
-        deliver_policy: DeliverPolicy::LastPerSubject,
+        description: Some(format!("ringbus {what}")),
+        filter_subject: format!("{prefix}>"),
+        deliver_policy: deliver,
         replay_policy: ReplayPolicy::Instant,
-        headers_only: true,
+        headers_only,
         ..Default::default()
       })
       .await
-      .map_err(|e| self.kv_err("letter count", e))?;
+      .map_err(|e| self.kv_err(what, e))?;
     if consumer.cached_info().num_pending == 0 {
-      return Ok(0);
+      return Ok(());
     }
     let mut messages = consumer
       .messages()
       .await
-      .map_err(|e| self.kv_err("letter count", e))?;
-    let mut count = 0;
+      .map_err(|e| self.kv_err(what, e))?;
     loop {
       let next = tokio::time::timeout(self.config.request_timeout, messages.next()).await;
       let message = match next {
         Ok(Some(Ok(m))) => m,
-        Ok(Some(Err(e))) => return Err(self.kv_err("letter count", e)),
-        Ok(None) => break,
-        Err(_) => return Err(self.kv_err("letter count", "timed out")),
+        Ok(Some(Err(e))) => return Err(self.kv_err(what, e)),
+        Ok(None) => return Ok(()),
+        Err(_) => return Err(self.kv_err(what, "timed out")),
       };
+      let info = message.info().map_err(|e| self.kv_err(what, e))?;
+      let (seq, pending) = (info.stream_sequence, info.pending);
+      // Removed letters leave a delete or purge marker behind.
       let removed = message
         .headers
         .as_ref()
         .and_then(|h| h.get("KV-Operation"))
         .is_some();
-      if !removed {
-        count += 1;
-      }
-      let pending = message
-        .info()
-        .map_err(|e| self.kv_err("letter count", e))?
-        .pending;
-      if pending == 0 {
-        break;
+      if visit(message.message, seq, removed).is_break() || pending == 0 {
+        return Ok(());
       }
     }
+  }
+
+  /// The tray's subject prefix, `$KV.<bucket>.<tray>.<group>.`.
+  async fn tray_prefix(&self, group: &str, tray: Tray) -> Result<String, AdapterError> {
+    Ok(format!(
+      "{}{}.{group}.",
+      self.bucket().await?.prefix,
+      tray.name()
+    ))
+  }
+
+  pub(super) async fn letters_count(&self, group: &str, tray: Tray) -> Result<u64, AdapterError> {
+    // Each key's last message: a letter, or the marker of its removal.
+    let prefix = self.tray_prefix(group, tray).await?;
+    let mut count = 0;
+    self
+      .walk_tray(
+        "letter count",
+        &prefix,
+        DeliverPolicy::LastPerSubject,
+        true,
+        |_, _, removed| {
+          count += u64::from(!removed);
+          ControlFlow::Continue(())
+        },
+      )
+      .await?;
     Ok(count)
   }
 
@@ -110,63 +143,34 @@ impl JetStreamAdapter {
           message: format!("dead letter cursor {a:?} is not one returned by deadLetters()"),
         })?,
     };
-    let kv = self.bucket().await?;
-    let prefix = format!("{}{}.{group}.", kv.prefix, tray.name());
-    let consumer = kv
-      .stream
-      .create_consumer(push::OrderedConfig {
-        deliver_subject: self.client.new_inbox(),
-        description: Some("ringbus letter page".into()),
-        filter_subject: format!("{prefix}>"),
-        deliver_policy: DeliverPolicy::ByStartSequence {
-          start_sequence: start,
-        },
-        replay_policy: ReplayPolicy::Instant,
-        ..Default::default()
-      })
-      .await
-      .map_err(|e| self.kv_err("letter listing", e))?;
+    let prefix = self.tray_prefix(group, tray).await?;
     let mut page = LetterPage::default();
-    if consumer.cached_info().num_pending == 0 {
-      return Ok(page);
-    }
-    let mut messages = consumer
-      .messages()
-      .await
-      .map_err(|e| self.kv_err("letter listing", e))?;
-    loop {
-      let next = tokio::time::timeout(self.config.request_timeout, messages.next()).await;
-      let message = match next {
-        Ok(Some(Ok(m))) => m,
-        Ok(Some(Err(e))) => return Err(self.kv_err("letter listing", e)),
-        Ok(None) => break,
-        Err(_) => return Err(self.kv_err("letter listing", "timed out")),
-      };
-      let info = message
-        .info()
-        .map_err(|e| self.kv_err("letter listing", e))?;
-      let (seq, pending) = (info.stream_sequence, info.pending);
-      // Removed letters leave a delete or purge marker behind.
-      let removed = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("KV-Operation"))
-        .is_some();
-      if !removed {
-        if page.letters.len() == limit {
-          page.has_more = true;
-          break;
-        }
-        let id = message.subject.as_str().strip_prefix(&prefix).unwrap_or("");
-        if let Some(letter) = Letter::decode(id, &message.payload) {
-          page.letters.push(letter);
-          page.next = Some(format!("{seq}-0"));
-        }
-      }
-      if pending == 0 {
-        break;
-      }
-    }
+    let deliver = DeliverPolicy::ByStartSequence {
+      start_sequence: start,
+    };
+    self
+      .walk_tray(
+        "letter listing",
+        &prefix,
+        deliver,
+        false,
+        |message, seq, removed| {
+          if removed {
+            return ControlFlow::Continue(());
+          }
+          if page.letters.len() == limit {
+            page.has_more = true;
+            return ControlFlow::Break(());
+          }
+          let id = message.subject.as_str().strip_prefix(&prefix).unwrap_or("");
+          if let Some(letter) = Letter::decode(id, &message.payload) {
+            page.letters.push(letter);
+            page.next = Some(format!("{seq}-0"));
+          }
+          ControlFlow::Continue(())
+        },
+      )
+      .await?;
     Ok(page)
   }
 

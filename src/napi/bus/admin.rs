@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use super::*;
-use crate::group::letters::Selection;
+use crate::group::letters::{Bulk, Selection};
 use crate::napi::convert::{GroupInfo, GroupReset, GroupSummary};
 use crate::napi::options::{PurgeDeadLettersOptions, RedeliverOptions, ResetGroupOptions};
 
@@ -135,7 +135,11 @@ impl EventBus {
       env,
       async move {
         let (group, sel, dry_run) = request?;
-        Ok(bus.purge_dead_letters(&group, &sel, dry_run).await? as u32)
+        Ok(
+          bus
+            .dead_letters_bulk(&group, &sel, Bulk::Purge, dry_run)
+            .await? as u32,
+        )
       },
       |_, n| Ok(n),
     )
@@ -185,7 +189,11 @@ impl EventBus {
       async move {
         let moved = match request? {
           (group, Ask::Ids(ids)) => bus.redeliver(&group, &ids).await?,
-          (group, Ask::Bulk(sel, dry_run)) => bus.redeliver_selected(&group, &sel, dry_run).await?,
+          (group, Ask::Bulk(sel, dry_run)) => {
+            bus
+              .dead_letters_bulk(&group, &sel, Bulk::Redeliver, dry_run)
+              .await?
+          }
         };
         Ok(moved as u32)
       },
