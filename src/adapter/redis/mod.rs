@@ -194,7 +194,7 @@ impl RedisAdapter {
       self.writer()?,
       &cmd,
       self.config.command_timeout,
-      "shard record (SADD)",
+      "shard and producer record",
     )
     .await;
     reply.map_err(|e| AdapterError {
