@@ -39,6 +39,26 @@ function decode(part, what) {
 }
 
 /**
+ * The secrets in `url` (its password or token, raw and decoded) and in the environment,
+ * found without parsing the rest of the URL: also for errors about a URL that does not parse.
+ */
+function secretsIn(url, env = process.env) {
+  const out = []
+  const m = url && /^[a-z]+:\/\/([^@/?#]*)@/i.exec(url.trim())
+  if (m && m[1]) {
+    // user:password, or a token alone; the user name is not a secret.
+    const at = m[1].indexOf(':')
+    const raw = at >= 0 ? m[1].slice(at + 1) : m[1]
+    out.push(raw)
+    try {
+      out.push(decodeURIComponent(raw))
+    } catch {}
+  }
+  for (const v of [env.RINGBUS_PASSWORD, env.RINGBUS_TOKEN]) if (v) out.push(v)
+  return out.filter(Boolean)
+}
+
+/**
  * Adapter options for `EventBus.create`, a description safe to print, and the secrets.
  * `opts`: the command's options (url, passwordFile, tokenFile, credsFile, tlsCa, tlsCert,
  * tlsKey); `env`: the environment (RINGBUS_URL, RINGBUS_USER, RINGBUS_PASSWORD, RINGBUS_TOKEN).
@@ -53,7 +73,7 @@ function resolveStore(opts, env = process.env) {
     throw new CliError('ERR_INVALID_CONFIG', 'the --url must look like nats://host:4222/<stream>, tls://host:4222/<stream>, redis://host:6379?prefix=<keyPrefix> or rediss://…; it was not understood (the URL is not shown: it may hold a password)')
   }
   const [, scheme, userinfo, hostText, path = '', query = ''] = m
-  const secrets = []
+  const secrets = secretsIn(url, env)
   let user, password, token
   if (userinfo !== undefined && userinfo !== '') {
     const at = userinfo.indexOf(':')
@@ -69,11 +89,8 @@ function resolveStore(opts, env = process.env) {
   user = env.RINGBUS_USER || user
   if (env.RINGBUS_PASSWORD) password = env.RINGBUS_PASSWORD
   if (env.RINGBUS_TOKEN) token = env.RINGBUS_TOKEN
-  if (opts.passwordFile) password = readSecretFile(opts.passwordFile, '--password-file')
-  if (opts.tokenFile) token = readSecretFile(opts.tokenFile, '--token-file')
-  // The raw URL part too: its percent-encoded form is what a message could echo.
-  const rawSecret = userinfo && userinfo.includes(':') ? userinfo.slice(userinfo.indexOf(':') + 1) : userinfo
-  for (const s of [password, token, rawSecret]) if (s) secrets.push(s)
+  if (opts.passwordFile) secrets.push((password = readSecretFile(opts.passwordFile, '--password-file')))
+  if (opts.tokenFile) secrets.push((token = readSecretFile(opts.tokenFile, '--token-file')))
 
   const params = new URLSearchParams(query)
   const tls = opts.tlsCa || opts.tlsCert || opts.tlsKey ? { caFile: opts.tlsCa, certFile: opts.tlsCert, keyFile: opts.tlsKey } : undefined
@@ -117,4 +134,4 @@ function resolveStore(opts, env = process.env) {
   return { adapter, secrets, describe: `${scheme}://${shown}${hostText}${db ? `/${db}` : ''}${prefix}` }
 }
 
-module.exports = { resolveStore }
+module.exports = { resolveStore, secretsIn }

@@ -4,7 +4,7 @@
 // breached, 2 could not do it (the error's ERR_* code is printed).
 
 const { Command, Option, CommanderError } = require('commander')
-const { resolveStore } = require('./connect')
+const { resolveStore, secretsIn } = require('./connect')
 const { CliError } = require('./errors')
 const { Output } = require('./output')
 const { parseStart, parseDuration } = require('./times')
@@ -181,34 +181,12 @@ async function run(argv) {
       // --help and --version end here too, with exit code 0.
       return e.exitCode === 0 ? EXIT.ok : EXIT.failed
     }
-    const out = program.ringbusOutput ?? new Output({ json: false, secrets: safeSecrets(program) })
+    const out = program.ringbusOutput ?? new Output({ json: false, secrets: secretsIn(program.opts().url ?? process.env.RINGBUS_URL) })
     out.error(e.code, e.message ?? String(e))
     if (program.opts().verbose && e.stack) out.verbose(e.stack)
     return EXIT.failed
   }
   return code
-}
-
-/** Secrets of the options, for errors raised before connecting (never throws). */
-function safeSecrets(program) {
-  try {
-    return resolveStore(program.opts()).secrets
-  } catch {
-    const secrets = []
-    const url = program.opts().url ?? process.env.RINGBUS_URL
-    const userinfo = url && /^[a-z]+:\/\/([^@/?#]*)@/.exec(url)
-    if (userinfo) {
-      // user:password, or a token alone; the user name is not a secret.
-      const at = userinfo[1].indexOf(':')
-      const secret = at >= 0 ? userinfo[1].slice(at + 1) : userinfo[1]
-      secrets.push(secret)
-      try {
-        secrets.push(decodeURIComponent(secret))
-      } catch {}
-    }
-    for (const v of [process.env.RINGBUS_PASSWORD, process.env.RINGBUS_TOKEN]) if (v) secrets.push(v)
-    return secrets.filter(Boolean)
-  }
 }
 
 module.exports = { run, build }

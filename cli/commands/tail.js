@@ -16,15 +16,16 @@ async function tail(bus, out, { from, filter, limit, follow, signal }) {
   let shown = 0
   const more = () => limit === 0 || shown < limit
   if (!follow) {
-    let page = await bus.poll(defined({ from, filter, limit: limit === 0 ? 1000 : Math.min(limit, 1000) }))
+    // The first page starts at `from`, the others at the cursor; none asks past the limit.
+    let at = { from }
     for (;;) {
+      const page = await bus.poll(defined({ ...at, filter, limit: limit === 0 ? 1000 : Math.min(limit - shown, 1000) }))
       for (const ev of page.events) {
-        if (!more()) return 0
         show(out, ev)
         shown++
       }
       if (!page.hasMore || !more()) return 0
-      page = await bus.poll(defined({ cursor: page.cursor, filter, limit: limit === 0 ? 1000 : Math.min(limit - shown, 1000) }))
+      at = { cursor: page.cursor }
     }
   }
   const sub = bus.subscribe(defined({ from, filter }))

@@ -130,7 +130,14 @@ impl Bus {
 
   /// Every group the store holds, sorted by name.
   pub async fn group_names(&self) -> Result<Vec<String>> {
-    crate::group::inspect::names(self.admin_ready()?).await
+    Ok(self.admin_ready()?.group_names().await?)
+  }
+
+  /// Every group the store holds, with its members, shards and letters, sorted by name.
+  pub async fn group_views(&self) -> Result<Vec<GroupView>> {
+    let store = self.admin_ready()?;
+    let shards = self.stored_shards().await;
+    crate::group::inspect::views(self.core.adapter.as_ref(), store, &shards).await
   }
 
   /// One group: members, each shard's owner, committed position and lag, its letters.

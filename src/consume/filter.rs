@@ -249,7 +249,8 @@ fn parse_ops(map: &Map<String, Value>, path: &str, depth: usize) -> Result<Cond>
   })
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// How a JSON value's type reads in an error ("a number", "null").
+pub(crate) fn type_name(v: &Value) -> &'static str {
   match v {
     Value::Null => "null",
     Value::Bool(_) => "a boolean",

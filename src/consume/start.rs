@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::cursor::{latest, Cursor};
+use super::filter::type_name;
 use crate::adapter::Adapter;
 use crate::error::{BusError, Result};
 
@@ -34,7 +35,7 @@ impl StartAt {
       },
       Some(other) => Err(BusError::config(format!(
         "{what} must be 'earliest', 'latest', a cursor or {{ time }}, got {}",
-        kind(other)
+        type_name(other)
       ))),
     }
   }
@@ -46,17 +47,6 @@ impl StartAt {
       Some("latest") => StartAt::Latest,
       Some(c) => StartAt::Cursor(Cursor::decode(c, scope)?),
     })
-  }
-}
-
-fn kind(v: &Value) -> &'static str {
-  match v {
-    Value::Null => "null",
-    Value::Bool(_) => "a boolean",
-    Value::Number(_) => "a number",
-    Value::String(_) => "a string",
-    Value::Array(_) => "an array",
-    Value::Object(_) => "an object",
   }
 }
 
@@ -79,7 +69,7 @@ pub fn parse_time(v: &Value, what: &str) -> Result<u64> {
       "{what} must be a Date, milliseconds since the epoch (0 or more) or an ISO 8601 time like 2026-12-03T18:00:00Z; got {}",
       match v {
         Value::String(s) => format!("{:?}", s.chars().take(64).collect::<String>()),
-        other => kind(other).to_string(),
+        other => type_name(other).to_string(),
       }
     ))
   })

@@ -67,9 +67,10 @@ pub struct ResetShard {
   pub lag_after: u64,
 }
 
-/// The groups the store holds, sorted.
-pub async fn names(store: &dyn GroupStore) -> Result<Vec<String>> {
-  Ok(store.group_names().await?)
+/// The start record of a group `group_names` listed: it exists, so `start` only reads it.
+async fn start_of(store: &dyn GroupStore, group: &str) -> Result<StartRecord> {
+  let text = store.start(group, &StartRecord::Earliest.encode()).await?;
+  Ok(StartRecord::decode(&text))
 }
 
 /// Refuses a group the store has no state of (inspecting must not create one).
@@ -80,9 +81,7 @@ async fn existing(store: &dyn GroupStore, group: &str) -> Result<StartRecord> {
       "no consumer group {group:?} in this store (check the name; bus.groups() or `ringbus groups` lists them)"
     )));
   }
-  // The group exists, so this reads its start record and writes nothing.
-  let text = store.start(group, &StartRecord::Earliest.encode()).await?;
-  Ok(StartRecord::decode(&text))
+  start_of(store, group).await
 }
 
 /// Where `shard` stands: its commit record, or the group's start when it has none.
@@ -161,11 +160,35 @@ pub async fn view(
   group: &str,
 ) -> Result<GroupView> {
   let start = existing(store, group).await?;
+  view_from(adapter, store, shards, group, &start).await
+}
+
+/// Every group the store holds, sorted by name (the store is listed once).
+pub async fn views(
+  adapter: &dyn Adapter,
+  store: &dyn GroupStore,
+  shards: &[u32],
+) -> Result<Vec<GroupView>> {
+  let mut out = Vec::new();
+  for group in store.group_names().await? {
+    let start = start_of(store, &group).await?;
+    out.push(view_from(adapter, store, shards, &group, &start).await?);
+  }
+  Ok(out)
+}
+
+async fn view_from(
+  adapter: &dyn Adapter,
+  store: &dyn GroupStore,
+  shards: &[u32],
+  group: &str,
+  start: &StartRecord,
+) -> Result<GroupView> {
   let members = store.member_list(group).await?;
   let views = join_all(
     shards
       .iter()
-      .map(|s| shard_view(adapter, store, group, *s, &start)),
+      .map(|s| shard_view(adapter, store, group, *s, start)),
   )
   .await
   .into_iter()

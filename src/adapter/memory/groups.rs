@@ -16,26 +16,22 @@ use crate::adapter::AdapterError;
 /// touches only the expired): each renewal costs O(log n) instead of a sort of everyone.
 #[derive(Default)]
 struct Members {
-  by_name: BTreeMap<String, Instant>,
+  /// Expiry, and the wall-clock time of the last renewal (ms, for inspection).
+  by_name: BTreeMap<String, (Instant, u64)>,
   by_expiry: BTreeSet<(Instant, String)>,
-  /// Wall-clock time of each member's last renewal (ms), for inspection.
-  renewed: HashMap<String, u64>,
 }
 
 impl Members {
   fn renew(&mut self, member: &str, until: Instant) {
-    self
-      .renewed
-      .insert(member.to_string(), crate::clock::now_ms());
-    if let Some(old) = self.by_name.insert(member.to_string(), until) {
+    let renewed = crate::clock::now_ms();
+    if let Some((old, _)) = self.by_name.insert(member.to_string(), (until, renewed)) {
       self.by_expiry.remove(&(old, member.to_string()));
     }
     self.by_expiry.insert((until, member.to_string()));
   }
 
   fn remove(&mut self, member: &str) {
-    self.renewed.remove(member);
-    if let Some(old) = self.by_name.remove(member) {
+    if let Some((old, _)) = self.by_name.remove(member) {
       self.by_expiry.remove(&(old, member.to_string()));
     }
   }
@@ -47,7 +43,6 @@ impl Members {
       }
       if let Some((_, name)) = self.by_expiry.pop_first() {
         self.by_name.remove(&name);
-        self.renewed.remove(&name);
       }
     }
   }
@@ -258,9 +253,9 @@ impl GroupStore for MemoryGroups {
       g.members
         .by_name
         .iter()
-        .map(|(name, until)| MemberSeen {
+        .map(|(name, (until, renewed))| MemberSeen {
           name: name.clone(),
-          renewed_ms: g.members.renewed.get(name).copied().unwrap_or(0),
+          renewed_ms: *renewed,
           expires_ms: Self::wall(*until),
         })
         .collect()

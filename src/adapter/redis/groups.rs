@@ -102,18 +102,30 @@ fn eval(script: &str, keys: &[String], args: &[String]) -> redis::Cmd {
   cmd
 }
 
-fn text(v: &Value) -> Option<String> {
+/// A reply as text (scores are doubles under RESP3).
+pub(super) fn text(v: &Value) -> Option<String> {
   match v {
     Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
     Value::SimpleString(s) => Some(s.clone()),
+    Value::Double(d) => Some(d.to_string()),
     _ => None,
   }
 }
 
-fn int(v: &Value) -> i64 {
+pub(super) fn int(v: &Value) -> i64 {
   match v {
     Value::Int(n) => *n,
     _ => 0,
+  }
+}
+
+/// A whole number sent as an integer or as text (a score, a Lua string); 0 otherwise.
+pub(super) fn number(v: &Value) -> u64 {
+  match v {
+    Value::Int(n) => (*n).max(0) as u64,
+    other => text(other)
+      .and_then(|t| t.parse::<f64>().ok())
+      .map_or(0, |f| f as u64),
   }
 }
 
@@ -286,14 +298,6 @@ impl GroupStore for RedisAdapter {
     let Value::Array(items) = self.group_query(&cmd, "group members").await? else {
       return Ok(Vec::new());
     };
-    let number = |v: &Value| -> u64 {
-      match v {
-        Value::Int(n) => *n as u64,
-        other => text(other)
-          .and_then(|t| t.parse::<f64>().ok())
-          .map_or(0, |f| f as u64),
-      }
-    };
     let mut out: Vec<MemberSeen> = items
       .chunks(3)
       .filter(|c| c.len() == 3)
@@ -318,7 +322,7 @@ impl GroupStore for RedisAdapter {
     Ok(match self.group_query(&cmd, "lease read").await? {
       Value::Array(v) if v.len() == 2 => Some(LeaseSeen {
         member: text(&v[0]).unwrap_or_default(),
-        until_ms: text(&v[1]).and_then(|t| t.parse().ok()).unwrap_or(0),
+        until_ms: number(&v[1]),
       }),
       _ => None,
     })
@@ -327,7 +331,9 @@ impl GroupStore for RedisAdapter {
   async fn count_letters(&self, group: &str, tray: Tray) -> Result<u64, AdapterError> {
     let mut cmd = redis::cmd("XLEN");
     cmd.arg(self.group_key(group, tray.name()));
-    Ok(int(&self.group_query(&cmd, "letter count (XLEN)").await?).max(0) as u64)
+    Ok(number(
+      &self.group_query(&cmd, "letter count (XLEN)").await?,
+    ))
   }
 
   async fn put_letters(

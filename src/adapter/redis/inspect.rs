@@ -2,6 +2,7 @@
 //! and where a read from a point in time starts (`from: { time }`). Entry ids are the
 //! server's store times, so both come from ids, not from scanning entries.
 
+use super::groups::{number, text};
 use super::*;
 
 /// Entries one count step walks: one script call holds the server this long at most.
@@ -34,12 +35,6 @@ impl RedisAdapter {
       .arg(-1)
       .arg("WITHSCORES");
     let reply = self.query(&cmd, "producer list (ZRANGE)").await?;
-    let text = |v: &Value| match v {
-      Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-      Value::SimpleString(s) => Some(s.clone()),
-      Value::Double(d) => Some(d.to_string()),
-      _ => None,
-    };
     let items: Vec<Value> = match reply {
       Value::Array(items) => items,
       _ => Vec::new(),
@@ -57,7 +52,7 @@ impl RedisAdapter {
         .chunks(2)
         .filter_map(|pair| {
           let name = text(pair.first()?)?;
-          let seen = text(pair.get(1)?)?.parse::<f64>().ok()? as u64;
+          let seen = number(pair.get(1)?);
           let (nonce, epoch) = name.split_once('-')?;
           Some(ProducerSeen {
             nonce: nonce.to_string(),
@@ -97,16 +92,7 @@ impl RedisAdapter {
         .arg(COUNT_STEP);
       let reply = self.query(&cmd, "entry count (XRANGE)").await?;
       let (n, last) = match &reply {
-        Value::Array(v) if v.len() == 2 => (
-          match v[0] {
-            Value::Int(n) => n.max(0) as u64,
-            _ => 0,
-          },
-          match &v[1] {
-            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-          },
-        ),
+        Value::Array(v) if v.len() == 2 => (number(&v[0]), text(&v[1]).unwrap_or_default()),
         _ => (0, String::new()),
       };
       total += n;

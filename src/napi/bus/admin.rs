@@ -9,22 +9,6 @@ use crate::group::letters::{Bulk, Selection};
 use crate::napi::convert::{GroupInfo, GroupReset, GroupSummary};
 use crate::napi::options::{PurgeDeadLettersOptions, RedeliverOptions, ResetGroupOptions};
 
-/// Reads an option object of `what` into `T` (absent: `T::default()`).
-fn read_options<T: serde::de::DeserializeOwned + Default>(
-  env: &Env,
-  value: Option<Unknown>,
-  what: &str,
-) -> std::result::Result<T, BusError> {
-  match options_json(env, value, what, Code::InvalidConfig)? {
-    Some(text) => options::parse_json(&text, what, Code::InvalidConfig),
-    None => Ok(T::default()),
-  }
-}
-
-fn filter_of(filter: Option<&serde_json::Value>) -> std::result::Result<Option<Filter>, BusError> {
-  filter.map(Filter::parse).transpose()
-}
-
 #[napi]
 impl EventBus {
   /// Every consumer group the store holds, with its lag, members, in flight and dead
@@ -33,17 +17,9 @@ impl EventBus {
   #[napi(ts_return_type = "Promise<GroupSummary[]>")]
   pub fn groups<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Vec<GroupSummary>>> {
     let bus = self.bus.clone();
-    spawn(
-      env,
-      async move {
-        let mut out = Vec::new();
-        for name in bus.group_names().await? {
-          out.push(bus.group_view(&name).await?);
-        }
-        Ok(out)
-      },
-      |_, views| Ok(views.into_iter().map(convert::group_summary).collect()),
-    )
+    spawn(env, async move { bus.group_views().await }, |_, views| {
+      Ok(views.into_iter().map(convert::group_summary).collect())
+    })
   }
 
   /// One consumer group: its live members and their last renewal; per shard the owner,
@@ -78,13 +54,7 @@ impl EventBus {
   ) -> Result<PromiseRaw<'env, GroupReset>> {
     let bus = self.bus.clone();
     let request = group_arg(&group, "resetGroup()").and_then(|group| {
-      let json = options_json(env, options, "resetGroup options", Code::InvalidConfig)?;
-      let Some(json) = json else {
-        return Err(BusError::config(
-          "resetGroup() needs options with `to`: 'earliest', 'latest', { time } or a cursor",
-        ));
-      };
-      let o: ResetGroupOptions = options::parse_json(&json, "resetGroup options", Code::InvalidConfig)?;
+      let o: ResetGroupOptions = read_options(env, options, "resetGroup options")?;
       let to = match o.to {
         None | Some(serde_json::Value::Null) => {
           return Err(BusError::config(
@@ -126,7 +96,7 @@ impl EventBus {
         ids: o
           .letter_ids
           .map(|ids| ids.into_iter().collect::<HashSet<_>>()),
-        filter: filter_of(o.filter.as_ref())?,
+        filter: o.filter.as_ref().map(Filter::parse).transpose()?,
         limit: None,
       };
       Ok((group, sel, o.dry_run.unwrap_or(false)))
@@ -168,7 +138,7 @@ impl EventBus {
         let o: RedeliverOptions = read_options(env, Some(letters), "redeliver options")?;
         let sel = Selection {
           ids: None,
-          filter: filter_of(o.filter.as_ref())?,
+          filter: o.filter.as_ref().map(Filter::parse).transpose()?,
           limit: o.limit.map(|n| n as usize),
         };
         return Ok((group, Ask::Bulk(sel, o.dry_run.unwrap_or(false))));

@@ -40,6 +40,18 @@ pub(super) fn options_json(
   unsafe { Scope::with(env.raw(), run) }
 }
 
+/// Reads an option object of `what` into `T` (absent: `T::default()`).
+pub(super) fn read_options<T: serde::de::DeserializeOwned + Default>(
+  env: &Env,
+  value: Option<Unknown>,
+  what: &str,
+) -> std::result::Result<T, BusError> {
+  match options_json(env, value, what, Code::InvalidConfig)? {
+    Some(text) => options::parse_json(&text, what, Code::InvalidConfig),
+    None => Ok(T::default()),
+  }
+}
+
 /// `JSON.stringify` of an option object, after refusing what it would silently change:
 /// non-finite numbers (they become null, so an option falls back to its default), and
 /// inside `filter` undefined values, functions, symbols and `toJSON` objects other than

@@ -269,14 +269,7 @@ impl EventBus {
     options: Option<Unknown<'env>>,
   ) -> Result<Object<'env>, Code> {
     let run = || -> std::result::Result<Object<'env>, BusError> {
-      let group = match group.get_type() {
-        Ok(ValueType::String) => {
-          // SAFETY: the type was checked just above.
-          unsafe { group.cast::<String>() }
-            .map_err(|_| BusError::config("process(): group must be a string"))?
-        }
-        _ => return Err(BusError::config("process(): group must be a string")),
-      };
+      let group = group_arg(&group, "process()")?;
       if !matches!(handler.get_type(), Ok(ValueType::Function)) {
         return Err(BusError::config(
           "process(): handler must be a function (event) => Promise<void> | void",
@@ -304,11 +297,7 @@ impl EventBus {
   ) -> Result<PromiseRaw<'env, DeadLetterPage>> {
     let bus = self.bus.clone();
     let request = group_arg(&group, "deadLetters()").and_then(|group| {
-      let json = options_json(env, options, "deadLetters options", Code::InvalidConfig)?;
-      let o: DeadLettersOptions = match json {
-        Some(text) => options::parse_json(&text, "deadLetters options", Code::InvalidConfig)?,
-        None => DeadLettersOptions::default(),
-      };
+      let o: DeadLettersOptions = read_options(env, options, "deadLetters options")?;
       Ok((group, o))
     });
     spawn(

@@ -117,7 +117,7 @@ pub struct DeadLettersOptions {
 
 /// Options of `bus.resetGroup()`.
 #[napi(object, object_to_js = false, object_from_js = false)]
-#[derive(serde::Deserialize)]
+#[derive(Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResetGroupOptions {
   /// Where every shard of the group goes: `'earliest'`, `'latest'`, `{ time }` (a `Date`
