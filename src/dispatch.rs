@@ -11,6 +11,7 @@ use crate::event::{Event, ProducerId};
 use crate::retry::backoff;
 use crate::shard::{DropReason, Shard};
 use crate::signal::Signal;
+use crate::telemetry::{BatchRecord, Tally, Telemetry, MAX_LINKS};
 
 pub struct DispatchContext {
   pub adapter: Arc<dyn Adapter>,
@@ -20,6 +21,7 @@ pub struct DispatchContext {
   pub retries: u32,
   /// Fired when the shutdown bound expires: stop retrying and drop what is left.
   pub abort: Arc<Signal>,
+  pub telemetry: Arc<Telemetry>,
 }
 
 /// Adaptive batching, the default (no `maxDelayMs`): a shard writes its first event at
@@ -150,7 +152,13 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
   let mut reason = DropReason::Adapter;
   let mut last_error: Option<AdapterError> = None;
   let mut attempt = 0u32;
+  let started = Instant::now();
+  let started_ms = crate::clock::now_ms() as f64;
+  let record = ctx.telemetry.batches.enabled();
+  let (events, links) = (todo.len(), if record { links(&todo) } else { Vec::new() });
+  let mut latency = Tally::default();
   loop {
+    let attempt_started = Instant::now();
     let write = ctx.adapter.write(WriteBatch {
       shard: shard.id,
       producer: ctx.producer,
@@ -164,26 +172,40 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
         break;
       }
     };
+    let now_ms = crate::clock::now_ms();
+    let mut stored_now = |ev: &Event| {
+      latency.observe(Duration::from_millis(now_ms.saturating_sub(ev.timestamp_ms)));
+    };
+    let mut attempt_failed = false;
     let mut retry: Vec<Event> = Vec::new();
     match result {
-      Ok(Ok(WriteResult::AllStored)) => stored += todo.len() as u64,
+      Ok(Ok(WriteResult::AllStored)) => {
+        stored += todo.len() as u64;
+        todo.iter().for_each(&mut stored_now);
+      }
       Ok(Ok(WriteResult::PerEvent(outcomes))) if outcomes.len() == todo.len() => {
         for (ev, outcome) in todo.drain(..).zip(outcomes) {
           match outcome {
-            Outcome::Stored => stored += 1,
+            Outcome::Stored => {
+              stored += 1;
+              stored_now(&ev);
+            }
             Outcome::Retry(e) => {
               retry.push(ev);
+              attempt_failed = true;
               last_error = Some(e);
             }
             Outcome::Reject(e) => {
               dropped.push(ev.seq);
+              attempt_failed = true;
               last_error = Some(e);
             }
           }
         }
       }
       Ok(Ok(WriteResult::PerEvent(outcomes))) => {
-        last_error = Some(AdapterError::retryable(format!(
+        attempt_failed = true;
+              last_error = Some(AdapterError::retryable(format!(
           "adapter returned {} outcomes for {} events",
           outcomes.len(),
           todo.len()
@@ -191,15 +213,18 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
         retry = std::mem::take(&mut todo);
       }
       Ok(Err(e)) if e.retryable => {
-        last_error = Some(e);
+        attempt_failed = true;
+              last_error = Some(e);
         retry = std::mem::take(&mut todo);
       }
       Ok(Err(e)) => {
         dropped.extend(todo.iter().map(|e| e.seq));
-        last_error = Some(e);
+        attempt_failed = true;
+              last_error = Some(e);
       }
       Err(_) => {
-        last_error = Some(AdapterError {
+        attempt_failed = true;
+              last_error = Some(AdapterError {
           code: crate::error::Code::Timeout,
           retryable: true,
           message: format!(
@@ -210,6 +235,10 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
         retry = std::mem::take(&mut todo);
       }
     }
+    let failed = attempt_failed
+      .then(|| last_error.as_ref().map(|e| e.code.as_str()))
+      .flatten();
+    ctx.telemetry.send.observe(attempt_started.elapsed(), failed);
     if retry.is_empty() {
       break;
     }
@@ -257,7 +286,7 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
   let error = if dropped.is_empty() {
     None
   } else {
-    last_error.map(|e| match reason {
+    last_error.clone().map(|e| match reason {
       DropReason::Shutdown => format!("dropped at shutdown: {}", e.message),
       _ if attempt > ctx.retries => {
         format!("{} (gave up after {} retries)", e.message, ctx.retries)
@@ -275,8 +304,44 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
       dropped.len()
     );
   }
+  if !latency.is_empty() {
+    ctx.telemetry.ingest_to_stored.add(&latency);
+  }
+  if record {
+    ctx.telemetry.batches.push(BatchRecord {
+      shard: shard.id,
+      events: events as u32,
+      started_ms,
+      duration: started.elapsed(),
+      attempts: attempt + 1,
+      error: (!dropped.is_empty()).then(|| match reason {
+        DropReason::Shutdown => crate::error::Code::ShutDown.as_str(),
+        _ => last_error.as_ref().map_or(crate::error::Code::Adapter, |e| e.code).as_str(),
+      }),
+      links,
+    });
+  }
   shard.finish_batch(stored, &dropped, reason, error);
   *batch = todo;
+}
+
+/// The batch's first distinct trace contexts (`traceparent`, `tracestate`), for the links
+/// of its `send` span.
+fn links(events: &[Event]) -> Vec<(Box<str>, Option<Box<str>>)> {
+  let mut out: Vec<(Box<str>, Option<Box<str>>)> = Vec::new();
+  for ev in events {
+    let Some(h) = &ev.headers else { continue };
+    let find = |name: &str| h.iter().find(|(k, _)| k.as_ref() == name).map(|(_, v)| v.clone());
+    let Some(parent) = find("traceparent") else { continue };
+    if out.iter().any(|(p, _)| *p == parent) {
+      continue;
+    }
+    out.push((parent, find("tracestate")));
+    if out.len() == MAX_LINKS {
+      break;
+    }
+  }
+  out
 }
 
 #[cfg(test)]

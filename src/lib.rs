@@ -20,6 +20,7 @@ pub mod scaling;
 pub mod secrets;
 pub mod shard;
 pub mod signal;
+pub mod telemetry;
 pub mod topology;
 
 #[cfg(feature = "addon")]

@@ -171,6 +171,16 @@ impl ShardSet {
     self.slots.lock().iter().map(|s| s.shard.clone()).collect()
   }
 
+  /// Shards not removed, with their state (no rate sample taken).
+  pub fn current(&self) -> Vec<(Arc<Shard>, ShardState)> {
+    let slots = self.slots.lock();
+    slots
+      .iter()
+      .filter(|s| s.state != ShardState::Removed)
+      .map(|s| (s.shard.clone(), s.state))
+      .collect()
+  }
+
   /// Shards not removed, with their state and events/s since the previous sample.
   pub fn listed(&self) -> Vec<(Arc<Shard>, ShardState, f64)> {
     let now = Instant::now();

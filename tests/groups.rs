@@ -299,7 +299,7 @@ async fn drive(
         let n = number(&d);
         tokio::time::sleep(Duration::from_micros(200 * (n % 3))).await;
         if fails(n, d.deliveries) {
-          w.settle(token, Some(format!("boom {n}")));
+          w.settle(token, Some(format!("boom {n}")), None);
         } else {
           handled
             .lock()

@@ -45,6 +45,7 @@ impl Bus {
     }
     let start = Member::start(
       opts.clone(),
+      self.core.telemetry.group(&opts.group),
       self.core.adapter.clone(),
       self.core.shards.clone(),
       self.core.closing.clone(),

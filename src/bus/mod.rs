@@ -29,12 +29,15 @@ use crate::identity::{self, IdentityLock};
 use crate::routing;
 use crate::shard::{CounterSnapshot, Pushed};
 use crate::signal::Signal;
+use crate::telemetry::Telemetry;
 use crate::topology::ShardSet;
 
 mod groups;
 mod shutdown;
+mod metrics;
 mod stats;
 
+pub use self::metrics::LagOf;
 pub use self::stats::{ShardStats, Stats};
 
 const RUNNING: u8 = 0;
@@ -68,6 +71,7 @@ struct BusCore {
   identity: Mutex<Option<IdentityLock>>,
   /// Fired when a consumer or worker of this bus has finished closing: shutdown waits.
   members: Mutex<Vec<Arc<Signal>>>,
+  telemetry: Arc<Telemetry>,
   rt: Handle,
 }
 
@@ -126,6 +130,7 @@ impl Bus {
       None => (identity::ephemeral(), None),
     };
     let abort = Arc::new(Signal::new());
+    let telemetry = Arc::new(Telemetry::default());
     let ctx = Arc::new(DispatchContext {
       adapter: adapter.clone(),
       producer,
@@ -133,6 +138,7 @@ impl Bus {
       timeout: config.adapter_timeout,
       retries: config.retries,
       abort: abort.clone(),
+      telemetry: telemetry.clone(),
     });
     let closing = Arc::new(Signal::new());
     let shards = Arc::new(ShardSet::start(&config, ctx, rt.clone(), closing.clone()));
@@ -155,10 +161,16 @@ impl Bus {
         shutdown: Mutex::new(None),
         identity: Mutex::new(lock),
         members: Mutex::new(Vec::new()),
+        telemetry,
         rt,
       }),
     };
     Ok(bus)
+  }
+
+  /// What the bus measures (metrics and OpenTelemetry read it).
+  pub fn telemetry(&self) -> &Telemetry {
+    &self.core.telemetry
   }
 
   /// A handle that does not keep this bus alive.
@@ -322,8 +334,18 @@ impl Bus {
     }
     let adapter = self.core.adapter.as_ref();
     let page = async {
+      let started = Instant::now();
       let shards = crate::consume::read_shards(adapter, self.core.shard_ids()).await;
-      poll(adapter, &shards, req).await
+      let page = poll(adapter, &shards, req).await;
+      let t = &self.core.telemetry;
+      match &page {
+        Ok(p) => {
+          t.receive.observe(started.elapsed(), None);
+          t.polled.fetch_add(p.events.len() as u64, Ordering::Relaxed);
+        }
+        Err(e) => t.receive.observe(started.elapsed(), Some(e.code.as_str())),
+      }
+      page
     };
     // Shutdown ends a poll in flight (a slow filter, a backend that stopped answering).
     tokio::select! {
@@ -342,6 +364,7 @@ impl Bus {
       self.core.closing.clone(),
       filter,
       start,
+      self.core.telemetry.clone(),
     ))
   }
 

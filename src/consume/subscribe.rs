@@ -13,6 +13,7 @@ pub use crate::consume::start::StartAt;
 use crate::error::Result;
 use crate::event::StoredEvent;
 use crate::signal::Signal;
+use crate::telemetry::Telemetry;
 
 const PAGE: usize = 512;
 /// Longest wait before the subscription looks again: also how soon it covers a shard that
@@ -32,6 +33,7 @@ pub struct Subscription {
   start: StartAt,
   stop: Arc<Signal>,
   failures: u32,
+  telemetry: Arc<Telemetry>,
 }
 
 impl Subscription {
@@ -41,6 +43,7 @@ impl Subscription {
     closing: Arc<Signal>,
     filter: Option<Filter>,
     start: StartAt,
+    telemetry: Arc<Telemetry>,
   ) -> Self {
     Subscription {
       adapter,
@@ -51,6 +54,7 @@ impl Subscription {
       start,
       stop: Arc::new(Signal::new()),
       failures: 0,
+      telemetry,
     }
   }
 
@@ -76,6 +80,7 @@ impl Subscription {
           }
         }
       }
+      let started = std::time::Instant::now();
       let page = poll(
         self.adapter.as_ref(),
         &shards,
@@ -88,9 +93,13 @@ impl Subscription {
         },
       )
       .await;
+      let failed = page.as_ref().err().map(|e| e.code.as_str());
+      self.telemetry.receive.observe(started.elapsed(), failed);
       match page {
         Ok(page) => {
           self.failures = 0;
+          let n = page.events.len() as u64;
+          (self.telemetry.polled).fetch_add(n, std::sync::atomic::Ordering::Relaxed);
           let idle = page.events.is_empty() && !page.has_more;
           self.cursor = Some(page.cursor);
           if !page.events.is_empty() {

@@ -80,7 +80,7 @@ pub struct Taken {
 struct State {
   /// Token → event whose handler runs. Tokens wrap around; fewer than `concurrency` are
   /// ever live at once.
-  running: HashMap<u32, Delivery>,
+  running: HashMap<u32, (Delivery, Instant)>,
   next_token: u32,
   /// Key → its events waiting behind the one running or retrying. Present: key busy.
   keys: HashMap<Arc<str>, VecDeque<Delivery>>,
@@ -258,7 +258,7 @@ impl Worker {
       };
       let token = st.next_token;
       st.next_token = token.wrapping_add(1);
-      st.running.insert(token, d.clone());
+      st.running.insert(token, (d.clone(), Instant::now()));
       deliveries.push(d);
     }
     Taken { first, deliveries }
@@ -285,10 +285,11 @@ impl Worker {
   }
 
   /// The handler of the event taken as `token` finished: `error` is None when it
-  /// resolved, else what it threw. Unknown tokens are ignored.
-  pub fn settle(&self, token: u32, error: Option<String>) {
+  /// resolved, else what it threw, and `kind` the error's type for metrics (its `code` or
+  /// class name). Unknown tokens are ignored.
+  pub fn settle(&self, token: u32, error: Option<String>, kind: Option<&str>) {
     let mut st = self.inner.st.lock();
-    self.settle_one(&mut st, token, error);
+    self.settle_one(&mut st, token, error, kind);
     self.settled(st);
   }
 
@@ -298,7 +299,14 @@ impl Worker {
       return;
     };
     let mut st = self.inner.st.lock();
-    let done: Vec<Delivery> = tokens.iter().filter_map(|t| st.running.remove(t)).collect();
+    let done: Vec<Delivery> = tokens
+      .iter()
+      .filter_map(|t| st.running.remove(t))
+      .map(|(d, started)| {
+        handled(member, &d, started, None);
+        d
+      })
+      .collect();
     member.ack_all(done.iter().map(|d| (d.event.shard, d.event.id.as_str())));
     self
       .inner
@@ -318,14 +326,16 @@ impl Worker {
     self.inner.runnable.notify_one();
   }
 
-  fn settle_one(&self, st: &mut State, token: u32, error: Option<String>) {
+  fn settle_one(&self, st: &mut State, token: u32, error: Option<String>, kind: Option<&str>) {
     // Events come from the member, so it is set.
     let Some(member) = self.inner.member.get() else {
       return;
     };
-    let Some(mut d) = st.running.remove(&token) else {
+    let Some((mut d, started)) = st.running.remove(&token) else {
       return;
     };
+    let failed = error.as_ref().map(|_| kind.unwrap_or(crate::telemetry::OTHER));
+    handled(member, &d, started, failed);
     let (shard, id) = (d.event.shard, d.event.id.as_str());
     match error {
       None => {
@@ -422,7 +432,7 @@ impl Worker {
     }
     let waiting: Vec<Delivery> = {
       let mut st = self.inner.st.lock();
-      let mut all: Vec<Delivery> = st.running.drain().map(|(_, d)| d).collect();
+      let mut all: Vec<Delivery> = st.running.drain().map(|(_, (d, _))| d).collect();
       all.extend(st.runnable.drain(..));
       all.extend(st.retries.drain(..).map(|(_, d)| d));
       for (_, q) in st.keys.drain() {
@@ -466,6 +476,14 @@ fn next_of_key(st: &mut State, d: &Delivery) {
       st.keys.remove(k);
     }
   }
+}
+
+/// Records a finished handler: its time, and the time from the event's creation.
+fn handled(member: &Member, d: &Delivery, started: Instant, failed: Option<&str>) {
+  let m = member.meters();
+  m.process.observe(started.elapsed(), failed);
+  let age = crate::clock::now_ms().saturating_sub(d.event.timestamp_ms);
+  m.ingest_to_handled.observe(Duration::from_millis(age));
 }
 
 #[cfg(test)]

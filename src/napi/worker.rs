@@ -74,11 +74,11 @@ impl Worker {
     )
   }
 
-  /// The handler of the event taken as `token` finished: `error` is its error's message
-  /// when it failed.
+  /// The handler of the event taken as `token` failed: `error` is its error's message,
+  /// `kind` its type for metrics (`err.code` or the class name).
   #[napi(skip_typescript)]
-  pub fn settle(&self, token: u32, error: Option<String>) {
-    self.worker.settle(token, error);
+  pub fn settle(&self, token: u32, error: Option<String>, kind: Option<String>) {
+    self.worker.settle(token, error, kind.as_deref());
   }
 
   /// The handlers of these tokens resolved.

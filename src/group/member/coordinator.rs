@@ -263,6 +263,7 @@ impl Member {
           }
         }
         Ok(false) => {
+          self.inner.meters.leases_lost.fetch_add(1, Ordering::Relaxed);
           tracing::warn!(group = g, member = me, shard = *s, "lost the lease on shard {s} to another member (a renewal came too late); its unacked events go to the new owner");
           self.inner.state.lock().forget(*s)
         }
@@ -281,6 +282,7 @@ impl Member {
             );
             // Others may own it by now: stop delivering from it.
             st.forget(*s);
+            self.inner.meters.leases_lost.fetch_add(1, Ordering::Relaxed);
           }
         }
       }
@@ -313,6 +315,7 @@ impl Member {
         return;
       }
     };
+    self.inner.meters.leases_taken.fetch_add(1, Ordering::Relaxed);
     tracing::info!(
       group = g,
       member = me,
@@ -418,11 +421,7 @@ impl Member {
         .lock()
         .scan_due(now, opts.max_deliveries, opts.ack_wait.as_millis());
     if scan.finished > 0 {
-      self
-        .inner
-        .c
-        .dead_lettered
-        .fetch_add(scan.dead as u64, Ordering::Relaxed);
+      self.count(crate::telemetry::Count::DeadLettered, scan.dead);
       self.inner.room.notify_one();
     }
     if scan.requeued > 0 {

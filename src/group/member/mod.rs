@@ -35,6 +35,7 @@ use crate::consume::ShardSource;
 use crate::error::{BusError, Result};
 use crate::event::StoredEvent;
 use crate::signal::Signal;
+use crate::telemetry::{Count, GroupCounts, GroupMeters};
 
 pub(crate) use self::coordinator::letters_returned;
 
@@ -64,15 +65,6 @@ pub struct MemberStats {
   pub shards: Vec<u32>,
 }
 
-#[derive(Default)]
-struct Counters {
-  delivered: AtomicU64,
-  acked: AtomicU64,
-  nacked: AtomicU64,
-  redelivered: AtomicU64,
-  dead_lettered: AtomicU64,
-}
-
 struct Inner {
   opts: GroupOptions,
   adapter: Arc<dyn Adapter>,
@@ -90,7 +82,9 @@ struct Inner {
   follows_bus: bool,
   stop: Signal,
   done: Arc<Signal>,
-  c: Counters,
+  /// This member's counters; `meters` sums them (and more) for the group in this bus.
+  c: GroupCounts,
+  meters: Arc<GroupMeters>,
   ticks: AtomicU64,
   /// Scans of the deadlines (for the engine tests: nacks must not each cause one).
   #[cfg(feature = "test-hooks")]
@@ -119,6 +113,7 @@ impl Member {
   /// With `follows_bus` false the member ignores the bus's shutdown: its owner closes it.
   pub(crate) async fn start(
     opts: GroupOptions,
+    meters: Arc<GroupMeters>,
     adapter: Arc<dyn Adapter>,
     own: Arc<dyn ShardSource>,
     closing: Arc<Signal>,
@@ -153,7 +148,8 @@ impl Member {
         follows_bus,
         stop: Signal::new(),
         done: Arc::new(Signal::new()),
-        c: Counters::default(),
+        c: GroupCounts::default(),
+        meters,
         ticks: AtomicU64::new(0),
         #[cfg(feature = "test-hooks")]
         scans: AtomicU64::new(0),
@@ -164,6 +160,19 @@ impl Member {
     rt.spawn(member.clone().coordinate());
     rt.spawn(member.clone().read_loop());
     Ok(member)
+  }
+
+  /// Adds to this member's counter and its group's.
+  fn count(&self, which: Count, n: usize) {
+    if n > 0 {
+      self.inner.c.get(which).fetch_add(n as u64, Ordering::Relaxed);
+      (self.inner.meters.counts.get(which)).fetch_add(n as u64, Ordering::Relaxed);
+    }
+  }
+
+  /// The group's measurements in this bus.
+  pub(crate) fn meters(&self) -> &GroupMeters {
+    &self.inner.meters
   }
 
   /// Deadline scans so far (engine tests only).
@@ -232,9 +241,8 @@ impl Member {
       self.inner.wake.notify_one();
     }
     let again = out.iter().filter(|d| d.deliveries > 1).count();
-    let c = &self.inner.c;
-    c.delivered.fetch_add(out.len() as u64, Ordering::Relaxed);
-    c.redelivered.fetch_add(again as u64, Ordering::Relaxed);
+    self.count(Count::Delivered, out.len());
+    self.count(Count::Redelivered, again);
     out
   }
 
@@ -282,7 +290,7 @@ impl Member {
   fn ack_locked(&self, st: &mut Ledger, shard: u32, id: &str) -> bool {
     let acked = st.ack(shard, id);
     if acked {
-      self.inner.c.acked.fetch_add(1, Ordering::Relaxed);
+      self.count(Count::Acked, 1);
       self.settled(st);
     }
     acked
@@ -294,7 +302,7 @@ impl Member {
     let Some(earlier) = st.nack(shard, id, Instant::now() + delay) else {
       return false;
     };
-    self.inner.c.nacked.fetch_add(1, Ordering::Relaxed);
+    self.count(Count::Nacked, 1);
     if earlier {
       self.inner.wake.notify_one();
     }
@@ -312,7 +320,7 @@ impl Member {
   pub fn retrying(&self, shard: u32, id: &str) -> Option<u32> {
     let mut st = self.inner.state.lock();
     let n = st.retrying(shard, id)?;
-    self.inner.c.redelivered.fetch_add(1, Ordering::Relaxed);
+    self.count(Count::Redelivered, 1);
     self.note_commit(&mut st);
     Some(n)
   }
@@ -323,7 +331,7 @@ impl Member {
     if !st.dead_letter(shard, id, reason) {
       return false;
     }
-    self.inner.c.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    self.count(Count::DeadLettered, 1);
     self.settled(&mut st);
     true
   }

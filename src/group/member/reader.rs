@@ -80,11 +80,18 @@ impl Member {
       }
       let per_shard = (plan.space / plan.targets.len()).clamp(1, PAGE);
       for (shard, gen, pos) in plan.targets {
+        let started = std::time::Instant::now();
         let read = self.inner.adapter.read(shard, pos.as_deref(), per_shard);
         let read = tokio::select! {
           r = tokio::time::timeout(READ_BOUND, read) => r,
           _ = self.stopped() => return,
         };
+        let failed = match &read {
+          Ok(Ok(_)) => None,
+          Ok(Err(e)) => Some(e.code.as_str()),
+          Err(_) => Some(crate::error::Code::Timeout.as_str()),
+        };
+        (self.inner.meters.receive).observe(started.elapsed(), failed);
         match read {
           Ok(Ok(page)) => {
             failures = 0;

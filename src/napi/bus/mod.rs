@@ -23,6 +23,7 @@ use crate::napi::subscription::Subscription;
 use crate::napi::worker::Worker;
 
 mod admin;
+mod telemetry;
 mod args;
 
 use self::args::*;

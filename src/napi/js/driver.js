@@ -7,6 +7,19 @@
       return 'handler failed with a value that cannot be described'
     }
   }
+  // The error's type for metrics and spans (`error.type`): its code, else its class name.
+  const named = /^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/
+  const kind = (e) => {
+    try {
+      const code = e !== null && typeof e === 'object' ? e.code : undefined
+      if (typeof code === 'string' && named.test(code)) return code
+      const name = e !== null && e !== undefined ? e.constructor && e.constructor.name : undefined
+      if (typeof name === 'string' && named.test(name)) return name
+    } catch (_) {
+      // A hostile getter: the fallback below.
+    }
+    return '_OTHER'
+  }
   let done = []
   const flush = () => {
     if (done.length === 0) return
@@ -28,9 +41,9 @@
         ok(token)
         return
       }
-      then.call(resolve(p), () => ok(token), (e) => worker.settle(token, describe(e)))
+      then.call(resolve(p), () => ok(token), (e) => worker.settle(token, describe(e), kind(e)))
     } catch (e) {
-      worker.settle(token, describe(e))
+      worker.settle(token, describe(e), kind(e))
     }
   }
   const loop = async () => {

@@ -17,12 +17,14 @@ use crate::group::GroupOptions;
 mod adapter;
 mod group;
 mod read;
+mod telemetry;
 
 pub use self::group::{
   process_options, ConsumerOptions, DeadLettersOptions, PurgeDeadLettersOptions, RedeliverOptions,
   ResetGroupOptions,
 };
 pub use self::read::{PollRequest, SubscribeOptions};
+pub use self::telemetry::{parse_format, MetricsOptions};
 
 /// What `ingest` does when the target shard's ring is full.
 #[napi(string_enum)]
@@ -157,6 +159,11 @@ pub struct EventBusOptions {
   /// Bounds for `scaleUp`/`scaleDown` and the optional policy. Default: manual scaling
   /// between 1 and 1024 shards, no policy.
   pub scaling: Option<ScalingOptions>,
+  /// Spans, metrics and trace propagation through `@opentelemetry/api` (see
+  /// `TelemetryOptions`); `false` turns them off even when a global provider is registered.
+  /// Default: the global providers registered when the bus is created, no propagation.
+  #[napi(ts_type = "TelemetryOptions | boolean")]
+  pub telemetry: Option<serde_json::Value>,
 }
 
 // Declares the typings only: the hot path in `napi/ingest/` reads both properties itself.
@@ -184,6 +191,9 @@ pub fn parse_json<T: DeserializeOwned>(json: &str, what: &str, code: Code) -> Re
 impl EventBusOptions {
   /// The bus's settings and its adapter's, both validated.
   pub fn into_config(self) -> Result<(BusConfig, AdapterConfig)> {
+    if let Some(t) = &self.telemetry {
+      telemetry::check(t)?;
+    }
     let d = BusConfig::default();
     let batch = match self.batch {
       Some(b) => BatchConfig {
