@@ -92,6 +92,18 @@ export declare class EventBus<T = unknown> {
    */
   redeliver(group: string, letters: Array<DeadLetter<unknown> | string> | RedeliverOptions): Promise<number>
   /**
+   * The bus's metrics in the Prometheus text format (default) or OpenMetrics, ready to
+   * serve from a scrape endpoint with the content type `metricsContentType(format)` gives.
+   * Conventional names (`messaging_client_sent_messages_total`,
+   * `messaging_client_consumed_messages_total`,
+   * `messaging_client_operation_duration_seconds`, `messaging_process_duration_seconds`)
+   * and ringbus's own (`ringbus_*`: rings, drops, retries, latencies, group counters and
+   * lag). Counters never go down while the bus runs. Lag is read from the store (see
+   * `MetricsOptions.groups`); a group whose lag cannot be read is left out, the rest is
+   * always there. Rejects with `ERR_INVALID_CONFIG` for bad options only.
+   */
+  metrics(options?: MetricsOptions | undefined | null): Promise<string>
+  /**
    * Creates a bus with an in-process adapter (`memory`, the default, or `noop`).
    * Network adapters connect asynchronously: use `EventBus.create()` for them.
    * Throws `ERR_INVALID_CONFIG` naming the offending option.
@@ -548,6 +560,12 @@ export interface EventBusOptions {
    * between 1 and 1024 shards, no policy.
    */
   scaling?: ScalingOptions
+  /**
+   * Spans, metrics and trace propagation through `@opentelemetry/api` (see
+   * `TelemetryOptions`); `false` turns them off even when a global provider is registered.
+   * Default: the global providers registered when the bus is created, no propagation.
+   */
+  telemetry?: TelemetryOptions | boolean
 }
 
 /** What a flush covered. */
@@ -692,6 +710,30 @@ export interface LogRecord {
   fields: Record<string, string | number | boolean>
   /** Milliseconds since the UNIX epoch. */
   timestamp: number
+}
+
+/**
+ * The `Content-Type` of `bus.metrics({ format })`: `'prometheus'` (default) or
+ * `'openmetrics'`. Throws `ERR_INVALID_CONFIG` for another format.
+ */
+export declare function metricsContentType(format?: 'prometheus' | 'openmetrics'): string
+
+/** Options of `bus.metrics()`. */
+export interface MetricsOptions {
+  /**
+   * `'prometheus'`: the Prometheus text format 0.0.4, served as
+   * `text/plain; version=0.0.4; charset=utf-8`. `'openmetrics'`: OpenMetrics 1.0, served
+   * as `application/openmetrics-text; version=1.0.0; charset=utf-8` (`metricsContentType`
+   * gives both). Default: `'prometheus'`.
+   */
+  format?: 'prometheus' | 'openmetrics'
+  /**
+   * Whose lag (`ringbus_group_lag_events`, `ringbus_group_lag_age_seconds`) is read from
+   * the store: `'joined'`, the groups this bus has run a consumer or worker of; `'all'`,
+   * every group in the store; `'none'`; or these group names. Each group costs a few store
+   * reads per scrape, bounded by `adapterTimeoutMs`. Default: `'joined'`.
+   */
+  groups?: 'joined' | 'all' | 'none' | string[]
 }
 
 /** Options of `consumer.nack()`. */
@@ -914,6 +956,40 @@ export interface SubscribeOptions {
 export interface SubscriptionStep<T = unknown> {
   done: boolean
   value?: BusEvent<T>
+}
+
+/**
+ * OpenTelemetry for this bus, through the service's own `@opentelemetry/api` (an optional
+ * peer dependency: without it, or without a provider, nothing is traced or measured and
+ * nothing is logged). Names follow the messaging semantic conventions v1.44, which are
+ * still at Development stability.
+ */
+export interface TelemetryOptions {
+  /**
+   * Where spans go: `send <stream>` per batch written, `process <stream>` per `process()`
+   * handler, `receive <stream>` per `poll` and consumer read. Default: the global tracer
+   * provider registered when the bus is created (none registered: no spans).
+   */
+  tracerProvider?: { getTracer(name: string, version?: string, options?: object): unknown }
+  /**
+   * Where the four conventional instruments go (`messaging.client.sent.messages`,
+   * `messaging.client.consumed.messages`, `messaging.client.operation.duration`,
+   * `messaging.process.duration`). Default: the global meter provider registered when the
+   * bus is created (none registered: no instruments).
+   */
+  meterProvider?: { getMeter(name: string, version?: string, options?: object): unknown }
+  /**
+   * `ingest` and `ingestBatch` write the active context's `traceparent` and `tracestate`
+   * into the event's headers, unless the call gives a `traceparent` itself. Default: false.
+   */
+  propagate?: boolean
+  /**
+   * `process` spans become children of the event's creation context, besides linking to
+   * it. Default: false (a link only, as the conventions advise for consumers).
+   */
+  processParent?: boolean
+  /** `settle <stream>` spans for `consumer.ack` and `consumer.nack`. Default: false. */
+  settleSpans?: boolean
 }
 
 /** TLS settings. Omit the files to verify the server against the system's roots. */

@@ -841,5 +841,6 @@ module.exports.Subscription = nativeBinding.Subscription
 module.exports.Worker = nativeBinding.Worker
 module.exports.BackpressureMode = nativeBinding.BackpressureMode
 module.exports.ErrorCode = nativeBinding.ErrorCode
+module.exports.metricsContentType = nativeBinding.metricsContentType
 module.exports.setLogger = nativeBinding.setLogger
 module.exports.StorageMode = nativeBinding.StorageMode

@@ -21,4 +21,20 @@ try {
   error.cause = cause
   throw error
 }
-module.exports = binding
+// `EventBus` as the addon makes it, with OpenTelemetry wired in when the options or the
+// service's registered providers ask for it (telemetry.js); otherwise the bus is the
+// addon's own object, untouched.
+const { attach } = require('./telemetry.js')
+const NativeBus = binding.EventBus
+function create(options) {
+  return NativeBus.create(options).then((bus) => attach(bus, options))
+}
+const EventBus = new Proxy(NativeBus, {
+  construct(target, args, newTarget) {
+    return attach(Reflect.construct(target, args, newTarget), args[0])
+  },
+  get(target, name, receiver) {
+    return name === 'create' ? create : Reflect.get(target, name, receiver)
+  },
+})
+module.exports = { ...binding, EventBus }

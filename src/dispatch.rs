@@ -158,7 +158,6 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
   let (events, links) = (todo.len(), if record { links(&todo) } else { Vec::new() });
   let mut latency = Tally::default();
   loop {
-    let attempt_started = Instant::now();
     let write = ctx.adapter.write(WriteBatch {
       shard: shard.id,
       producer: ctx.producer,
@@ -176,7 +175,6 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
     let mut stored_now = |ev: &Event| {
       latency.observe(Duration::from_millis(now_ms.saturating_sub(ev.timestamp_ms)));
     };
-    let mut attempt_failed = false;
     let mut retry: Vec<Event> = Vec::new();
     match result {
       Ok(Ok(WriteResult::AllStored)) => {
@@ -192,20 +190,17 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
             }
             Outcome::Retry(e) => {
               retry.push(ev);
-              attempt_failed = true;
               last_error = Some(e);
             }
             Outcome::Reject(e) => {
               dropped.push(ev.seq);
-              attempt_failed = true;
               last_error = Some(e);
             }
           }
         }
       }
       Ok(Ok(WriteResult::PerEvent(outcomes))) => {
-        attempt_failed = true;
-              last_error = Some(AdapterError::retryable(format!(
+        last_error = Some(AdapterError::retryable(format!(
           "adapter returned {} outcomes for {} events",
           outcomes.len(),
           todo.len()
@@ -213,18 +208,15 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
         retry = std::mem::take(&mut todo);
       }
       Ok(Err(e)) if e.retryable => {
-        attempt_failed = true;
-              last_error = Some(e);
+        last_error = Some(e);
         retry = std::mem::take(&mut todo);
       }
       Ok(Err(e)) => {
         dropped.extend(todo.iter().map(|e| e.seq));
-        attempt_failed = true;
-              last_error = Some(e);
+        last_error = Some(e);
       }
       Err(_) => {
-        attempt_failed = true;
-              last_error = Some(AdapterError {
+        last_error = Some(AdapterError {
           code: crate::error::Code::Timeout,
           retryable: true,
           message: format!(
@@ -235,10 +227,6 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
         retry = std::mem::take(&mut todo);
       }
     }
-    let failed = attempt_failed
-      .then(|| last_error.as_ref().map(|e| e.code.as_str()))
-      .flatten();
-    ctx.telemetry.send.observe(attempt_started.elapsed(), failed);
     if retry.is_empty() {
       break;
     }
@@ -307,6 +295,11 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
   if !latency.is_empty() {
     ctx.telemetry.ingest_to_stored.add(&latency);
   }
+  let failure = (!dropped.is_empty()).then(|| match reason {
+    DropReason::Shutdown => crate::error::Code::ShutDown.as_str(),
+    _ => last_error.as_ref().map_or(crate::error::Code::Adapter, |e| e.code).as_str(),
+  });
+  ctx.telemetry.send.observe(started.elapsed(), failure);
   if record {
     ctx.telemetry.batches.push(BatchRecord {
       shard: shard.id,
@@ -314,10 +307,7 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
       started_ms,
       duration: started.elapsed(),
       attempts: attempt + 1,
-      error: (!dropped.is_empty()).then(|| match reason {
-        DropReason::Shutdown => crate::error::Code::ShutDown.as_str(),
-        _ => last_error.as_ref().map_or(crate::error::Code::Adapter, |e| e.code).as_str(),
-      }),
+      error: failure,
       links,
     });
   }

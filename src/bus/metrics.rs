@@ -111,7 +111,7 @@ impl Bus {
       "messaging_client_operation_duration_seconds",
       Kind::Histogram,
       Some("seconds"),
-      "Store operations: batch writes (send, each attempt) and page reads (receive).",
+      "Store operations: batch writes (send, from the first attempt to the outcome) and page reads (receive).",
     );
     by_error(&mut x, &send, &t.send);
     by_error(&mut x, &receive, &t.receive);

@@ -186,6 +186,23 @@ impl EventBus {
     unsafe { Scope::with(env.raw(), run) }.map_err(throw)
   }
 
+  /// Binds the fast `ingest` functions on `this` now (telemetry.js wraps them).
+  pub(super) fn bind_now(&self, env: &Env, this: This) -> Result<bool, Code> {
+    let run = |scope: &mut Scope<'_>| {
+      // SAFETY: napi-rs handed `this` to this running method call.
+      let this = unsafe { scope.adopt(this.raw()) };
+      let bound = ingest::bind(scope, this, &self.bus)?;
+      if !bound {
+        self
+          .unbound
+          .store(true, std::sync::atomic::Ordering::Relaxed);
+      }
+      Ok(bound)
+    };
+    // SAFETY: napi-rs runs this method on the JS thread within the call `env` belongs to.
+    unsafe { Scope::with(env.raw(), run) }.map_err(throw)
+  }
+
   pub(super) fn poll_request(
     &self,
     env: &Env,

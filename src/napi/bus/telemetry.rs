@@ -37,6 +37,13 @@ impl EventBus {
     )
   }
 
+  /// Defines the fast `ingest` and `ingestBatch` on this object now, so that telemetry.js
+  /// can wrap them for trace propagation. False when the object cannot hold them.
+  #[napi(skip_typescript, js_name = "_bindIngest")]
+  pub fn bind_ingest(&self, env: Env, this: This) -> Result<bool, Code> {
+    self.bind_now(&env, this)
+  }
+
   /// Starts keeping written batches for `send` spans (telemetry.js).
   #[napi(skip_typescript, js_name = "_telemetryStart")]
   pub fn telemetry_start(&self) {

@@ -180,6 +180,12 @@ impl Ingestor {
 pub type Call =
   for<'s> fn(&Ingestor, &mut Scope<'s>, JsValue<'s>, JsValue<'s>) -> Result<u32, BusError>;
 
+/// Installs the bound functions on `this` without a call (for telemetry.js, which wraps
+/// them); false when they could not be defined.
+pub fn bind<'s>(scope: &mut Scope<'s>, this: JsValue<'s>, bus: &Bus) -> Result<bool, BusError> {
+  install(scope, this, bus).map(|(_, bound)| bound)
+}
+
 /// One call through the napi-rs method: installs the bound functions and runs `call`.
 /// Also says whether the functions could be defined on `this`.
 pub fn first_call<'s>(
