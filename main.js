@@ -26,15 +26,18 @@ try {
 // addon's own object, untouched.
 const { attach } = require('./telemetry.js')
 const NativeBus = binding.EventBus
-function create(options) {
-  return NativeBus.create(options).then((bus) => attach(bus, options))
+class EventBus extends NativeBus {
+  constructor(options) {
+    super(options)
+    attach(this, options)
+  }
+
+  static create(options) {
+    return NativeBus.create(options).then((bus) => {
+      // The addon makes the object; it becomes this class's, as `new` would make it.
+      Object.setPrototypeOf(bus, EventBus.prototype)
+      return attach(bus, options)
+    })
+  }
 }
-const EventBus = new Proxy(NativeBus, {
-  construct(target, args, newTarget) {
-    return attach(Reflect.construct(target, args, newTarget), args[0])
-  },
-  get(target, name, receiver) {
-    return name === 'create' ? create : Reflect.get(target, name, receiver)
-  },
-})
 module.exports = { ...binding, EventBus }
