@@ -291,9 +291,14 @@ class Telemetry {
         self.operationDuration.record((Date.now() - startTime) / 1000, labels)
       }
       if (!tracer) return
+      // The first distinct creation contexts, as the native side picks them for `send`.
       const links = []
+      const seen = new Set()
       for (const ev of events) {
-        const context = ev.headers ? remoteContext(otel, ev.headers.traceparent, ev.headers.tracestate) : null
+        const parent = ev.headers && ev.headers.traceparent
+        if (!parent || seen.has(parent)) continue
+        seen.add(parent)
+        const context = remoteContext(otel, parent, ev.headers.tracestate)
         if (context) links.push({ context })
         if (links.length === MAX_LINKS) break
       }

@@ -104,7 +104,7 @@ impl Bus {
     let receive: [(&str, &str); 4] = [base[0], base[1], (OP_NAME, "receive"), (OP_TYPE, "receive")];
     x.counter(&receive, t.polled.load(Ordering::Relaxed));
     for (g, m) in &groups {
-      x.counter(&with(&receive, (GROUP, g)), m.counts.load(Count::Delivered));
+      x.counter(&with(&receive, (GROUP, g)), m.consumed.load(Ordering::Relaxed));
     }
 
     x.family(

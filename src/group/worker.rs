@@ -261,6 +261,9 @@ impl Worker {
       st.running.insert(token, (d.clone(), Instant::now()));
       deliveries.push(d);
     }
+    if let Some(member) = self.inner.member.get() {
+      member.handed_over(deliveries.len());
+    }
     Taken { first, deliveries }
   }
 

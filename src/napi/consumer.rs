@@ -68,6 +68,7 @@ impl Queue {
       let fetch = {
         let mut shared = self.shared.lock();
         if let Some(d) = shared.buffer.pop_front() {
+          member.handed_over(1);
           return Some(d);
         }
         if shared.done {
@@ -263,6 +264,7 @@ impl Consumer {
     {
       let mut shared = self.queue.shared.lock();
       if let Some(d) = shared.buffer.pop_front() {
+        self.member.handed_over(1);
         return resolved(env, step(Some(d)));
       }
       if shared.done {

@@ -110,6 +110,9 @@ impl GroupCounts {
 #[derive(Default)]
 pub struct GroupMeters {
   pub counts: GroupCounts,
+  /// Events handed to the application: yielded by a consumer, or passed to a handler
+  /// (each retry of a failed handler again).
+  pub consumed: AtomicU64,
   /// Shard leases taken (joins, hand-overs and takeovers from a member that stopped renewing).
   pub leases_taken: AtomicU64,
   /// Shard leases lost: taken by another member, or not renewed within `leaseMs`.

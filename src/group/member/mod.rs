@@ -170,6 +170,12 @@ impl Member {
     }
   }
 
+  /// `n` events reached the application (a consumer yielded them, a worker called its
+  /// handler): `messaging.client.consumed.messages`.
+  pub fn handed_over(&self, n: usize) {
+    (self.inner.meters.consumed).fetch_add(n as u64, Ordering::Relaxed);
+  }
+
   /// The group's measurements in this bus.
   pub(crate) fn meters(&self) -> &GroupMeters {
     &self.inner.meters

@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::napi::options::MetricsOptions;
-use crate::telemetry::Count;
 
 #[napi]
 impl EventBus {
@@ -74,7 +73,7 @@ impl EventBus {
     let groups: Vec<serde_json::Value> = t
       .groups()
       .into_iter()
-      .map(|(g, m)| serde_json::json!({ "group": g, "consumed": m.counts.load(Count::Delivered) }))
+      .map(|(g, m)| serde_json::json!({ "group": g, "consumed": m.consumed.load(Ordering::Relaxed) }))
       .collect();
     serde_json::json!({
       "destination": self.bus.destination_name(),
