@@ -186,20 +186,31 @@ class Telemetry {
   /** `ingest` and `ingestBatch` that add the active trace context to the headers. */
   propagate(bus) {
     const { otel } = this
+    // The headers of the last span context seen: a request ingests many events under one
+    // span, and the SDK hands out the same context object each time.
+    let lastSpan = null
+    let lastHeaders = null
+    let lastOptions = null
     const inject = (options) => {
       const span = otel.trace.getSpanContext(otel.context.active())
-      if (!span || !otel.isSpanContextValid(span)) return options
-      if (options !== undefined && options !== null && typeof options !== 'object') return options
-      const headers = options == null ? undefined : options.headers
-      if (headers !== undefined && headers !== null && (typeof headers !== 'object' || headers.traceparent !== undefined)) {
-        return options
+      if (!span) return options
+      if (span !== lastSpan) {
+        if (!otel.isSpanContextValid(span)) return options
+        const context = {
+          traceparent: `00-${span.traceId}-${span.spanId}-${(span.traceFlags & 0xff).toString(16).padStart(2, '0')}`,
+        }
+        const state = span.traceState && span.traceState.serialize()
+        if (state) context.tracestate = state
+        lastSpan = span
+        lastHeaders = context
+        lastOptions = { headers: context }
       }
-      const context = {
-        traceparent: `00-${span.traceId}-${span.spanId}-${(span.traceFlags & 0xff).toString(16).padStart(2, '0')}`,
-      }
-      const state = span.traceState && span.traceState.serialize()
-      if (state) context.tracestate = state
-      return { ...options, headers: { ...headers, ...context } }
+      if (options === undefined || options === null) return lastOptions
+      if (typeof options !== 'object') return options
+      const headers = options.headers
+      if (headers === undefined || headers === null) return { ...options, headers: lastHeaders }
+      if (typeof headers !== 'object' || headers.traceparent !== undefined) return options
+      return { ...options, headers: { ...headers, ...lastHeaders } }
     }
     // The native fast functions are bound on the object first, then wrapped.
     const bound = bus._bindIngest()

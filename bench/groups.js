@@ -22,8 +22,8 @@ let nameNo = 0
 const uniq = (who) => `benchg_${who}_${process.pid}_${nameNo++}`
 
 /** Stores N keyed events through a ringbus bus (untimed), then times process() over them. */
-async function ringbusGroup(adapter) {
-  const bus = await EventBus.create(busOptions({ shards: 4, adapter }))
+async function ringbusGroup(adapter, telemetry = false) {
+  const bus = await EventBus.create(busOptions({ shards: 4, adapter, telemetry }))
   for (let i = 0; i < N; i++) {
     try {
       bus.ingest(makeEvent(i), { key: `c-${i % KEYS}` })
@@ -151,13 +151,28 @@ async function natsGroup() {
   }
 }
 
+/** A tracer provider as a traced service has one: a span per handler, batched to an exporter. */
+function tracing() {
+  const { BasicTracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace-base')
+  // Discards what it is given: the cost measured is ringbus's and the SDK's, not a network's.
+  const exporter = { export: (_spans, done) => done({ code: 0 }), shutdown: async () => {} }
+  return new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(exporter, { maxQueueSize: 65_536, maxExportBatchSize: 4096 })] })
+}
+
 async function run({ events = 200_000, rounds = 3 } = {}) {
   N = events
   const client = new Redis(REDIS)
-  const res = { mem: [], rbRedis: [], ior: [], bull: [], rbJs: [], njs: [], rbRedis2: [] }
+  const res = { mem: [], rbRedis: [], ior: [], bull: [], rbJs: [], njs: [], rbRedis2: [], traced: [], untraced: [] }
   const cleanupStreams = []
   try {
     for (let r = 0; r < rounds; r++) res.mem.push(await ringbusGroup({ type: 'memory' }))
+    const tracerProvider = tracing()
+    await alternate(
+      rounds,
+      async () => res.traced.push(await ringbusGroup({ type: 'memory' }, { tracerProvider })),
+      async () => res.untraced.push(await ringbusGroup({ type: 'memory' })),
+    )
+    await tracerProvider.shutdown()
     await alternate(
       rounds,
       async () => res.rbRedis.push(await ringbusGroup({ type: 'redis', url: REDIS, keyPrefix: uniq('rb') })),
@@ -194,6 +209,7 @@ async function run({ events = 200_000, rounds = 3 } = {}) {
     title: `groups: ${fmt(N)} events x ${rounds} rounds`,
     rows: [
       { key: 'groupMemory', scenario: scenario('memory'), rb: res.mem, unit: 'ev/s' },
+      { key: 'groupMemoryTraced', scenario: `${scenario('memory')}, OpenTelemetry tracing on (a process span per event, batch span processor)`, rb: res.traced, peer: 'the same without tracing', peerRates: res.untraced, unit: 'ev/s' },
       { key: 'groupRedis', scenario: scenario('Redis'), rb: res.rbRedis, peer: 'ioredis XREADGROUP COUNT 1000 + XACK per batch (one consumer, no key order)', peerRates: res.ior, unit: 'ev/s' },
       { key: 'groupBullmq', scenario: scenario('Redis'), rb: res.rbRedis2, peer: `BullMQ Worker, concurrency ${CONCURRENCY} (jobs from Queue.addBulk)`, peerRates: res.bull, unit: 'ev/s' },
       { key: 'groupJetStream', scenario: scenario('JetStream'), rb: res.rbJs, peer: 'nats.js durable pull consumer, ack() each', peerRates: res.njs, unit: 'ev/s' },

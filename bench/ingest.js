@@ -24,13 +24,13 @@ class JsRing {
   }
 }
 
-function newBus() {
-  return new EventBus(busOptions({ adapter: { type: 'noop' }, ringCapacity: 1 << 16 }))
+function newBus(extra = {}) {
+  return new EventBus(busOptions({ adapter: { type: 'noop' }, ringCapacity: 1 << 16, ...extra }))
 }
 
 /** Runs `body(bus)` for N events; returns events/s, checking every event was accepted. */
-async function timeBus(body) {
-  const bus = newBus()
+async function timeBus(body, extra) {
+  const bus = newBus(extra)
   const t0 = process.hrtime.bigint()
   const accepted = await body(bus)
   const t1 = process.hrtime.bigint()
@@ -40,6 +40,27 @@ async function timeBus(body) {
     throw new Error(`count mismatch: accepted ${accepted}, stored ${s.stored}, dropped ${s.dropped} of ${N}`)
   }
   return N / (Number(t1 - t0) / 1e9)
+}
+
+/**
+ * Calls `body(run)`, where `run(fn)` runs `fn` with an active span (the OpenTelemetry API
+ * with an AsyncLocalStorage context manager, as a traced service has it).
+ */
+async function withSpan(body) {
+  const otel = require('@opentelemetry/api')
+  const { AsyncLocalStorageContextManager } = require('@opentelemetry/context-async-hooks')
+  const { BasicTracerProvider } = require('@opentelemetry/sdk-trace-base')
+  const manager = new AsyncLocalStorageContextManager().enable()
+  otel.context.setGlobalContextManager(manager)
+  try {
+    const span = new BasicTracerProvider().getTracer('bench').startSpan('request')
+    const ctx = otel.trace.setSpan(otel.ROOT_CONTEXT, span)
+    const rate = await body((fn) => otel.context.with(ctx, fn))
+    span.end()
+    return rate
+  } finally {
+    otel.context.disable()
+  }
 }
 
 /** ingest with a retry when the ring is full (counts the waits). */
@@ -123,6 +144,13 @@ const scenarios = [
         return ingestAll(bus, () => buf)
       })
     },
+  },
+  {
+    key: 'objectPropagate',
+    name: 'ingest(object) inside an active span, telemetry.propagate (traceparent into the headers)',
+    ringbus: () => withSpan((run) => timeBus((bus) => run(() => ingestAll(bus, makeEvent)), { telemetry: { propagate: true } })),
+    peerName: 'ingest(object) inside the same span without telemetry',
+    peer: () => withSpan((run) => timeBus((bus) => run(() => ingestAll(bus, makeEvent)), { telemetry: false })),
   },
   batchScenario('batch', `ingestBatch(${BATCH} prebuilt JSON strings), validated`, (i) => JSON.stringify(makeEvent(i))),
   batchScenario('batchBuffer', `ingestBatch(${BATCH} prebuilt Buffers)`, (i) => Buffer.from(JSON.stringify(makeEvent(i)))),

@@ -17,6 +17,7 @@ const write = process.argv.includes('--write') && !smoke && process.env.RINGBUS_
 const GOALS = {
   object: { min: 800_000, ratio: 0.7, text: '≥ 800,000 ev/s and ≥ 0.7× the JS ring' },
   buffer: { min: 2_500_000, text: '≥ 2,500,000 ev/s' },
+  objectPropagate: { text: 'none (reported): the cost of propagation, against the same ingest without telemetry' },
   classMethod: { text: 'none: shows what the bound functions save (compare with the row above)' },
   string: { min: 1_500_000, text: '≥ 1,500,000 ev/s' },
   batch: { min: 5_000_000, text: '≥ 5,000,000 ev/s' },
@@ -39,6 +40,7 @@ const GOALS = {
     text: "p50 ≤ peer's + 0.3 ms, p99 ≤ peer's + 1 ms",
   },
   groupMemory: { text: 'none (reported)' },
+  groupMemoryTraced: { text: 'none (reported): the cost of a process span per event' },
   groupRedis: { ratio: 1.5, text: '≥ 1.5× ioredis' },
   groupBullmq: { ratio: 5, text: '≥ 5× BullMQ' },
   groupJetStream: { ratio: 1.5, text: '≥ 1.5× nats.js' },

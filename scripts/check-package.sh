@@ -37,7 +37,7 @@ cd "$app"
 npm_install "$main_tgz" "$platform_tgz" "jest@$jest_v" "typescript@$ts_v" "@types/node@$types_node_v"
 # The package holds what a service needs and nothing else.
 files=$(cd node_modules/ringbus && find . -type f | sort | tr '\n' ' ')
-expected="./README.md ./bin/ringbus.js ./cli/commands/check.js ./cli/commands/dlq.js ./cli/commands/groups.js ./cli/commands/info.js ./cli/commands/tail.js ./cli/connect.js ./cli/errors.js ./cli/main.js ./cli/output.js ./cli/records.js ./cli/times.js ./index.d.ts ./index.js ./main.js ./main.mjs ./package.json "
+expected="./README.md ./bin/ringbus.js ./cli/commands/check.js ./cli/commands/dlq.js ./cli/commands/groups.js ./cli/commands/info.js ./cli/commands/tail.js ./cli/connect.js ./cli/errors.js ./cli/main.js ./cli/output.js ./cli/records.js ./cli/times.js ./index.d.ts ./index.js ./main.js ./main.mjs ./package.json ./telemetry.js "
 if [ "$files" != "$expected" ]; then
   echo "unexpected files in the package: $files (expected $expected)" >&2
   exit 1
@@ -45,6 +45,12 @@ fi
 
 echo "--- require (CommonJS)"
 PATH=$clean_path node use.cjs
+echo "--- without @opentelemetry/api: telemetry options do nothing, nothing is logged"
+PATH=$clean_path node no-otel.cjs > no-otel.log 2>&1 || { cat no-otel.log >&2; exit 1; }
+if [ -s no-otel.log ]; then
+  echo "the bus printed without @opentelemetry/api installed: $(cat no-otel.log)" >&2
+  exit 1
+fi
 echo "--- import (ESM)"
 PATH=$clean_path node use.mjs
 echo "--- tsc --strict, module nodenext"

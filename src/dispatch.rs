@@ -173,7 +173,9 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
     };
     let now_ms = crate::clock::now_ms();
     let mut stored_now = |ev: &Event| {
-      latency.observe(Duration::from_millis(now_ms.saturating_sub(ev.timestamp_ms)));
+      latency.observe(Duration::from_millis(
+        now_ms.saturating_sub(ev.timestamp_ms),
+      ));
     };
     let mut retry: Vec<Event> = Vec::new();
     match result {
@@ -297,7 +299,10 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
   }
   let failure = (!dropped.is_empty()).then(|| match reason {
     DropReason::Shutdown => crate::error::Code::ShutDown.as_str(),
-    _ => last_error.as_ref().map_or(crate::error::Code::Adapter, |e| e.code).as_str(),
+    _ => last_error
+      .as_ref()
+      .map_or(crate::error::Code::Adapter, |e| e.code)
+      .as_str(),
   });
   ctx.telemetry.send.observe(started.elapsed(), failure);
   if record {
@@ -321,8 +326,14 @@ fn links(events: &[Event]) -> Vec<(Box<str>, Option<Box<str>>)> {
   let mut out: Vec<(Box<str>, Option<Box<str>>)> = Vec::new();
   for ev in events {
     let Some(h) = &ev.headers else { continue };
-    let find = |name: &str| h.iter().find(|(k, _)| k.as_ref() == name).map(|(_, v)| v.clone());
-    let Some(parent) = find("traceparent") else { continue };
+    let find = |name: &str| {
+      h.iter()
+        .find(|(k, _)| k.as_ref() == name)
+        .map(|(_, v)| v.clone())
+    };
+    let Some(parent) = find("traceparent") else {
+      continue;
+    };
     if out.iter().any(|(p, _)| *p == parent) {
       continue;
     }

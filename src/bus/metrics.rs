@@ -50,7 +50,13 @@ impl Bus {
   async fn lag_views(&self, lag_of: &LagOf) -> Vec<GroupView> {
     let names: Vec<String> = match lag_of {
       LagOf::None => return Vec::new(),
-      LagOf::Joined => self.core.telemetry.groups().into_iter().map(|(g, _)| g).collect(),
+      LagOf::Joined => self
+        .core
+        .telemetry
+        .groups()
+        .into_iter()
+        .map(|(g, _)| g)
+        .collect(),
       LagOf::Named(names) => names.clone(),
       LagOf::All => {
         let all = self.group_views();
@@ -104,7 +110,10 @@ impl Bus {
     let receive: [(&str, &str); 4] = [base[0], base[1], (OP_NAME, "receive"), (OP_TYPE, "receive")];
     x.counter(&receive, t.polled.load(Ordering::Relaxed));
     for (g, m) in &groups {
-      x.counter(&with(&receive, (GROUP, g)), m.consumed.load(Ordering::Relaxed));
+      x.counter(
+        &with(&receive, (GROUP, g)),
+        m.consumed.load(Ordering::Relaxed),
+      );
     }
 
     x.family(
@@ -148,12 +157,37 @@ impl Bus {
       x.family(name, Kind::Counter, None, help);
       x.counter(base, v);
     };
-    counter(x, "ringbus_ingested_events", "Events accepted by ingest and ingestBatch.", c.ingested);
-    counter(x, "ringbus_rejected_events", "Events refused with ERR_BACKPRESSURE (never accepted).", c.rejected);
-    counter(x, "ringbus_write_retries", "Event writes sent again after a failed or timed-out attempt.", c.retried);
-    counter(x, "ringbus_corrupt_records_skipped", "Stored records skipped on read because they could not be decoded.", stats.corrupt_skipped);
+    counter(
+      x,
+      "ringbus_ingested_events",
+      "Events accepted by ingest and ingestBatch.",
+      c.ingested,
+    );
+    counter(
+      x,
+      "ringbus_rejected_events",
+      "Events refused with ERR_BACKPRESSURE (never accepted).",
+      c.rejected,
+    );
+    counter(
+      x,
+      "ringbus_write_retries",
+      "Event writes sent again after a failed or timed-out attempt.",
+      c.retried,
+    );
+    counter(
+      x,
+      "ringbus_corrupt_records_skipped",
+      "Stored records skipped on read because they could not be decoded.",
+      stats.corrupt_skipped,
+    );
 
-    x.family("ringbus_dropped_events", Kind::Counter, None, "Accepted events that will never be stored, by reason.");
+    x.family(
+      "ringbus_dropped_events",
+      Kind::Counter,
+      None,
+      "Accepted events that will never be stored, by reason.",
+    );
     for (reason, n) in [
       ("oldest", c.dropped_oldest),
       ("newest", c.dropped_newest),
@@ -163,18 +197,40 @@ impl Bus {
       x.counter(&with(base, ("reason", reason)), n);
     }
 
-    x.family("ringbus_shards", Kind::Gauge, None, "Active shards of this bus.");
+    x.family(
+      "ringbus_shards",
+      Kind::Gauge,
+      None,
+      "Active shards of this bus.",
+    );
     x.gauge(base, stats.shards as f64);
-    x.family("ringbus_pending_events", Kind::Gauge, None, "Accepted events not yet stored or dropped.");
+    x.family(
+      "ringbus_pending_events",
+      Kind::Gauge,
+      None,
+      "Accepted events not yet stored or dropped.",
+    );
     x.gauge(base, (stats.queued + stats.in_flight) as f64);
 
     let shards = self.core.shards.current();
     let ids: Vec<String> = shards.iter().map(|(s, _)| s.id.to_string()).collect();
     let occupancy: Vec<_> = shards.iter().map(|(s, _)| s.occupancy()).collect();
     for (name, help, pick) in [
-      ("ringbus_ring_events", "Events waiting in a shard's ring.", 0),
-      ("ringbus_ring_bytes", "Payload, key and header bytes waiting in a shard's ring.", 1),
-      ("ringbus_ring_capacity_events", "Events a shard's ring holds before backpressure applies.", 2),
+      (
+        "ringbus_ring_events",
+        "Events waiting in a shard's ring.",
+        0,
+      ),
+      (
+        "ringbus_ring_bytes",
+        "Payload, key and header bytes waiting in a shard's ring.",
+        1,
+      ),
+      (
+        "ringbus_ring_capacity_events",
+        "Events a shard's ring holds before backpressure applies.",
+        2,
+      ),
     ] {
       x.family(name, Kind::Gauge, None, help);
       for (i, ((shard, _), o)) in shards.iter().zip(&occupancy).enumerate() {
@@ -204,24 +260,63 @@ impl Bus {
       x.histogram(&with(base, (GROUP, g)), &m.ingest_to_handled.snapshot());
     }
 
-    let group_counter = |x: &mut Exposition, name: &str, help: &str, get: &dyn Fn(&GroupMeters) -> u64| {
-      x.family(name, Kind::Counter, None, help);
-      for (g, m) in groups {
-        x.counter(&with(base, (GROUP, g)), get(m));
-      }
-    };
-    group_counter(x, "ringbus_group_acked_events", "Group events acknowledged (by ack or a resolved handler).", &|m| m.counts.load(Count::Acked));
-    group_counter(x, "ringbus_group_nacked_events", "Group events given back with nack.", &|m| m.counts.load(Count::Nacked));
-    group_counter(x, "ringbus_group_redelivered_events", "Deliveries of group events after the first.", &|m| m.counts.load(Count::Redelivered));
-    group_counter(x, "ringbus_group_dead_lettered_events", "Group events moved to the dead letters.", &|m| m.counts.load(Count::DeadLettered));
-    group_counter(x, "ringbus_group_leases_taken", "Shard leases taken: joins, hand-overs and takeovers.", &|m| m.leases_taken.load(Ordering::Relaxed));
-    group_counter(x, "ringbus_group_leases_lost", "Shard leases lost to another member or not renewed within leaseMs.", &|m| m.leases_lost.load(Ordering::Relaxed));
+    let group_counter =
+      |x: &mut Exposition, name: &str, help: &str, get: &dyn Fn(&GroupMeters) -> u64| {
+        x.family(name, Kind::Counter, None, help);
+        for (g, m) in groups {
+          x.counter(&with(base, (GROUP, g)), get(m));
+        }
+      };
+    group_counter(
+      x,
+      "ringbus_group_acked_events",
+      "Group events acknowledged (by ack or a resolved handler).",
+      &|m| m.counts.load(Count::Acked),
+    );
+    group_counter(
+      x,
+      "ringbus_group_nacked_events",
+      "Group events given back with nack.",
+      &|m| m.counts.load(Count::Nacked),
+    );
+    group_counter(
+      x,
+      "ringbus_group_redelivered_events",
+      "Deliveries of group events after the first.",
+      &|m| m.counts.load(Count::Redelivered),
+    );
+    group_counter(
+      x,
+      "ringbus_group_dead_lettered_events",
+      "Group events moved to the dead letters.",
+      &|m| m.counts.load(Count::DeadLettered),
+    );
+    group_counter(
+      x,
+      "ringbus_group_leases_taken",
+      "Shard leases taken: joins, hand-overs and takeovers.",
+      &|m| m.leases_taken.load(Ordering::Relaxed),
+    );
+    group_counter(
+      x,
+      "ringbus_group_leases_lost",
+      "Shard leases lost to another member or not renewed within leaseMs.",
+      &|m| m.leases_lost.load(Ordering::Relaxed),
+    );
 
-    x.family("ringbus_group_lag_events", Kind::Gauge, None, "Events stored on a shard and not yet acked by the group (read from the store).");
+    x.family(
+      "ringbus_group_lag_events",
+      Kind::Gauge,
+      None,
+      "Events stored on a shard and not yet acked by the group (read from the store).",
+    );
     for v in lag {
       for s in &v.shards {
         let id = s.id.to_string();
-        x.gauge(&[base[0], base[1], (GROUP, &v.group), (PARTITION, &id)], s.lag as f64);
+        x.gauge(
+          &[base[0], base[1], (GROUP, &v.group), (PARTITION, &id)],
+          s.lag as f64,
+        );
       }
     }
     x.family(
@@ -234,14 +329,27 @@ impl Bus {
       for s in &v.shards {
         let id = s.id.to_string();
         let age = s.lag_age_ms.unwrap_or(0) as f64 / 1000.0;
-        x.gauge(&[base[0], base[1], (GROUP, &v.group), (PARTITION, &id)], age);
+        x.gauge(
+          &[base[0], base[1], (GROUP, &v.group), (PARTITION, &id)],
+          age,
+        );
       }
     }
-    x.family("ringbus_group_dead_letters", Kind::Gauge, None, "Dead letters the group holds (read from the store).");
+    x.family(
+      "ringbus_group_dead_letters",
+      Kind::Gauge,
+      None,
+      "Dead letters the group holds (read from the store).",
+    );
     for v in lag {
       x.gauge(&with(base, (GROUP, &v.group)), v.dead_letters as f64);
     }
-    x.family("ringbus_telemetry_batches_lost", Kind::Counter, None, "Written batches whose send span was dropped because none was taken in time.");
+    x.family(
+      "ringbus_telemetry_batches_lost",
+      Kind::Counter,
+      None,
+      "Written batches whose send span was dropped because none was taken in time.",
+    );
     x.counter(base, t.batches.lost());
   }
 }

@@ -33,8 +33,8 @@ use crate::telemetry::Telemetry;
 use crate::topology::ShardSet;
 
 mod groups;
-mod shutdown;
 mod metrics;
+mod shutdown;
 mod stats;
 
 pub use self::metrics::LagOf;

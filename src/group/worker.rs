@@ -337,7 +337,9 @@ impl Worker {
     let Some((mut d, started)) = st.running.remove(&token) else {
       return;
     };
-    let failed = error.as_ref().map(|_| kind.unwrap_or(crate::telemetry::OTHER));
+    let failed = error
+      .as_ref()
+      .map(|_| kind.unwrap_or(crate::telemetry::OTHER));
     handled(member, &d, started, failed);
     let (shard, id) = (d.event.shard, d.event.id.as_str());
     match error {

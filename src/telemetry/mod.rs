@@ -234,7 +234,10 @@ mod tests {
       .find(|(e, _)| e.as_deref() == Some(OTHER))
       .unwrap();
     assert_eq!(other.1.count(), 5);
-    let e0 = snaps.iter().find(|(e, _)| e.as_deref() == Some("E0")).unwrap();
+    let e0 = snaps
+      .iter()
+      .find(|(e, _)| e.as_deref() == Some("E0"))
+      .unwrap();
     assert_eq!(e0.1.count(), 2);
   }
 

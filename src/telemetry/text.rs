@@ -49,7 +49,10 @@ impl Exposition {
 
   /// Starts a family. `name` is without `_total`; a unit, when given, ends the name.
   pub fn family(&mut self, name: &str, kind: Kind, unit: Option<&str>, help: &str) {
-    debug_assert!(unit.is_none_or(|u| name.ends_with(u)), "{name} must end with its unit");
+    debug_assert!(
+      unit.is_none_or(|u| name.ends_with(u)),
+      "{name} must end with its unit"
+    );
     let shown = match (self.format, kind) {
       // Prometheus names a counter's family by its sample name.
       (Format::Prometheus, Kind::Counter) => format!("{name}_total"),
@@ -98,7 +101,14 @@ impl Exposition {
     self.sample(&name, "_sum", labels, None, &number(s.sum_seconds));
   }
 
-  fn sample(&mut self, name: &str, suffix: &str, labels: &Labels<'_>, le: Option<&str>, value: &str) {
+  fn sample(
+    &mut self,
+    name: &str,
+    suffix: &str,
+    labels: &Labels<'_>,
+    le: Option<&str>,
+    value: &str,
+  ) {
     let out = &mut self.out;
     out.push_str(name);
     out.push_str(suffix);
@@ -161,27 +171,56 @@ mod tests {
       let mut x = Exposition::new(format);
       x.family("a_events", Kind::Counter, None, "Events.\nSecond line");
       x.counter(&[("g", "x\"y\\z\n")], 3);
-      x.family("b_duration_seconds", Kind::Histogram, Some("seconds"), "Time.");
+      x.family(
+        "b_duration_seconds",
+        Kind::Histogram,
+        Some("seconds"),
+        "Time.",
+      );
       x.histogram(&[], &h.snapshot());
       x.family("c_events", Kind::Gauge, None, "Now.");
       x.gauge(&[("s", "1")], 2.5);
       let text = x.finish();
-      assert!(text.contains("a_events_total{g=\"x\\\"y\\\\z\\n\"} 3\n"), "{text}");
-      assert!(text.contains("b_duration_seconds_bucket{le=\"0.01\"} 0\n"), "{text}");
-      assert!(text.contains("b_duration_seconds_bucket{le=\"0.025\"} 1\n"), "{text}");
-      assert!(text.contains("b_duration_seconds_bucket{le=\"+Inf\"} 1\n"), "{text}");
-      assert!(text.contains("b_duration_seconds_count 1\nb_duration_seconds_sum 0.02\n"), "{text}");
+      assert!(
+        text.contains("a_events_total{g=\"x\\\"y\\\\z\\n\"} 3\n"),
+        "{text}"
+      );
+      assert!(
+        text.contains("b_duration_seconds_bucket{le=\"0.01\"} 0\n"),
+        "{text}"
+      );
+      assert!(
+        text.contains("b_duration_seconds_bucket{le=\"0.025\"} 1\n"),
+        "{text}"
+      );
+      assert!(
+        text.contains("b_duration_seconds_bucket{le=\"+Inf\"} 1\n"),
+        "{text}"
+      );
+      assert!(
+        text.contains("b_duration_seconds_count 1\nb_duration_seconds_sum 0.02\n"),
+        "{text}"
+      );
       assert!(text.contains("c_events{s=\"1\"} 2.5\n"), "{text}");
       assert!(text.contains("# HELP "), "{text}");
       match format {
         Format::Prometheus => {
           assert!(text.contains("# TYPE a_events_total counter\n"), "{text}");
-          assert!(text.contains("# HELP a_events_total Events.\\nSecond line\n"), "{text}");
-          assert!(!text.contains("# UNIT") && !text.contains("# EOF"), "{text}");
+          assert!(
+            text.contains("# HELP a_events_total Events.\\nSecond line\n"),
+            "{text}"
+          );
+          assert!(
+            !text.contains("# UNIT") && !text.contains("# EOF"),
+            "{text}"
+          );
         }
         Format::OpenMetrics => {
           assert!(text.contains("# TYPE a_events counter\n"), "{text}");
-          assert!(text.contains("# UNIT b_duration_seconds seconds\n"), "{text}");
+          assert!(
+            text.contains("# UNIT b_duration_seconds seconds\n"),
+            "{text}"
+          );
           assert!(text.ends_with("# EOF\n"), "{text}");
         }
       }

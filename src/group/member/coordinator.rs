@@ -263,7 +263,11 @@ impl Member {
           }
         }
         Ok(false) => {
-          self.inner.meters.leases_lost.fetch_add(1, Ordering::Relaxed);
+          self
+            .inner
+            .meters
+            .leases_lost
+            .fetch_add(1, Ordering::Relaxed);
           tracing::warn!(group = g, member = me, shard = *s, "lost the lease on shard {s} to another member (a renewal came too late); its unacked events go to the new owner");
           self.inner.state.lock().forget(*s)
         }
@@ -282,7 +286,11 @@ impl Member {
             );
             // Others may own it by now: stop delivering from it.
             st.forget(*s);
-            self.inner.meters.leases_lost.fetch_add(1, Ordering::Relaxed);
+            self
+              .inner
+              .meters
+              .leases_lost
+              .fetch_add(1, Ordering::Relaxed);
           }
         }
       }
@@ -315,7 +323,11 @@ impl Member {
         return;
       }
     };
-    self.inner.meters.leases_taken.fetch_add(1, Ordering::Relaxed);
+    self
+      .inner
+      .meters
+      .leases_taken
+      .fetch_add(1, Ordering::Relaxed);
     tracing::info!(
       group = g,
       member = me,

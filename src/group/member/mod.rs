@@ -165,7 +165,11 @@ impl Member {
   /// Adds to this member's counter and its group's.
   fn count(&self, which: Count, n: usize) {
     if n > 0 {
-      self.inner.c.get(which).fetch_add(n as u64, Ordering::Relaxed);
+      self
+        .inner
+        .c
+        .get(which)
+        .fetch_add(n as u64, Ordering::Relaxed);
       (self.inner.meters.counts.get(which)).fetch_add(n as u64, Ordering::Relaxed);
     }
   }

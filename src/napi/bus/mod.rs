@@ -23,8 +23,8 @@ use crate::napi::subscription::Subscription;
 use crate::napi::worker::Worker;
 
 mod admin;
-mod telemetry;
 mod args;
+mod telemetry;
 
 use self::args::*;
 

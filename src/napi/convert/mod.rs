@@ -340,7 +340,11 @@ impl ToNapiValue for TakenList {
           err.message
         );
         for i in 0..taken.0.deliveries.len() {
-          worker.settle(taken.0.first.wrapping_add(i as u32), Some(reason.clone()), Some("ERR_INVALID_EVENT"));
+          worker.settle(
+            taken.0.first.wrapping_add(i as u32),
+            Some(reason.clone()),
+            Some("ERR_INVALID_EVENT"),
+          );
         }
         let list = scope.array(0)?;
         let (name, yes) = (scope.string(b"skipped")?, scope.uint32(1)?);

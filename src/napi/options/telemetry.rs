@@ -45,7 +45,8 @@ pub fn check(value: &serde_json::Value) -> Result<()> {
   match value {
     serde_json::Value::Bool(_) | serde_json::Value::Null => Ok(()),
     serde_json::Value::Object(_) => {
-      let _: TelemetryOptions = super::parse_json(&value.to_string(), "options.telemetry", Code::InvalidConfig)?;
+      let _: TelemetryOptions =
+        super::parse_json(&value.to_string(), "options.telemetry", Code::InvalidConfig)?;
       Ok(())
     }
     _ => Err(BusError::config(
