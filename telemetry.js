@@ -335,6 +335,11 @@ class Telemetry {
         },
       )
     })
+    define(bus, 'subscribe', function subscribe(options) {
+      const it = proto.subscribe.call(bus, options)
+      self.reads(it, span, {})
+      return it
+    })
     define(bus, 'consumer', function consumer(options) {
       return proto.consumer.call(bus, options).then((c) => {
         self.consumerReads(c, span)
@@ -343,17 +348,23 @@ class Telemetry {
     })
   }
 
+  /** A `receive` span per event an iterator (a subscription, a consumer) yields. */
+  reads(it, span, extra) {
+    const iproto = Object.getPrototypeOf(it)
+    define(it, 'next', function next() {
+      const started = Date.now()
+      return iproto.next.call(it).then((step) => {
+        if (!step.done) span(started, [step.value], extra)
+        return step
+      })
+    })
+  }
+
   consumerReads(c, span) {
     const { otel, tracer } = this
     const cproto = Object.getPrototypeOf(c)
     const group = { 'messaging.consumer.group.name': c.group }
-    define(c, 'next', function next() {
-      const started = Date.now()
-      return cproto.next.call(c).then((step) => {
-        if (!step.done) span(started, [step.value], group)
-        return step
-      })
-    })
+    this.reads(c, span, group)
     if (!tracer || !this.options.settleSpans) return
     const settle = (name, fn) =>
       function (event, options) {

@@ -132,6 +132,9 @@ describe('OpenTelemetry in one process', () => {
     })
     await until(() => worker.stats().handled === 53)
     await worker.close()
+    const sub = bus.subscribe({ from: 'earliest' })
+    for (let n = 0; n < 2; n++) await sub.next()
+    await sub.return!()
     const consumer = await bus.consumer({ group: 'other' })
     for (let n = 0; n < 3; n++) {
       const step = await consumer.next()
@@ -145,11 +148,13 @@ describe('OpenTelemetry in one process', () => {
     const children = processes.filter((s) => s.parentSpanContext?.spanId === creation.spanContext().spanId)
     expect(children.length).toBe(52)
     const receives = named(spans, 'receive memory')
-    // One for the poll (53 events, links capped at 32), one per consumer read.
-    expect(receives.map((s) => s.attributes['messaging.batch.message_count'])).toEqual([53, 1, 1, 1])
+    // One for the poll (53 events, two distinct creation contexts), one per event a
+    // subscription or a consumer yielded.
+    expect(receives.map((s) => s.attributes['messaging.batch.message_count'])).toEqual([53, 1, 1, 1, 1, 1])
     expect(receives[0].links.length).toBe(2)
     expect(receives.every((s) => s.kind === otel.SpanKind.CLIENT)).toBe(true)
-    expect(receives[1].attributes['messaging.consumer.group.name']).toBe('other')
+    expect(receives[1].attributes['messaging.consumer.group.name']).toBeUndefined()
+    expect(receives[3].attributes['messaging.consumer.group.name']).toBe('other')
     const settles = named(spans, 'ack memory')
     expect(settles.length).toBe(3)
     expect(settles[0].attributes['messaging.operation.type']).toBe('settle')
@@ -161,7 +166,8 @@ describe('OpenTelemetry in one process', () => {
     const byGroup = (g?: string) => consumed.find((p) => p.attributes['messaging.consumer.group.name'] === g)?.value
     expect(byGroup('g')).toBe(calls)
     expect(byGroup('other')).toBe(3)
-    expect(byGroup(undefined)).toBe(53)
+    // poll's 53 and the subscription's first page (it reads ahead a page; all 53 fit).
+    expect(byGroup(undefined)).toBe(106)
     const processed = await points('messaging.process.duration')
     expect((processed[0].value as Histogram).count).toBe(calls)
     expect((processed[0].value as Histogram).buckets.boundaries).toEqual([0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10])
@@ -190,6 +196,7 @@ describe('OpenTelemetry in one process', () => {
       expect(own(off)).toEqual([])
       const global = new EventBus()
       expect(own(global).sort()).toEqual(['consumer', 'poll', 'process'])
+      expect(Object.getOwnPropertyNames(global)).toContain('subscribe')
       global.ingest({ a: 1 })
       await global.flush()
       await global.poll({})
