@@ -1,6 +1,7 @@
 // Type-checked (never run) by types.test.ts: how a TypeScript user writes against index.d.ts.
 import {
   EventBus,
+  metricsContentType,
   type BusEvent,
   type BusStats,
   type EventBusOptions,
@@ -130,7 +131,16 @@ export async function typed(): Promise<number> {
   const anything: unknown = (await plain.poll()).events[0]?.json()
   // @ts-expect-error unknown is not an Order without a check
   const unchecked: Order = (await plain.poll()).events[0].json()
-  await Promise.all([bus.shutdown(), created.shutdown(), plain.shutdown()])
-  void order, wrong, dead, anything, unchecked
+  // Metrics and OpenTelemetry options.
+  const text: string = await bus.metrics({ format: 'openmetrics', groups: ['ship'] })
+  const type: string = metricsContentType('prometheus')
+  // @ts-expect-error the formats are named
+  await bus.metrics({ format: 'json' })
+  const provider = { getTracer: (name: string) => ({ name }) }
+  const traced = new EventBus({ telemetry: { tracerProvider: provider, propagate: true, settleSpans: false } })
+  // @ts-expect-error propagate is a boolean
+  void new EventBus({ telemetry: { propagate: 'yes' } })
+  await Promise.all([bus.shutdown(), created.shutdown(), plain.shutdown(), traced.shutdown()])
+  void order, wrong, dead, anything, unchecked, text, type
   return 0
 }
