@@ -4,7 +4,7 @@
 //! the stream, group, shard, operation and error type, all bounded.
 
 use super::*;
-use crate::group::inspect::GroupView;
+use crate::group::inspect::{GroupView, ShardView};
 use crate::telemetry::text::{Exposition, Format, Kind, Labels};
 use crate::telemetry::{ByError, Count, GroupMeters};
 
@@ -21,6 +21,63 @@ pub enum LagOf {
   /// None: no store reads.
   None,
 }
+
+/// Per-group counters: name, help, reading.
+type GroupCounter = (&'static str, &'static str, fn(&GroupMeters) -> u64);
+const GROUP_COUNTERS: [GroupCounter; 6] = [
+  (
+    "ringbus_group_acked_events",
+    "Group events acknowledged (by ack or a resolved handler).",
+    |m| m.counts.load(Count::Acked),
+  ),
+  (
+    "ringbus_group_nacked_events",
+    "Group events given back with nack.",
+    |m| m.counts.load(Count::Nacked),
+  ),
+  (
+    "ringbus_group_redelivered_events",
+    "Deliveries of group events after the first.",
+    |m| m.counts.load(Count::Redelivered),
+  ),
+  (
+    "ringbus_group_dead_lettered_events",
+    "Group events moved to the dead letters.",
+    |m| m.counts.load(Count::DeadLettered),
+  ),
+  (
+    "ringbus_group_leases_taken",
+    "Shard leases taken: joins, hand-overs and takeovers.",
+    |m| m.leases_taken.load(Ordering::Relaxed),
+  ),
+  (
+    "ringbus_group_leases_lost",
+    "Shard leases lost to another member or not renewed within leaseMs.",
+    |m| m.leases_lost.load(Ordering::Relaxed),
+  ),
+];
+
+/// Per group and shard, from the store: name, unit, help, reading.
+type LagGauge = (
+  &'static str,
+  Option<&'static str>,
+  &'static str,
+  fn(&ShardView) -> f64,
+);
+const LAG_GAUGES: [LagGauge; 2] = [
+  (
+    "ringbus_group_lag_events",
+    None,
+    "Events stored on a shard and not yet acked by the group (read from the store).",
+    |s| s.lag as f64,
+  ),
+  (
+    "ringbus_group_lag_age_seconds",
+    Some("seconds"),
+    "How long ago the oldest event not yet acked by the group was ingested (0 without lag).",
+    |s| s.lag_age_ms.unwrap_or(0) as f64 / 1000.0,
+  ),
+];
 
 const SYSTEM: (&str, &str) = ("messaging_system", "ringbus");
 const DEST: &str = "messaging_destination_name";
@@ -260,79 +317,23 @@ impl Bus {
       x.histogram(&with(base, (GROUP, g)), &m.ingest_to_handled.snapshot());
     }
 
-    let group_counter =
-      |x: &mut Exposition, name: &str, help: &str, get: &dyn Fn(&GroupMeters) -> u64| {
-        x.family(name, Kind::Counter, None, help);
-        for (g, m) in groups {
-          x.counter(&with(base, (GROUP, g)), get(m));
-        }
-      };
-    group_counter(
-      x,
-      "ringbus_group_acked_events",
-      "Group events acknowledged (by ack or a resolved handler).",
-      &|m| m.counts.load(Count::Acked),
-    );
-    group_counter(
-      x,
-      "ringbus_group_nacked_events",
-      "Group events given back with nack.",
-      &|m| m.counts.load(Count::Nacked),
-    );
-    group_counter(
-      x,
-      "ringbus_group_redelivered_events",
-      "Deliveries of group events after the first.",
-      &|m| m.counts.load(Count::Redelivered),
-    );
-    group_counter(
-      x,
-      "ringbus_group_dead_lettered_events",
-      "Group events moved to the dead letters.",
-      &|m| m.counts.load(Count::DeadLettered),
-    );
-    group_counter(
-      x,
-      "ringbus_group_leases_taken",
-      "Shard leases taken: joins, hand-overs and takeovers.",
-      &|m| m.leases_taken.load(Ordering::Relaxed),
-    );
-    group_counter(
-      x,
-      "ringbus_group_leases_lost",
-      "Shard leases lost to another member or not renewed within leaseMs.",
-      &|m| m.leases_lost.load(Ordering::Relaxed),
-    );
-
-    x.family(
-      "ringbus_group_lag_events",
-      Kind::Gauge,
-      None,
-      "Events stored on a shard and not yet acked by the group (read from the store).",
-    );
-    for v in lag {
-      for s in &v.shards {
-        let id = s.id.to_string();
-        x.gauge(
-          &[base[0], base[1], (GROUP, &v.group), (PARTITION, &id)],
-          s.lag as f64,
-        );
+    for (name, help, get) in GROUP_COUNTERS {
+      x.family(name, Kind::Counter, None, help);
+      for (g, m) in groups {
+        x.counter(&with(base, (GROUP, g)), get(m));
       }
     }
-    x.family(
-      "ringbus_group_lag_age_seconds",
-      Kind::Gauge,
-      Some("seconds"),
-      "How long ago the oldest event not yet acked by the group was ingested (0 without lag).",
-    );
-    for v in lag {
-      for s in &v.shards {
-        let id = s.id.to_string();
-        let age = s.lag_age_ms.unwrap_or(0) as f64 / 1000.0;
-        x.gauge(
-          &[base[0], base[1], (GROUP, &v.group), (PARTITION, &id)],
-          age,
-        );
+
+    for (name, unit, help, get) in LAG_GAUGES {
+      x.family(name, Kind::Gauge, unit, help);
+      for v in lag {
+        for s in &v.shards {
+          let id = s.id.to_string();
+          x.gauge(
+            &[base[0], base[1], (GROUP, &v.group), (PARTITION, &id)],
+            get(s),
+          );
+        }
       }
     }
     x.family(
