@@ -423,10 +423,21 @@ describe('13, 16, 19, 20. coded errors for hostile arguments', () => {
     class Provider {
       self = this
     }
-    const err = thrown(() => new EventBus({ telemetry: { tracerProvider: new Provider() } } as never))
+    const err = thrown(() => new EventBus({ tracing: { tracerProvider: new Provider() } } as never))
     expect(err).toMatchObject({ code: 'ERR_INVALID_CONFIG' })
-    expect(err.message).toContain('telemetry')
+    expect(err.message).toContain('tracing')
     expect(err.message).not.toContain('cycle')
+  })
+
+  it('a known option holding a class instance (a tracer provider) is accepted', async () => {
+    class Provider {
+      self = this
+      getTracer() {
+        return undefined
+      }
+    }
+    const bus = new EventBus({ telemetry: { tracerProvider: new Provider() } })
+    await bus.shutdown()
   })
 })
 
