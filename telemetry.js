@@ -44,8 +44,22 @@ function meterOf(otel, provider) {
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
 
+// The last header pair parsed: the events of one request share it.
+let lastParent = null
+let lastState = null
+let lastContext = null
+
 /** The span context a `traceparent` (and `tracestate`) header names, or null. */
 function remoteContext(otel, traceparent, tracestate) {
+  if (traceparent === lastParent && tracestate === lastState && lastParent !== null) return lastContext
+  const context = parseContext(otel, traceparent, tracestate)
+  lastParent = traceparent
+  lastState = tracestate
+  lastContext = context
+  return context
+}
+
+function parseContext(otel, traceparent, tracestate) {
   const m = typeof traceparent === 'string' ? TRACEPARENT.exec(traceparent) : null
   if (!m || m[1] === 'ff') return null
   const context = { traceId: m[2], spanId: m[3], traceFlags: parseInt(m[4], 16) & 0xff, isRemote: true }
