@@ -1030,3 +1030,4 @@ export interface WorkerStats {
   failed: number
   consumer: ConsumerStats
 }
+export { createDashboard, type DashboardAction, type DashboardOptions } from './dashboard'

@@ -40,4 +40,5 @@ class EventBus extends NativeBus {
     })
   }
 }
-module.exports = { ...binding, EventBus }
+const { createDashboard } = require('./dashboard')
+module.exports = { ...binding, EventBus, createDashboard }

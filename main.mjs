@@ -4,5 +4,5 @@ import { createRequire } from 'node:module'
 
 const binding = createRequire(import.meta.url)('./main.js')
 
-export const { BackpressureMode, Consumer, ErrorCode, EventBus, StorageMode, Subscription, Worker, metricsContentType, setLogger } = binding
+export const { BackpressureMode, Consumer, ErrorCode, EventBus, StorageMode, Subscription, Worker, createDashboard, metricsContentType, setLogger } = binding
 export default binding

@@ -6,7 +6,7 @@
 // changes no commit record in the store); `dlq redrive --filter` moves exactly the matching
 // letters and the worker handles them. Secrets never reach any output; bad input exits 2
 // with a code and writes nothing.
-import { execFile, fork, type ChildProcess } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -16,6 +16,7 @@ import { jetstreamManager } from '@nats-io/jetstream'
 import type { EventBusOptions } from '../index'
 import { NATS, REDIS, lagCountedIndependently, sleep, storesForFile, trackBuses, until } from './support/adapter'
 import { uniqueName } from './support/servers'
+import { Child, produce } from './support/children'
 
 jest.setTimeout(180_000)
 
@@ -40,45 +41,6 @@ const lines = (r: Run) =>
     .split('\n')
     .filter((l) => l.length > 0)
     .map((l) => JSON.parse(l) as Record<string, unknown>)
-
-type Msg = { h?: [string, number, number]; done?: boolean; dropped?: number; started?: boolean; closed?: boolean; error?: string }
-
-const children: Child[] = []
-// A test that fails part-way leaves its children running: stop them with the file.
-afterAll(() => {
-  for (const c of children) if (c.proc.exitCode === null) c.proc.kill('SIGKILL')
-})
-
-class Child {
-  proc: ChildProcess
-  handled: Array<{ id: string; i: number; deliveries: number }> = []
-  messages: Msg[] = []
-  constructor(cfg: object) {
-    this.proc = fork(path.join(__dirname, 'support', 'operated.js'), [JSON.stringify(cfg)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    children.push(this)
-    this.proc.on('message', (m: Msg) => {
-      if (m.error) throw new Error(`child: ${m.error}`)
-      if (m.h) this.handled.push({ id: m.h[0], i: m.h[1], deliveries: m.h[2] })
-      this.messages.push(m)
-    })
-  }
-  async waitFor(pred: (m: Msg) => boolean, ms = 30_000) {
-    await until(() => this.messages.some(pred), ms)
-  }
-  async close() {
-    if (this.proc.exitCode !== null) return
-    const exited = new Promise((r) => this.proc.once('exit', r))
-    this.proc.send('close')
-    await exited
-  }
-}
-
-async function produce(options: EventBusOptions, from: number, to: number, more: object = {}) {
-  const p = new Child({ mode: 'produce', options, from, to, ...more })
-  await p.waitFor((m) => m.done === true)
-  expect(p.messages.find((m) => m.done)!.dropped).toBe(0)
-  await new Promise((r) => (p.proc.exitCode !== null ? r(null) : p.proc.once('exit', r)))
-}
 
 function urlFor(kind: string, name: string, secret = ''): string {
   const auth = secret ? `ringbus:${secret}@` : ''

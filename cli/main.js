@@ -42,10 +42,10 @@ function countArg(option) {
 const idsArg = (text) => text.split(',').map((s) => s.trim()).filter(Boolean)
 
 /** Runs `action(bus, out)` against the store the global options name. */
-async function withBus(program, action, { signal } = {}) {
+async function withBus(program, action, { signal, secrets = [] } = {}) {
   const g = program.opts()
   const store = resolveStore(g)
-  const out = new Output({ json: g.json ? true : g.table ? false : undefined, verbose: g.verbose, secrets: store.secrets })
+  const out = new Output({ json: g.json ? true : g.table ? false : undefined, verbose: g.verbose, secrets: [...store.secrets, ...secrets] })
   program.ringbusOutput = out
   out.verbose(`connecting to ${store.describe}`)
   const { EventBus } = require('../main.js')
@@ -166,6 +166,25 @@ function build() {
         require('./commands/check').check(bus, out, { groups: o.group, format: o.format, maxLag: o.maxLag, maxLagAgeMs: o.maxLagAge, maxDead: o.maxDead }),
       ),
     )
+  program
+    .command('dashboard')
+    .description('serve the web dashboard of this store until interrupted (binds 127.0.0.1 unless --host)')
+    .option('--port <port>', 'port to listen on (0: any free one)', '7070')
+    .option('--host <address>', 'address to bind; another than loopback needs --user', '127.0.0.1')
+    .option('--read-only', 'refuse every write (403) and hide the write buttons')
+    .option('--user <name>', 'require HTTP Basic authentication as this user')
+    .option('--user-password-file <file>', "the dashboard user's password (or RINGBUS_DASHBOARD_PASSWORD); --password-file is the store's")
+    .addHelpText('after', '\nExamples:\n  $ ringbus dashboard --url nats://127.0.0.1:4222/orders\n  $ ringbus dashboard --read-only --port 8080\n  $ ringbus dashboard --host 0.0.0.0 --user ops --user-password-file ./dashboard.pass')
+    .action((o) => {
+      const { settings, dashboard } = require('./commands/dashboard')
+      const s = settings(o)
+      const abort = new AbortController()
+      for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => abort.abort())
+      // The stream or key prefix only: the URL may hold a user name or credentials.
+      const { adapter } = resolveStore(program.opts())
+      const title = adapter.stream ?? adapter.keyPrefix ?? 'ringbus'
+      return withBus(program, (bus, out) => dashboard(bus, out, s, title, abort.signal), { secrets: s.secrets })
+    })
   return program
 }
 

@@ -37,7 +37,7 @@ cd "$app"
 npm_install "$main_tgz" "$platform_tgz" "jest@$jest_v" "typescript@$ts_v" "@types/node@$types_node_v"
 # The package holds what a service needs and nothing else.
 files=$(cd node_modules/ringbus && find . -type f | sort | tr '\n' ' ')
-expected="./README.md ./bin/ringbus.js ./cli/commands/check.js ./cli/commands/dlq.js ./cli/commands/groups.js ./cli/commands/info.js ./cli/commands/tail.js ./cli/connect.js ./cli/errors.js ./cli/main.js ./cli/output.js ./cli/records.js ./cli/times.js ./index.d.ts ./index.js ./main.js ./main.mjs ./package.json ./telemetry.js "
+expected="./README.md ./bin/ringbus.js ./cli/commands/check.js ./cli/commands/dashboard.js ./cli/commands/dlq.js ./cli/commands/groups.js ./cli/commands/info.js ./cli/commands/tail.js ./cli/connect.js ./cli/errors.js ./cli/main.js ./cli/output.js ./cli/records.js ./cli/times.js ./dashboard/api.js ./dashboard/index.d.ts ./dashboard/index.js ./dashboard/page/app.css ./dashboard/page/app.js ./dashboard/page/index.html ./index.d.ts ./index.js ./main.js ./main.mjs ./package.json ./telemetry.js "
 if [ "$files" != "$expected" ]; then
   echo "unexpected files in the package: $files (expected $expected)" >&2
   exit 1

@@ -24,4 +24,7 @@ const tagged = (text.match(/@typeParam T\b/g) || []).length
 if (count !== tagged) {
   throw new Error(`scripts/typings.js: ${tagged} declarations document @typeParam T, ${count} were given it`)
 }
-if (out !== text) fs.writeFileSync(file, out)
+// The dashboard is plain JS with its own typings: re-exported from here.
+const DASHBOARD = "export { createDashboard, type DashboardAction, type DashboardOptions } from './dashboard'\n"
+const final = out.includes(DASHBOARD) ? out : `${out}${DASHBOARD}`
+if (final !== text) fs.writeFileSync(file, final)

@@ -1,6 +1,8 @@
 // Type-checked (never run) by types.test.ts: how a TypeScript user writes against index.d.ts.
+import http from 'node:http'
 import {
   EventBus,
+  createDashboard,
   metricsContentType,
   type BusEvent,
   type BusStats,
@@ -140,6 +142,10 @@ export async function typed(): Promise<number> {
   const traced = new EventBus({ telemetry: { tracerProvider: provider, propagate: true, settleSpans: false } })
   // @ts-expect-error propagate is a boolean
   void new EventBus({ telemetry: { propagate: 'yes' } })
+  const handler = createDashboard({ bus, readOnly: true, authorize: (req, action) => action === 'read' || req.headers['x-admin'] === '1' })
+  http.createServer(handler).close()
+  // @ts-expect-error the bus is required
+  createDashboard({ readOnly: true })
   await Promise.all([bus.shutdown(), created.shutdown(), plain.shutdown(), traced.shutdown()])
   void order, wrong, dead, anything, unchecked, text, type
   return 0

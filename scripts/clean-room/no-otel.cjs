@@ -1,8 +1,10 @@
 // Run by check-package.sh in the clean room, where @opentelemetry/api is not installed:
-// telemetry options are accepted and do nothing, metrics() works, and nothing is printed
-// (the script itself prints only on failure).
+// telemetry options are accepted and do nothing, metrics() works, the dashboard serves its
+// page and assets from the installed package, and nothing is printed (the script itself
+// prints only on failure).
 const assert = require('node:assert')
-const { EventBus } = require('ringbus')
+const http = require('node:http')
+const { EventBus, createDashboard } = require('ringbus')
 
 async function main() {
   assert.throws(() => require.resolve('@opentelemetry/api'), /Cannot find module/)
@@ -22,6 +24,14 @@ async function main() {
   assert.strictEqual(page.events[0].headers, undefined, 'no trace context without the API')
   const text = await bus.metrics()
   assert.match(text, /messaging_client_consumed_messages_total\{[^}]*messaging_consumer_group_name="clean"[^}]*\} 100\n/)
+  const server = http.createServer(createDashboard({ bus })).listen(0, '127.0.0.1')
+  await new Promise((r) => server.once('listening', r))
+  const base = `http://127.0.0.1:${server.address().port}/`
+  for (const asset of ['', 'assets/app.js', 'assets/uplot.js', 'assets/uplot.css', 'api/overview']) {
+    const res = await fetch(base + asset)
+    assert.strictEqual(res.status, 200, `GET /${asset}`)
+  }
+  server.close()
   await bus.shutdown()
 }
 
