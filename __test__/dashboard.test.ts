@@ -203,6 +203,27 @@ describe('the dashboard', () => {
   })
 })
 
+describe('the dashboard under Express', () => {
+  it('mounts under a path: the bare path redirects to it with a slash, and page, assets and API answer there', async () => {
+    const express = require('express') as typeof import('express')
+    const bus = await create({ adapter: { type: 'memory' } })
+    const app = express()
+    app.use('/ops/', createDashboard({ bus, title: 'mounted' }))
+    const server = http.createServer(app)
+    servers.push(server)
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+    const bare = await fetch(`${base}/ops`, { redirect: 'manual' })
+    expect({ status: bare.status, location: bare.headers.get('location') }).toEqual({ status: 308, location: '/ops/' })
+    const page = await fetch(`${base}/ops/`)
+    expect(page.status).toBe(200)
+    expect(await page.text()).toContain('assets/app.js')
+    expect((await fetch(`${base}/ops/assets/uplot.js`)).status).toBe(200)
+    const overview = await (await fetch(`${base}/ops/api/overview`)).json()
+    expect(overview).toMatchObject({ title: 'mounted', groups: [], stored: 0 })
+  })
+})
+
 describe('ringbus dashboard (the command)', () => {
   const BIN = path.join(__dirname, '..', 'bin', 'ringbus.js')
   const run = (args: string[]) => spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '' } })
