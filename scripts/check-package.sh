@@ -56,7 +56,11 @@ PATH=$clean_path node use.mjs
 echo "--- tsc --strict, module nodenext"
 PATH=$clean_path npx tsc -p tsconfig.json
 echo "--- jest (must exit on its own)"
-PATH=$clean_path npx jest --ci 2>&1 | tee jest.log
+# Bounded: a Jest held open by the addon would otherwise hang CI instead of failing it.
+if ! PATH=$clean_path timeout 300 npx jest --ci 2>&1 | tee jest.log; then
+  echo "Jest failed or did not exit within 300 s (a handle held open?)" >&2
+  exit 1
+fi
 if grep -qi "open handle\|did not exit\|--detectOpenHandles" jest.log; then
   echo "Jest reported open handles or did not exit on its own" >&2
   exit 1

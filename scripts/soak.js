@@ -32,6 +32,8 @@ const { EventBus } = require('../main.js')
 const stored = require('./support/stored.js')
 
 const KEYS = 1000
+// After a restart, the backlog of the outage drains: rejections within this are the outage's.
+const RECOVERY_MS = 15_000
 const SAMPLE_MS = 10_000
 const SHARDS = 4
 const RING = 65_536
@@ -154,6 +156,7 @@ async function main() {
   let handledCount = 0
   let handledTwice = 0
   let kills = 0
+  let rejectedWhileUp = 0
 
   // The live subscriber: each event once, each key in order.
   const lastByKey = new Int32Array(KEYS).fill(-1)
@@ -211,13 +214,25 @@ async function main() {
     )
   }
   const sampler = setInterval(sample, SAMPLE_MS)
-  const killer = server
-    ? setInterval(async () => {
-        await server.kill()
-        kills++
-        await sleep(o.outage * 1000)
-        await server.start()
-      }, o.killEvery * 1000)
+  // Kills from half a period in (at 10, 30, 50 s for every 20 s), so a run of N periods
+  // has N kills however its end falls.
+  let up = true
+  let upSince = Date.now()
+  const cycle = async () => {
+    up = false
+    await server.kill()
+    kills++
+    await sleep(o.outage * 1000)
+    await server.start()
+    up = true
+    upSince = Date.now()
+  }
+  let killer = null
+  const firstKill = server
+    ? setTimeout(() => {
+        cycle()
+        killer = setInterval(cycle, o.killEvery * 1000)
+      }, (o.killEvery * 1000) / 2)
     : null
 
   // The load: what is due at `rate`, each 1 ms tick.
@@ -233,10 +248,14 @@ async function main() {
       } catch (e) {
         if (e.code !== 'ERR_BACKPRESSURE') throw e
         rejected++
+        // Only an outage may fill the rings: with the server up (and its backlog given time
+        // to drain after a restart) every event must be accepted.
+        if (!server || (up && Date.now() - upSince > RECOVERY_MS)) rejectedWhileUp++
       }
     }
     await sleep(1)
   }
+  clearTimeout(firstKill)
   if (killer) clearInterval(killer)
   // A restart may be under way: let it finish before the checks.
   if (server) await listening(server.port)
@@ -263,6 +282,8 @@ async function main() {
     if (d.unexpected || held.unreadable || held.foreign) fail(`the store holds ${d.unexpected + held.unreadable + held.foreign} records nobody accepted`)
     console.log(`store (${o.adapter === 'jetstream' ? 'nats.js' : 'ioredis'}): ${held.records} records, ${d.lost} lost, ${d.duplicated} stored twice`)
   }
+  if (rejectedWhileUp > 0) fail(`${rejectedWhileUp} events were rejected while the server was up (${rejected} in all)`)
+  if (server && kills < Math.floor(seconds / o.killEvery)) fail(`the server was killed ${kills} times in ${seconds} s; every ${o.killEvery} s means ${Math.floor(seconds / o.killEvery)}`)
   if (stats.stored !== acceptedCount || stats.dropped !== 0) fail(`stored ${stats.stored} and dropped ${stats.dropped} of ${acceptedCount} accepted`)
   if (seenCount !== acceptedCount) fail(`the subscriber saw ${seenCount} of ${acceptedCount} accepted events`)
   if (handledCount !== acceptedCount) fail(`the group handled ${handledCount} of ${acceptedCount} accepted events`)

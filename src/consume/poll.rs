@@ -208,7 +208,7 @@ impl Merge<'_> {
     };
     self.budget -= 1;
     pace_filter(self.filter, self.budget).await;
-    if self.filter.is_none_or(|f| f.matches_event(&ev)) {
+    if self.filter.is_none_or(|f| matches(f, &ev)) {
       self.out.push(ev);
       true
     } else {
@@ -374,7 +374,7 @@ async fn in_store_order(
         continue;
       }
       done.insert(ev.shard, seq);
-      if filter.is_none_or(|f| f.matches_event(&ev)) {
+      if filter.is_none_or(|f| matches(f, &ev)) {
         out.push(ev);
         if out.len() == limit {
           break;
@@ -418,6 +418,22 @@ fn order_of(e: &StoredEvent) -> Order {
 /// Filter evaluation runs on the shared runtime; a long filtered poll gives the other
 /// tasks (other buses' dispatchers too) a turn every this many records.
 const FILTER_SLICE: usize = 256;
+
+/// Payloads at least this large are parsed and matched off the runtime's worker: one such
+/// event can take milliseconds, and a few polls of them would hold every worker, stalling
+/// the dispatchers of every bus in the process.
+const HEAVY_PAYLOAD: usize = 64 * 1024;
+
+fn matches(filter: &Filter, ev: &StoredEvent) -> bool {
+  let multi_thread = tokio::runtime::Handle::try_current()
+    .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+  if ev.payload.len() >= HEAVY_PAYLOAD && multi_thread {
+    // Hands this worker's other tasks to another thread while the match runs.
+    tokio::task::block_in_place(|| filter.matches_event(ev))
+  } else {
+    filter.matches_event(ev)
+  }
+}
 
 async fn pace_filter(filter: Option<&Filter>, budget: usize) {
   if filter.is_some() && budget.is_multiple_of(FILTER_SLICE) {
