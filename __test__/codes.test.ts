@@ -84,17 +84,24 @@ describe('RINGBUS_THREADS', () => {
           try { bus = new EventBus({ shards: 2 }) } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); return }
           for (let i = 0; i < 1000; i++) bus.ingest({ i })
           await bus.flush()
+          // The runtime's workers are the threads named ringbus (Linux: /proc/self/task).
+          const fs = require('node:fs')
+          const workers = fs.readdirSync('/proc/self/task').filter((t) => {
+            try { return fs.readFileSync('/proc/self/task/' + t + '/comm', 'utf8').trim() === 'ringbus' } catch { return false }
+          }).length
           const s = await bus.shutdown()
-          console.log(JSON.stringify({ stored: s.stored }))
+          console.log(JSON.stringify({ stored: s.stored, workers }))
         })()`,
       ],
       { cwd: root, encoding: 'utf8', timeout: 30_000, env: { ...process.env, RINGBUS_THREADS: threads } },
     )
 
   it('sets the runtime threads', () => {
-    const r = run('1')
-    expect(r.status).toBe(0)
-    expect(JSON.parse(r.stdout)).toEqual({ stored: 1000 })
+    for (const n of [1, 3]) {
+      const r = run(String(n))
+      expect(r.status).toBe(0)
+      expect(JSON.parse(r.stdout)).toEqual({ stored: 1000, workers: n })
+    }
   })
 
   it('refuses an unusable value at the first bus, naming the variable', () => {

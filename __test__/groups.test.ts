@@ -234,11 +234,15 @@ describe.each(backends)('consumer groups on $name', ({ name, options }) => {
     await until(() => idle.every((m) => m.stats().shards.length === 1), 15_000)
     await produce(bus, 0, 40)
     let got = 0
-    await Promise.all(idle.map((m) => take(m, () => got >= 40, (ev) => {
-      expect(m.ack(ev)).toBe(true)
-      got++
-    })))
-    expect(got).toBe(40)
+    const seen = (
+      await Promise.all(idle.map((m) => take(m, () => got >= 40, (ev) => {
+        expect(m.ack(ev)).toBe(true)
+        got++
+      })))
+    ).flat()
+    // Exactly the 40 events, each delivered once: a loss plus a duplicate would not pass.
+    expect(seen.map((e) => e.i).sort((x, y) => x - y)).toEqual(Array.from({ length: 40 }, (_, i) => i))
+    expect(seen.every((e) => e.deliveries === 1)).toBe(true)
     await Promise.all(idle.map((m) => m.close()))
   })
 })

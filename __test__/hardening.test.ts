@@ -84,6 +84,9 @@ describe('hardening: filters and options that JSON would silently change', () =>
     bus = new EventBus({ shards: 2 })
     bus.ingest({ tenant: 'a', n: 1 })
     bus.ingest({ tenant: 'b', n: 2 })
+    // Dates as JSON gives them: ISO text.
+    bus.ingest({ n: 3, at: new Date('2026-01-15T10:00:00Z') })
+    bus.ingest({ n: 4, at: new Date('2026-09-30T18:30:00Z') })
     await bus.flush()
   })
   afterAll(() => bus.shutdown())
@@ -110,7 +113,9 @@ describe('hardening: filters and options that JSON would silently change', () =>
 
   it('a Date operand still works (it is JSON text), and a plain filter still matches', async () => {
     expect((await bus.poll({ filter: { tenant: 'a' } })).events.map((e) => JSON.parse(e.raw).n)).toEqual([1])
-    expect((await bus.poll({ filter: { at: { $lt: new Date() } } as never })).events).toEqual([])
+    // A Date operand is its JSON text: ISO dates compare as text, in time order.
+    expect((await bus.poll({ filter: { at: { $lt: new Date('2026-06-01T00:00:00Z') } } as never })).events.map((e) => JSON.parse(e.raw).n)).toEqual([3])
+    expect((await bus.poll({ filter: { at: { $gte: new Date('2026-06-01T00:00:00Z') } } as never })).events.map((e) => JSON.parse(e.raw).n)).toEqual([4])
   })
 
   it('NaN options are refused instead of falling back to defaults', async () => {

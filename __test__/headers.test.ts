@@ -23,12 +23,12 @@ const TRACE = {
 type Backend = {
   name: string
   options: () => EventBusOptions
-  /** The first stored record's headers as another client sees them. */
-  stored: (o: EventBusOptions) => Promise<Record<string, string>>
+  /** The first stored record's headers as another client sees them (none for memory: no other client can see it). */
+  stored?: (o: EventBusOptions) => Promise<Record<string, string>>
 }
 
 const backends: Backend[] = [
-  { name: 'memory', options: () => ({ shards: 1 }), stored: async () => TRACE },
+  { name: 'memory', options: () => ({ shards: 1 }) },
   {
     name: 'jetstream',
     options: () => ({ shards: 1, adapter: { type: 'jetstream', servers: NATS, stream: uniqueName('hdr'), storage: 'memory' } }),
@@ -69,7 +69,7 @@ describe.each(backends)('headers on $name', ({ options, stored }) => {
     bus.ingest({ n: 1 })
     bus.ingestBatch([{ n: 2 }, { n: 3 }], { headers: { 'x-tenant': 't1' } })
     expect((await bus.flush()).dropped).toBe(0)
-    expect(await stored(opts)).toEqual(TRACE)
+    if (stored) expect(await stored(opts)).toEqual(TRACE)
 
     const { events } = await bus.poll({ limit: 10 })
     expect(events.map((e) => e.headers)).toEqual([TRACE, undefined, { 'x-tenant': 't1' }, { 'x-tenant': 't1' }])
