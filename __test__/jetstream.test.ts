@@ -4,7 +4,7 @@ import { connect } from '@nats-io/transport-node'
 import type { NatsConnection } from '@nats-io/nats-core'
 import { jetstreamManager } from '@nats-io/jetstream'
 import { EventBus, type BusEvent, type EventBusOptions } from '../index'
-import { expectPerKeyOrder, expectReaderSeesEveryShard, ingestN, readAll, sleep, trackBuses, until } from './support/adapter'
+import { expectPerKeyOrder, expectReaderSeesEveryShard, ingestN, readAll, sleep, startSubscribers, trackBuses, until } from './support/adapter'
 import { makeTlsFiles, natsCluster, privateNats, tempDir, uniqueName, type PrivateServer } from './support/servers'
 
 // Required in CI: the server on 127.0.0.1:4222 (.ci/run starts it). Tests fail, never skip, without it.
@@ -153,14 +153,13 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
     const stream = newStream('tail')
     const bus = await create(jsOptions(stream))
     const sub = bus.subscribe({ from: 'latest' })
-    const first = sub.next()
-    await sleep(200)
+    await startSubscribers(bus, [sub])
     const got: number[] = []
     // One event at a time, each awaited before the next, on keys spread over the 4 shards:
     // every event is a wake-up of the subscriber.
     for (let i = 0; i < 40; i++) {
       bus.ingest({ i }, { key: `key-${i}` })
-      const step = i === 0 ? await first : await sub.next()
+      const step = await sub.next()
       got.push(JSON.parse((step.value as BusEvent).raw).i)
     }
     await sub.return?.()

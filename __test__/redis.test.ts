@@ -2,7 +2,7 @@ import { execFile, execFileSync } from 'node:child_process'
 import path from 'node:path'
 import { Cluster, Redis } from 'ioredis'
 import { EventBus, type BusEvent, type EventBusOptions } from '../index'
-import { expectPerKeyOrder, expectReaderSeesEveryShard, feedUntil, ingestN, readAll, sleep, subscribeN, trackBuses } from './support/adapter'
+import { expectPerKeyOrder, expectReaderSeesEveryShard, feedUntil, ingestN, readAll, sleep, startSubscribers, subscribeN, trackBuses, until } from './support/adapter'
 import fs from 'node:fs'
 import { freePort, makeTlsFiles, privateRedis, redisCluster, tempDir, uniqueName, waitForPort, type PrivateServer } from './support/servers'
 
@@ -232,8 +232,10 @@ describe('Redis adapter against private servers', () => {
       const base = await clients()
       const bus = await create({ ...redisOptions(uniqueName('waiters'), {}, url), shards: 2 })
       const subs = Array.from({ length: 200 }, () => bus.subscribe({ from: 'latest' }))
+      await startSubscribers(bus, subs)
       const next = subs.map((s) => s.next())
-      await sleep(500)
+      // Every one waits now (nothing is left to read): count the connections they hold.
+      await until(async () => (await clients()) - base >= 3)
       // Two data connections and at most 16 blocking ones (MAX_BLOCKING_WAITS), not 200.
       const during = (await clients()) - base
       expect(during).toBeLessThanOrEqual(2 + 16)

@@ -139,6 +139,28 @@ export async function feedUntil<T>(pending: Promise<T>, ingest: (k: number) => v
 }
 
 /**
+ * Starts subscribers `from: 'latest'` without guessing how long starting takes: probes
+ * (`{ probe: k }`, all on one key, so in order) are ingested until every subscriber has one,
+ * then each reads on to the last probe. Afterwards every subscriber has nothing left to
+ * read: the next event ingested is the next each one gets.
+ */
+export async function startSubscribers(bus: EventBus, subs: AsyncIterator<BusEvent>[]): Promise<void> {
+  let last = -1
+  const firsts = await feedUntil(Promise.all(subs.map((s) => s.next())), (k) => {
+    bus.ingest({ probe: k }, { key: 'probe' })
+    last = k
+  })
+  const probe = (step: IteratorResult<BusEvent>) => (JSON.parse((step.value as BusEvent).raw) as { probe: number }).probe
+  await Promise.all(
+    subs.map(async (s, i) => {
+      for (let step = firsts[i]; probe(step) !== last; step = await s.next()) {
+        // Earlier probes: read past them.
+      }
+    }),
+  )
+}
+
+/**
  * Shared-bus discovery: `writer` (8 shards) stores 800 keyed events, `reader` (2 shards) on
  * the same store reads them all; then the writer grows to 10 shards and the reader's cursor
  * continues into the new shards. Returns what the reader saw, for counts by an independent
