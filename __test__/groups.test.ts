@@ -253,7 +253,7 @@ describe('consumer API on memory', () => {
     for (let i = 0; i < 3; i++) bus.ingest({ i, key: 'k' }, { key: 'k' })
     await bus.flush()
     const group = 'redeliver'
-    const c = await bus.consumer({ group, ackWaitMs: 300, maxDeliveries: 2, leaseMs: 1000 })
+    const c = await bus.consumer({ group, ackWaitMs: 600, maxDeliveries: 2, leaseMs: 1000 })
     const it = c[Symbol.asyncIterator]()
     const next = async () => (await it.next()).value as GroupEvent
     const [e0, e1, e2] = [await next(), await next(), await next()]
@@ -265,8 +265,9 @@ describe('consumer API on memory', () => {
     const r1 = await next()
     expect([parse(r1).i, r1.deliveries]).toEqual([1, 2])
     expect(c.ack(r1)).toBe(true)
-    // e2 is kept alive by touch past several ack deadlines.
-    await sleep(700)
+    // e2 is kept alive by touch (every 100 ms, a sixth of ackWaitMs: a slow timer on a
+    // loaded machine does not let it lapse) past three ack deadlines.
+    await sleep(1800)
     expect(c.stats().inFlight).toBe(1)
     clearInterval(touched)
     const r2 = await next()
@@ -274,7 +275,7 @@ describe('consumer API on memory', () => {
     // Not acked again: past maxDeliveries it becomes a dead letter.
     await until(async () => (await bus.deadLetters(group)).events.length === 1)
     const [letter] = (await bus.deadLetters(group)).events
-    expect(letter.reason).toBe('not acked within ackWaitMs (300 ms) on each of 2 deliveries')
+    expect(letter.reason).toBe('not acked within ackWaitMs (600 ms) on each of 2 deliveries')
     expect(c.stats()).toMatchObject({ delivered: 5, acked: 2, nacked: 1, redelivered: 2, deadLettered: 1, inFlight: 0, lag: 0, shards: [0] })
     expect(c.ack(r2)).toBe(false)
     await c.close()
