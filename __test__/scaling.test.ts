@@ -113,7 +113,12 @@ describe('scaling on JetStream (server on 127.0.0.1:4222)', () => {
     }
     let changes = 0
     let scaling: Promise<unknown> = Promise.resolve()
+    // Each change: the shard count before, the ids it added (+) or removed (-), the round it
+    // finished in, and the count after.
+    const done: Array<{ before: number; moved: number; round: number; after: number }> = []
+    let round = 0
     for (let n = 0; n < PER_KEY; n++) {
+      round = n
       for (let k = 0; k < KEYS; k++) {
         for (;;) {
           try {
@@ -131,12 +136,24 @@ describe('scaling on JetStream (server on 127.0.0.1:4222)', () => {
         const active = bus.numShards
         const count = 1 + random(2)
         const up = random(2) === 0 ? active + count <= 10 : active - count < 2
-        scaling = up ? bus.scaleUp(count) : bus.scaleDown(count)
+        scaling = (up ? bus.scaleUp(count) : bus.scaleDown(count)).then((ids) => {
+          done.push({ before: active, moved: up ? ids.length : -ids.length, round, after: bus.numShards })
+        })
         changes++
       }
     }
     await scaling
     expect(changes).toBe(20)
+    expect(done).toHaveLength(20)
+    // Every change moved shards, and each took the count where it said.
+    for (const d of done) {
+      expect(Math.abs(d.moved)).toBeGreaterThanOrEqual(1)
+      expect(d.after).toBe(d.before + d.moved)
+    }
+    expect(new Set(done.map((d) => d.after)).size).toBeGreaterThan(1)
+    // They happened while events were being ingested, not after: all but the last finished
+    // before the last round.
+    expect(done.slice(0, -1).every((d) => d.round < PER_KEY - 1)).toBe(true)
     expect((await bus.flush()).dropped).toBe(0)
     expect(bus.stats()).toMatchObject({ ingested: KEYS * PER_KEY, stored: KEYS * PER_KEY, dropped: 0 })
     // The stream sequence (the event id) is the order JetStream stored them in.

@@ -75,6 +75,33 @@ fn operator() -> impl Strategy<Value = Value> {
   })
 }
 
+/// Documents of `$` keys (known operators, combinators and unknown ones) over operands of
+/// any shape: mostly invalid filters.
+fn operator_soup() -> impl Strategy<Value = Value> {
+  let key = prop_oneof![
+    prop::sample::select(vec![
+      "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$not", "$and", "$or",
+      "$", "$$", "$regex",
+    ])
+    .prop_map(str::to_string),
+    "\\$[a-z]{1,5}",
+  ];
+  (path(), level(key.clone()), prop::option::of(level(key))).prop_map(|(p, ops, top)| {
+    let mut m = Map::new();
+    m.insert(p, ops);
+    if let Some(Value::Object(t)) = top {
+      m.extend(t);
+    }
+    Value::Object(m)
+  })
+}
+
+/// One level of `$` keys over any values.
+fn level(key: impl Strategy<Value = String>) -> impl Strategy<Value = Value> {
+  prop::collection::btree_map(key, value(), 1..3)
+    .prop_map(|m| Value::Object(m.into_iter().collect()))
+}
+
 fn filter() -> impl Strategy<Value = Value> {
   let field = (path(), prop_oneof![value(), operator()]).prop_map(|(p, c)| {
     let mut m = Map::new();
@@ -195,9 +222,9 @@ proptest! {
   }
 
   #[test]
-  fn invalid_filters_are_refused_with_a_path(f in value()) {
-    // Any JSON value: a valid filter parses; anything else is ERR_INVALID_FILTER naming
-    // where, and never a panic.
+  fn invalid_filters_are_refused_with_a_path(f in prop_oneof![value(), operator_soup()]) {
+    // Any JSON value, and documents full of `$` keys with operands of any shape: a valid
+    // filter parses; anything else is ERR_INVALID_FILTER naming where, and never a panic.
     if let Err(e) = Filter::parse(&f) {
       prop_assert_eq!(e.code, Code::InvalidFilter);
       prop_assert!(e.message.starts_with("filter"), "{}", e.message);
@@ -230,13 +257,15 @@ proptest! {
   #[test]
   fn random_cursors_are_refused(text in ".{0,64}", tail in prop::collection::vec(any::<u8>(), 0..48)) {
     // Random text, and random bytes (base64url-encoded) after the prefix.
-    if let Err(e) = Cursor::decode(&text, "memory") {
-      prop_assert_eq!(e.code, Code::InvalidCursor);
-    }
+    // Each is refused with ERR_INVALID_CURSOR or, when it decodes, is a cursor that
+    // encodes and decodes to itself.
     use base64::Engine;
     let forged = format!("rb1.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tail));
-    if let Err(e) = Cursor::decode(&forged, "memory") {
-      prop_assert_eq!(e.code, Code::InvalidCursor);
+    for t in [text.as_str(), forged.as_str()] {
+      match Cursor::decode(t, "memory") {
+        Err(e) => prop_assert_eq!(e.code, Code::InvalidCursor),
+        Ok(c) => prop_assert_eq!(Cursor::decode(&c.encode("memory"), "memory").unwrap(), c),
+      }
     }
   }
 

@@ -178,6 +178,8 @@ async fn a_million_events_through_twenty_random_scalings() {
     rng % m
   };
   let mut changes = 0;
+  // (events ingested, active shards) when each change finished.
+  let mut at_change: Vec<(u64, u32)> = Vec::new();
   while changes < 20 {
     tokio::time::sleep(Duration::from_millis(1 + random(10))).await;
     let active = bus.num_shards();
@@ -192,18 +194,21 @@ async fn a_million_events_through_twenty_random_scalings() {
     };
     assert_eq!(result.unwrap(), n as usize);
     changes += 1;
+    at_change.push((bus.stats().counters.ingested, bus.num_shards()));
   }
-  // The producers hold back their last rounds until now, so this is mid-stream: the
-  // events still to come are stored after all twenty changes.
-  let before_release = bus.stats().counters.ingested;
   scaled.store(true, AtomicOrdering::SeqCst);
   for p in producers {
     p.join().unwrap();
   }
+  // The changes happened while the producers ran: events kept arriving between them, and
+  // the shard count really moved.
+  let progressed = at_change.windows(2).filter(|w| w[1].0 > w[0].0).count();
   assert!(
-    before_release < 1_000_000,
-    "the producers finished before the scalings"
+    progressed >= 10,
+    "events arrived between only {progressed} of 19 pairs of changes: {at_change:?}"
   );
+  let counts: std::collections::HashSet<u32> = at_change.iter().map(|c| c.1).collect();
+  assert!(counts.len() > 2, "shard counts seen: {counts:?}");
   let flushed = bus.flush().await.unwrap();
   assert_eq!(flushed.dropped, 0);
   let stats = bus.stats();
@@ -452,7 +457,14 @@ fn keyed(events: &[ringbus::event::StoredEvent]) -> Vec<(String, u64)> {
 async fn poll_all(bus: &Bus, ordering: PageOrder, total: usize) -> Vec<(String, u64)> {
   let mut cursor = None;
   let mut got = Vec::new();
+  // A failure, not a hang, when events go missing.
+  let deadline = std::time::Instant::now() + Duration::from_secs(120);
   while got.len() < total {
+    assert!(
+      std::time::Instant::now() < deadline,
+      "{ordering:?}: read {} of {total} events in 120 s",
+      got.len()
+    );
     let page = bus
       .poll(PollRequest {
         limit: 700,
@@ -485,19 +497,21 @@ async fn readers_see_each_key_in_order_through_scaling() {
   const KEYS: usize = 64;
   const PER_KEY: u64 = 600;
   const TOTAL: usize = KEYS * PER_KEY as usize;
-  let done = Arc::new(AtomicBool::new(false));
+  // The producer and the scalings go in step: round 50·j waits for change j, so every
+  // change falls between two stretches of events, whatever the machine's speed.
+  let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
   let producer = {
-    let (bus, done) = (bus.clone(), done.clone());
+    let (bus, made) = (bus.clone(), made.clone());
     std::thread::spawn(move || {
       for n in 0..PER_KEY {
+        let step = (n / 50) as usize;
+        while n % 50 == 0 && made.load(AtomicOrdering::SeqCst) < step.min(10) {
+          std::thread::sleep(Duration::from_millis(1));
+        }
         for k in 0..KEYS {
           ingest_patiently(&bus, &format!("k{k}"), n);
         }
-        if n % 50 == 0 {
-          std::thread::sleep(Duration::from_millis(3));
-        }
       }
-      done.store(true, AtomicOrdering::SeqCst);
     })
   };
   // Live readers in both orderings, and a subscription, while the bus scales.
@@ -513,17 +527,24 @@ async fn readers_see_each_key_in_order_through_scaling() {
     let mut sub = bus.subscribe(None, StartAt::Earliest).unwrap();
     async move {
       let mut got = Vec::new();
+      let deadline = std::time::Instant::now() + Duration::from_secs(120);
       while got.len() < TOTAL {
-        got.extend(keyed(&sub.next_batch().await.unwrap()));
+        let batch = tokio::time::timeout_at(deadline.into(), sub.next_batch()).await;
+        let batch =
+          batch.unwrap_or_else(|_| panic!("subscribe: {} of {TOTAL} events in 120 s", got.len()));
+        got.extend(keyed(&batch.unwrap()));
       }
       got
     }
   });
   let plan = [3u32, 2, 5, 4, 6, 1, 2, 3, 7, 5];
   let mut changes = 0;
-  for target in plan.iter().cycle() {
-    if done.load(AtomicOrdering::SeqCst) && changes >= plan.len() {
-      break;
+  // Events ingested and active shards when each change finished.
+  let mut at_change = Vec::new();
+  for target in plan.iter() {
+    // Change j once the producer is past round 50·j (in step, above).
+    while bus.stats().counters.ingested < (changes as u64 * 50 + 1) * KEYS as u64 {
+      tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let active = bus.num_shards();
     let result = if *target > active {
@@ -535,10 +556,20 @@ async fn readers_see_each_key_in_order_through_scaling() {
     };
     result.unwrap();
     changes += 1;
-    tokio::time::sleep(Duration::from_millis(15)).await;
+    at_change.push((bus.stats().counters.ingested, bus.num_shards()));
+    made.store(changes, AtomicOrdering::SeqCst);
   }
   producer.join().unwrap();
-  assert!(changes >= plan.len());
+  assert_eq!(changes, plan.len());
+  // Each change took the shard count to its target, with events stored before and after it.
+  let counts: Vec<u32> = at_change.iter().map(|c| c.1).collect();
+  assert_eq!(counts, plan.to_vec(), "shard counts after each change");
+  for (j, (ingested, _)) in at_change.iter().enumerate() {
+    assert!(
+      *ingested > (j as u64 * 50) * KEYS as u64 && *ingested < TOTAL as u64,
+      "change {j} at {ingested} events ingested, not mid-stream"
+    );
+  }
   bus.flush().await.unwrap();
   assert_eq!(bus.stats().counters.stored, TOTAL as u64);
   for (name, got) in [
