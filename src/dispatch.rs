@@ -46,15 +46,15 @@ struct Pace {
 }
 
 impl Pace {
-  fn new() -> Self {
+  fn new(now: Instant) -> Self {
     Pace {
-      last_take: Instant::now(),
+      last_take: now,
       rate: 0.0,
     }
   }
 
-  fn taken(&mut self, events: usize) {
-    let now = Instant::now();
+  /// A batch of `events` was taken at `now` (a parameter, so the tests need no sleeps).
+  fn taken(&mut self, events: usize, now: Instant) {
     let secs = now
       .duration_since(self.last_take)
       .max(PACE_FLOOR)
@@ -64,9 +64,9 @@ impl Pace {
     self.last_take = now;
   }
 
-  fn linger(&self) -> Duration {
+  fn linger(&self, now: Instant) -> Duration {
     // A long silence since the last batch says the load has dropped.
-    let quiet = self.last_take.elapsed() > PACE_FLOOR * 4;
+    let quiet = now.saturating_duration_since(self.last_take) > PACE_FLOOR * 4;
     if self.rate >= ADAPTIVE_RATE && !quiet {
       ADAPTIVE_LINGER
     } else {
@@ -87,7 +87,7 @@ pub async fn run(
   }
   let mut batch: Vec<Event> = Vec::with_capacity(ctx.batch.max_events.min(4096));
   let mut backlog = false;
-  let mut pace = Pace::new();
+  let mut pace = Pace::new(Instant::now());
   loop {
     if ctx.abort.is_fired() {
       shard.abandon_queued();
@@ -112,7 +112,7 @@ pub async fn run(
       let full = p.len >= ctx.batch.max_events || p.bytes >= ctx.batch.max_bytes;
       let linger = match ctx.batch.max_delay {
         Some(d) => d,
-        None => pace.linger(),
+        None => pace.linger(Instant::now()),
       };
       if full || backlog || p.urgent || p.closing || linger.is_zero() {
         break;
@@ -136,7 +136,7 @@ pub async fn run(
     if batch.is_empty() {
       continue;
     }
-    pace.taken(batch.len());
+    pace.taken(batch.len(), Instant::now());
     // A full batch means events arrive faster than we write: skip the linger next time.
     backlog = batch.len() >= ctx.batch.max_events;
     deliver(&shard, &ctx, &mut batch).await;
@@ -351,27 +351,27 @@ mod tests {
 
   #[test]
   fn adaptive_pace_lingers_only_at_high_rates() {
-    let mut p = Pace::new();
-    assert_eq!(p.linger(), Duration::ZERO);
+    // Time is given, not slept: the test says what happens at which moment.
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut p = Pace::new(t0);
+    assert_eq!(p.linger(t0), Duration::ZERO);
     // A burst of a few events at once is not a rate.
-    p.taken(3);
-    p.taken(2);
-    assert_eq!(p.linger(), Duration::ZERO);
+    p.taken(3, t0);
+    p.taken(2, t0);
+    assert_eq!(p.linger(t0), Duration::ZERO);
     // 1,000 events per batch, batches a millisecond apart: far over the threshold.
-    for _ in 0..3 {
-      std::thread::sleep(PACE_FLOOR);
-      p.taken(1000);
+    for ms in 1..=3 {
+      p.taken(1000, at(ms));
     }
-    assert_eq!(p.linger(), ADAPTIVE_LINGER);
+    assert_eq!(p.linger(at(3)), ADAPTIVE_LINGER);
     // Then silence: no lingering for the next event.
-    std::thread::sleep(PACE_FLOOR * 5);
-    assert_eq!(p.linger(), Duration::ZERO);
+    assert_eq!(p.linger(at(3 + 5)), Duration::ZERO);
     // A moderate rate (one event every 2 ms) brings the estimate down within a few batches.
-    for _ in 0..8 {
-      std::thread::sleep(PACE_FLOOR * 2);
-      p.taken(1);
+    for k in 1..=8 {
+      p.taken(1, at(8 + 2 * k));
     }
-    assert_eq!(p.linger(), Duration::ZERO);
+    assert_eq!(p.linger(at(24)), Duration::ZERO);
   }
 
   /// The option docs state the adaptive policy's numbers; they must be these.
