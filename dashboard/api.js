@@ -207,31 +207,26 @@ class Api {
       return { events: page.events.map(shown), cursor: page.cursor, hasMore: page.hasMore }
     }
     // By reason: pages are read until `limit` letters match (the store cannot filter on it).
-    const out = []
+    const r = await this.scanLetters(group, filter, reason, cursor, limit)
+    return { events: r.found.map(shown), cursor: r.cursor, hasMore: r.more }
+  }
+
+  /**
+   * Letters of `group` matching `filter` whose reason contains `reason`, read from
+   * `cursor` until `want` are found or SCAN_LIMIT letters were looked at.
+   */
+  async scanLetters(group, filter, reason, cursor, want) {
+    const found = []
     let next = cursor
     let more = true
-    for (let seen = 0; more && out.length < limit && seen < SCAN_LIMIT; ) {
+    for (let seen = 0; more && found.length < want && seen < SCAN_LIMIT; ) {
       const page = await this.bus.deadLetters(group, defined({ limit: 1000, cursor: next, filter }))
-      for (const l of page.events) if (l.reason.toLowerCase().includes(reason) && out.length < limit) out.push(shown(l))
+      for (const l of page.events) if (l.reason.toLowerCase().includes(reason) && found.length < want) found.push(l)
       seen += page.events.length
       next = page.cursor
       more = page.hasMore
     }
-    return { events: out, cursor: next, hasMore: more }
-  }
-
-  /** Every letter id matching `filter` and `reason` (for "all matching" with a reason). */
-  async matchingIds(group, filter, reason) {
-    const ids = []
-    let cursor
-    for (let seen = 0; seen < SCAN_LIMIT; ) {
-      const page = await this.bus.deadLetters(group, defined({ limit: 1000, cursor, filter }))
-      for (const l of page.events) if (l.reason.toLowerCase().includes(reason)) ids.push(l.letterId)
-      seen += page.events.length
-      cursor = page.cursor
-      if (!page.hasMore) break
-    }
-    return ids
+    return { found, cursor: next, more }
   }
 
   async onLetters(action, group, body, dryRun) {
@@ -242,7 +237,7 @@ class Api {
       if (body.letterIds.length === 0 || !body.letterIds.every((x) => typeof x === 'string')) throw bad('letterIds must be a non-empty list of strings')
       ids = body.letterIds
     } else if (typeof body.reason === 'string' && body.reason !== '') {
-      ids = await this.matchingIds(group, filter, body.reason.toLowerCase())
+      ids = (await this.scanLetters(group, filter, body.reason.toLowerCase(), undefined, Infinity)).found.map((l) => l.letterId)
       if (ids.length === 0) return { count: 0, dryRun }
     } else if (body.all !== true) {
       throw bad('give letterIds, or all: true (with an optional filter and reason)')

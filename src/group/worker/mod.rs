@@ -222,13 +222,15 @@ impl Worker {
     let free = self.inner.opts.concurrency.saturating_sub(st.running.len());
     let first = st.next_token;
     let mut deliveries = Vec::new();
+    // One clock read for the turn: they are handed to JS together.
+    let now = Instant::now();
     while deliveries.len() < free {
       let Some(d) = st.runnable.pop_front() else {
         break;
       };
       let token = st.next_token;
       st.next_token = token.wrapping_add(1);
-      st.running.insert(token, (d.clone(), Instant::now()));
+      st.running.insert(token, (d.clone(), now));
       deliveries.push(d);
     }
     if let Some(member) = self.inner.member.get() {
@@ -272,11 +274,13 @@ impl Worker {
       return;
     };
     let mut st = self.inner.st.lock();
+    // One clock read for the turn's settlements, not one per event.
+    let (now, now_ms) = (Instant::now(), crate::clock::now_ms());
     let done: Vec<Delivery> = tokens
       .iter()
       .filter_map(|t| st.running.remove(t))
       .map(|(d, started)| {
-        handled(member, &d, started, None);
+        handled(member, &d, now.saturating_duration_since(started), now_ms, None);
         d
       })
       .collect();
@@ -310,7 +314,13 @@ impl Worker {
     let failed = error
       .as_ref()
       .map(|_| kind.unwrap_or(crate::telemetry::OTHER));
-    handled(member, &d, started, failed);
+    handled(
+      member,
+      &d,
+      started.elapsed(),
+      crate::clock::now_ms(),
+      failed,
+    );
     let (shard, id) = (d.event.shard, d.event.id.as_str());
     match error {
       None => {
@@ -453,10 +463,10 @@ fn next_of_key(st: &mut State, d: &Delivery) {
   }
 }
 
-/// Records a finished handler: its time, and the time from the event's creation.
-fn handled(member: &Member, d: &Delivery, started: Instant, failed: Option<&str>) {
+/// Records a finished handler: its time, and the time from the event's creation to `now_ms`.
+fn handled(member: &Member, d: &Delivery, took: Duration, now_ms: u64, failed: Option<&str>) {
   let m = member.meters();
-  m.process.observe(started.elapsed(), failed);
-  let age = crate::clock::now_ms().saturating_sub(d.event.timestamp_ms);
+  m.process.observe(took, failed);
+  let age = now_ms.saturating_sub(d.event.timestamp_ms);
   m.ingest_to_handled.observe(Duration::from_millis(age));
 }
