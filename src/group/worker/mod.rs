@@ -280,7 +280,13 @@ impl Worker {
       .iter()
       .filter_map(|t| st.running.remove(t))
       .map(|(d, started)| {
-        handled(member, &d, now.saturating_duration_since(started), now_ms, None);
+        handled(
+          member,
+          &d,
+          now.saturating_duration_since(started),
+          now_ms,
+          None,
+        );
         d
       })
       .collect();
