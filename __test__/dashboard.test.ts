@@ -111,15 +111,34 @@ describe.each(['jetstream', 'redis'])('the dashboard on %s', (kind) => {
     await page.waitForFunction(() => document.querySelectorAll('main table tbody tr').length >= 2)
     await page.screenshot({ path: path.join(SHOTS, `group-${kind}.png`) })
 
-    // Messages: a filter shows exactly the events poll gives for it.
+    // Messages: a filter shows exactly the events poll gives for it. The view's first,
+    // unfiltered read is held back until the filtered answer has drawn: a late answer to an
+    // older request must not replace the newer one (it did, once, in CI).
+    let release = () => {}
+    const held = new Promise<void>((r) => (release = r))
+    await page.setRequestInterception(true)
+    page.on('request', (r) => {
+      if (r.isInterceptResolutionHandled()) return
+      const u = new URL(r.url())
+      if (u.pathname.endsWith('/api/messages') && !u.searchParams.has('filter')) void held.then(() => r.continue())
+      else void r.continue()
+    })
     await page.goto(`${url}#/messages`)
     await page.waitForSelector('textarea[name="filter"]')
     await page.type('textarea[name="filter"]', '{"type":"refund"}')
     await page.click('#read')
     const expected = (await bus.poll({ limit: 50, filter: { type: 'refund' } })).events.map((e) => e.id)
     expect(expected.length).toBe(50)
-    await page.waitForFunction((n) => document.querySelectorAll('#events .event').length === n && document.querySelector('.hint')?.textContent?.startsWith(`${n} events`), {}, expected.length)
-    const shown = await page.$$eval('#events .event', (cards) => cards.map((c) => c.getAttribute('data-id')))
+    const drawn = (n: number) => document.querySelectorAll('#events .event').length === n && document.querySelector('.hint')?.textContent?.startsWith(`${n} events`)
+    await page.waitForFunction(drawn, {}, expected.length)
+    const shownIds = () => page.$$eval('#events .event', (cards) => cards.map((c) => c.getAttribute('data-id')))
+    expect(await shownIds()).toEqual(expected)
+    // Now the stale answer arrives; the page must keep the filtered events.
+    const stale = page.waitForResponse((r) => r.url().includes('/api/messages') && !new URL(r.url()).searchParams.has('filter'))
+    release()
+    await stale
+    await page.evaluate(() => new Promise((r) => setTimeout(r, 100)))
+    const shown = await shownIds()
     expect(shown).toEqual(expected)
     await page.screenshot({ path: path.join(SHOTS, `messages-${kind}.png`) })
 

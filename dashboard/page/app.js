@@ -256,6 +256,16 @@
     a.remove()
   }
 
+  // Answers can arrive out of order (the first load, then a click right after it): only the
+  // newest request of a view may draw, or an older page could replace a filtered one.
+  function newest() {
+    let latest = 0
+    return () => {
+      const mine = ++latest
+      return () => mine === latest
+    }
+  }
+
   function messages() {
     const from = el('select', { name: 'from' }, el('option', { value: 'earliest' }, 'the start'), el('option', { value: 'end' }, 'the end (last minute)'), el('option', { value: 'time' }, 'a time'))
     const time = el('input', { type: 'datetime-local', name: 'time' })
@@ -265,7 +275,10 @@
     const list = el('div', { id: 'events' })
     const info = el('p', { class: 'hint' })
     let page = null
+    const begin = newest()
     const load = async (next) => {
+      const current = begin()
+      info.textContent = 'reading…'
       const q = new URLSearchParams({ limit: '50' })
       if (filter.value.trim()) q.set('filter', filter.value)
       if (id.value.trim()) q.set('id', id.value.trim())
@@ -273,12 +286,14 @@
       else if (cursor.value.trim()) q.set('cursor', cursor.value.trim())
       else q.set('from', from.value === 'time' ? new Date(time.value).toISOString() : from.value)
       try {
-        page = await api(`messages?${q}`)
+        const answer = await api(`messages?${q}`)
+        if (!current()) return
+        page = answer
         list.replaceChildren(...page.events.map((e) => eventCard(e, false)))
         info.textContent = `${page.events.length} events${page.hasMore ? ', more after' : ''}${page.note ? `; ${page.note}` : ''}`
         status(`read ${new Date().toLocaleTimeString()}`)
       } catch (e) {
-        status(`${e.code}: ${e.message}`, true)
+        if (current()) status(`${e.code}: ${e.message}`, true)
       }
     }
     view.replaceChildren(
@@ -318,17 +333,20 @@
       if (filter.value.trim()) c.filter = JSON.parse(filter.value)
       return c
     }
+    const begin = newest()
     const load = async () => {
       if (!group()) return
+      const current = begin()
       const q = new URLSearchParams({ group: group(), limit: '100' })
       if (reason.value.trim()) q.set('reason', reason.value.trim())
       if (filter.value.trim()) q.set('filter', filter.value)
       try {
         const page = await api(`letters?${q}`)
+        if (!current()) return
         list.replaceChildren(...page.events.map((e) => eventCard(e, canWrite('redeliver') || canWrite('purge'))))
         info.textContent = `${page.events.length} letters shown${page.hasMore ? ', more after' : ''}`
       } catch (e) {
-        status(`${e.code}: ${e.message}`, true)
+        if (current()) status(`${e.code}: ${e.message}`, true)
       }
     }
     const selected = () => [...list.querySelectorAll('input.pick:checked')].map((i) => i.value)
