@@ -23,7 +23,9 @@ const pkg = readJson(path.join(root, 'package.json'))
 fs.rmSync(dist, { recursive: true, force: true })
 fs.mkdirSync(stage, { recursive: true })
 
-run(napi, ['build', '--platform', '--release', '--strip'])
+// The release build `npm ci` made is reused (cargo finds it fresh); napi's --strip would
+// change RUSTFLAGS and rebuild every dependency, so the packed copy is stripped instead.
+run(napi, ['build', '--platform', '--release'])
 run(process.execPath, [path.join(__dirname, 'typings.js')])
 run(napi, ['version'])
 
@@ -40,6 +42,11 @@ fs.cpSync(path.join(root, 'npm', platform), path.join(npmStage, platform), { rec
 const hostConfig = path.join(stage, 'napi.host.json')
 writeJson(hostConfig, { ...pkg.napi, targets: [host] })
 run(napi, ['artifacts', '--config-path', hostConfig, '--output-dir', root, '--npm-dir', npmStage])
+// Symbols only: the exported Node-API entry points are dynamic symbols and stay.
+const packed = path.join(npmStage, platform, node)
+if (!fs.existsSync(packed)) throw new Error(`napi artifacts did not copy ${node} into ${path.dirname(packed)}`)
+// Windows: the DLL carries no symbol table (they are in the .pdb).
+if (process.platform !== 'win32') run('strip', process.platform === 'darwin' ? ['-x', packed] : ['--strip-all', packed])
 
 // The main package: what `files` lists, and a package.json for installing, not developing.
 const mainStage = path.join(stage, 'main')
