@@ -5,6 +5,9 @@ module.exports = {
   roots: ['<rootDir>/__test__'],
   testMatch: ['**/*.test.ts'],
   testTimeout: 60000,
+  // JetStream and Redis: the shared servers, or private ones started for the run.
+  globalSetup: '<rootDir>/__test__/support/global-setup.js',
+  globalTeardown: '<rootDir>/__test__/support/global-teardown.js',
   transform: {
     '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/__test__/tsconfig.json' }],
   },
