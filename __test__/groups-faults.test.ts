@@ -10,6 +10,11 @@ import { Redis } from 'ioredis'
 import type { EventBusOptions, GroupEvent, WorkerStats } from '../index'
 import { sleep, trackBuses, until } from './support/adapter'
 import { privateNats, privateRedis, uniqueName, type PrivateServer } from './support/servers'
+import { measured } from './support/measured'
+import { expectLogs, logged } from './support/logs'
+
+// The server restart below makes the producer retry and reconnect; asserted there.
+expectLogs(/^write failed, retrying: /, /^disconnected from NATS; reconnecting/)
 
 const NATS = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
 const REDIS = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -151,7 +156,7 @@ describe.each(stores)('consumer group processes on $name', ({ name, options, cou
     for (const [i, , , m] of handled) byEvent.set(i, [...(byEvent.get(i) ?? []), m])
     const repeated = [...byEvent.values()].filter((ms) => ms.length > 1)
     expect(repeated.filter((ms) => ms[0] !== 'a' || ms.slice(1).some((m) => m !== 'b'))).toEqual([])
-    console.log(`${name}: ${repeated.length} of ${total} events handled again after the kill; takeover ${tookOver - killedAt} ms`)
+    measured(`${name}: ${repeated.length} of ${total} events handled again after the kill; takeover ${tookOver - killedAt} ms`)
     // Bounded by what A held (maxInFlight, 1000) plus its acks of the last commit interval.
     expect(repeated.length).toBeLessThan(1000)
 
@@ -201,6 +206,8 @@ describe.each(stores)('consumer group processes on $name', ({ name, options, cou
       }
     }
     expect((await producer.flush()).dropped).toBe(0)
+    // The producer saw the restart (its writes were retried or its client reconnected).
+    expect(logged(/^write failed, retrying: |^disconnected from NATS; reconnecting/, 'warn').length).toBeGreaterThan(0)
     // Member B: a new process and bus, after the restart, on what the store kept.
     startMember('b', opts, group, handled, at)
     await until(() => new Set(handled.map(([i]) => i)).size === total, 90_000)

@@ -8,6 +8,10 @@ import { jetstreamManager } from '@nats-io/jetstream'
 import { EventBus, setLogger } from '../index'
 import { sleep, until } from './support/adapter'
 import { uniqueName } from './support/servers'
+import { expectLogs, logged } from './support/logs'
+
+// Provoked on purpose below, and asserted where they are.
+expectLogs(/^skipped a corrupt entry/, /kept dead because their payload did not fit/, /^worker\.close\(\): \d+ handler\(s\) still running after ackWaitMs/)
 
 const NATS = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
 const REDIS = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -102,6 +106,7 @@ describe('3. a forged stamp cannot spin a reader', () => {
     const { events } = await bus.poll({ limit: 100 })
     expect(events.map((e) => JSON.parse(e.raw))).toEqual([{ i: 1 }, { i: 2 }])
     expect(bus.stats().corruptSkipped).toBeGreaterThanOrEqual(1)
+    expect(logged(new RegExp(`^skipped a corrupt entry in Redis stream \\{${prefix}:0\\} at id `), 'warn').length).toBe(1)
     const sub = bus.subscribe({ from: 'earliest' })
     const got = [(await sub.next()).value, (await sub.next()).value].map((e: any) => JSON.parse(e.raw))
     expect(got).toEqual([{ i: 1 }, { i: 2 }])
@@ -141,6 +146,7 @@ describe('4. a dead letter that cannot fit never stops commits (JetStream)', () 
     expect(JSON.parse((first.value as any).raw)).toEqual({ marker: true })
     // The cut letter stays dead: redelivering it would deliver nothing.
     expect(await bus.redeliver('g', [letter])).toBe(0)
+    expect(logged(/^redeliver\(g\): 1 dead letter\(s\) kept dead because their payload did not fit/, 'warn').length).toBeGreaterThanOrEqual(1)
     expect((await bus.deadLetters('g')).events).toHaveLength(1)
     await next.close()
     await bus.shutdown()
@@ -180,6 +186,7 @@ describe('7. worker.close() is bounded', () => {
     await until(() => hung.stats().running === 1)
     await hung.close()
     expect(hung.stats().running).toBe(0)
+    await until(() => logged(/^worker\.close\(\): 1 handler\(s\) still running after ackWaitMs \(500 ms\); closing without them/, 'warn').length === 1)
     // Its event went back to the group: another worker handles it.
     let closer: any
     const seen: number[] = []

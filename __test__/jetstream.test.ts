@@ -6,6 +6,10 @@ import { jetstreamManager } from '@nats-io/jetstream'
 import { EventBus, type BusEvent, type EventBusOptions } from '../index'
 import { expectPerKeyOrder, expectReaderSeesEveryShard, ingestN, readAll, sleep, startSubscribers, trackBuses, until } from './support/adapter'
 import { makeTlsFiles, natsCluster, privateNats, tempDir, uniqueName, type PrivateServer } from './support/servers'
+import { expectLogs, logged, logMark } from './support/logs'
+
+// The fault tests below provoke these on purpose; each is asserted where it is provoked.
+expectLogs(/^write failed, retrying: /, /^dropped \d+ events: /, /^disconnected from NATS; reconnecting/, /^skipped a corrupt record in JetStream stream/)
 
 // Required in CI: the server on 127.0.0.1:4222 (.ci/run starts it). Tests fail, never skip, without it.
 const NATS = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
@@ -215,6 +219,8 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
     const reasons = bus.shardStats().map((s) => s.lastError ?? '').filter((e) => e.length > 0)
     expect(reasons.length).toBeGreaterThan(0)
     for (const r of reasons) expect(r).toContain(`no JetStream stream takes ${stream}.`)
+    const dropped = logged(new RegExp(`^dropped \\d+ events: no JetStream stream takes ${stream}\\.`), 'error')
+    expect(dropped.reduce((n, r) => n + Number(r.fields.dropped), 0)).toBe(40)
     await bus.shutdown()
   })
 
@@ -246,6 +252,7 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
     const events = await readAll(bus, 10)
     expect(events.map((e) => JSON.parse(e.raw).n)).toEqual([1, 2])
     expect(bus.stats().corruptSkipped).toBeGreaterThanOrEqual(1)
+    expect(logged(new RegExp(`^skipped a corrupt record in JetStream stream ${stream} at sequence \\d+: `), 'warn')).toHaveLength(1)
     await bus.shutdown()
   })
 
@@ -371,6 +378,8 @@ describe('JetStream adapter against private servers', () => {
     const events = await readAll(bus)
     expect(events).toHaveLength(accepted)
     expect(new Set(events.map((e) => e.messageId)).size).toBe(accepted)
+    // The kill was seen and survived: a disconnect of this stream's client, and retries.
+    expect(logged(/^disconnected from NATS; reconnecting/, 'warn').some((r) => r.fields.stream === stream)).toBe(true)
     await bus.shutdown()
   })
 
@@ -417,6 +426,7 @@ describe('JetStream adapter against private servers', () => {
     const url = `nats://127.0.0.1:${server.port}`
     const stream = uniqueName('pause')
     const bus = await create({ ...jsOptions(stream, url, { requestTimeoutMs: 300 }), retries: 30, adapterTimeoutMs: 3000 })
+    const mark = logMark()
     let paused: Promise<void> | undefined
     const accepted = await ingestN(bus, 20_000, (i) => {
       if (i === 5_000 && !paused) paused = server.pause(1500)
@@ -427,6 +437,7 @@ describe('JetStream adapter against private servers', () => {
     expect(stats).toMatchObject({ ingested: 20_000, stored: 20_000, dropped: 0 })
     // The timeout path really ran: some events went out twice, and JetStream kept one copy.
     expect(stats.retried).toBeGreaterThan(0)
+    expect(logged(/^write failed, retrying: JetStream did not acknowledge within requestTimeoutMs \(300 ms\)$/, 'warn', mark).length).toBeGreaterThan(0)
     expect(await streamMessages(url, stream)).toBe(accepted)
     const events = await readAll(bus)
     expect(new Set(events.map((e) => e.messageId)).size).toBe(20_000)
@@ -437,6 +448,7 @@ describe('JetStream adapter against private servers', () => {
   it('shutdown settles within its bound when the server is gone', async () => {
     const server = await privateNats()
     owned.push(server)
+    const mark = logMark()
     const bus = await create({
       ...jsOptions(uniqueName('gone'), `nats://127.0.0.1:${server.port}`, { requestTimeoutMs: 500 }),
       shutdownTimeoutMs: 1000,
@@ -458,6 +470,8 @@ describe('JetStream adapter against private servers', () => {
     expect(stats.ingested).toBe(stats.stored + stats.dropped)
     expect(stats.stored).toBeGreaterThanOrEqual(100)
     expect(stats.dropped).toBeGreaterThan(0)
+    // Each drop at shutdown is an ERROR record with its count; together they are the total.
+    await until(() => logged(/^dropped \d+ events: /, 'error', mark).reduce((n, r) => n + Number(r.fields.dropped), 0) === stats.dropped)
   })
 
   it('a bus never shut down reports on stderr what it could not deliver at exit, even with a logger set', async () => {

@@ -5,7 +5,9 @@
 import { fork } from 'node:child_process'
 import path from 'node:path'
 import { EventBus, setLogger, type LogRecord } from '../index'
+import { Redis } from 'ioredis'
 import { until } from './support/adapter'
+import { captureLogs } from './support/logs'
 import { privateRedis, uniqueName, type PrivateServer } from './support/servers'
 
 const REDIS = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -112,13 +114,59 @@ describe('logging', () => {
       await again.shutdown()
       await until(() => calls > before)
     } finally {
-      setLogger(null)
+      captureLogs()
+    }
+  })
+
+  it('a JS thread that falls behind loses records past the queue of 1,024, and a record of their own counts them', async () => {
+    // Corrupt Redis entries: each reader logs the first 1,024 it skips, one WARN each. Two
+    // buses read 1,100 each while the JS thread is kept busy, so 2,048 records meet a queue
+    // of 1,024.
+    const prefix = uniqueName('flood')
+    const redis = new Redis(REDIS)
+    const forge = async (keyPrefix: string, n: number) => {
+      const pipe = redis.pipeline()
+      for (let i = 0; i < n; i++) pipe.xadd(`{${keyPrefix}:0}`, '*', 'd', '{}', 'm', `not a ringbus stamp ${i}`)
+      await pipe.exec()
+    }
+    await forge(prefix, 1100)
+    const records: LogRecord[] = []
+    setLogger((r) => void records.push(r), { level: 'warn' })
+    const adapter = { type: 'redis' as const, url: REDIS, keyPrefix: prefix }
+    const [a, b] = [await EventBus.create({ shards: 1, adapter }), await EventBus.create({ shards: 1, adapter })]
+    try {
+      const polls = [a.poll({ limit: 2000 }), b.poll({ limit: 2000 })]
+      // Busy until both readers have skipped everything: no record can be delivered meanwhile.
+      const deadline = Date.now() + 30_000
+      while (a.stats().corruptSkipped + b.stats().corruptSkipped < 2200 && Date.now() < deadline);
+      expect(a.stats().corruptSkipped + b.stats().corruptSkipped).toBe(2200)
+      await Promise.all(polls)
+      // One more record after the queue drained carries the count.
+      const other = uniqueName('flood')
+      await forge(other, 1)
+      const c = await EventBus.create({ shards: 1, adapter: { ...adapter, keyPrefix: other } })
+      await c.poll({ limit: 10 })
+      await until(() => records.some((r) => r.target === 'ringbus::log'), 10_000)
+      const [note] = records.filter((r) => r.target === 'ringbus::log')
+      const dropped = note.fields.dropped as number
+      expect(note).toMatchObject({ level: 'warn', message: `${dropped} log records were dropped: the logger fell behind` })
+      const skipped = records.filter((r) => r.message.startsWith('skipped a corrupt entry'))
+      // Nothing lost silently: delivered + counted = what the two readers logged; the queue
+      // held about 1,024 of them.
+      const fromAB = skipped.filter((r) => r.fields.stream === `{${prefix}:0}`)
+      expect(fromAB.length + dropped).toBe(2048)
+      expect(dropped).toBeGreaterThanOrEqual(1000)
+      await c.shutdown()
+    } finally {
+      await Promise.all([a.shutdown(), b.shutdown()])
+      await redis.quit()
+      captureLogs()
     }
   })
 
   it('validates the level', () => {
     expect(() => setLogger(() => undefined, { level: 'loud' as any })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONFIG' }))
     expect(() => setLogger(() => undefined, { level: 'loud' as any })).toThrow(/level must be/)
-    setLogger(null)
+    captureLogs()
   })
 })

@@ -10,6 +10,7 @@ import { fork } from 'node:child_process'
 import path from 'node:path'
 import type { EventBusOptions } from '../index'
 import { privateNats, privateRedis, uniqueName, type PrivateServer } from './support/servers'
+import { measured } from './support/measured'
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const stored = require('../scripts/support/stored.js')
@@ -38,6 +39,7 @@ type Report = {
   firstRejectMs: number
   notFull: string
   stats: { ingested: number; stored: number; dropped: number; pending: number; droppedOldest: number; droppedNewest: number }
+  logs: { retries: number; disconnects: number; drops: number; other: string[] }
 }
 
 type Backend = {
@@ -116,6 +118,9 @@ async function outage(backend: Backend, backpressure: 'reject' | 'dropOldest') {
 describe.each(backends)('$name stopped for 30 s under steady ingest', (backend) => {
   it("'reject': ERR_BACKPRESSURE only with full rings, RSS bounded, every accepted event stored once", async () => {
     const { r, diff, held, bound } = await outage(backend, 'reject')
+    // The producer logged its retries during the outage, and nothing unexpected.
+    expect(r.logs).toMatchObject({ drops: 0, other: [] })
+    expect(r.logs.retries).toBeGreaterThan(0)
     // Up: no rejection. Down: rejections, every one from a full ring.
     expect(r.rejected.before).toBe(0)
     expect(r.rejected.down).toBeGreaterThan(0)
@@ -132,7 +137,7 @@ describe.each(backends)('$name stopped for 30 s under steady ingest', (backend) 
     expect(r.stats.stored).toBe(r.accepted)
     expect(held.unreadable + held.foreign).toBe(0)
     expect(diff).toEqual({ lost: 0, duplicated: 0, unexpected: 0, firstLost: -1, firstDuplicated: -1 })
-    console.log(
+    measured(
       `${backend.name} 'reject': ${r.attempted} attempted, ${r.accepted} accepted and stored once, ` +
         `${r.rejected.down + r.rejected.up} rejected (first ${r.firstRejectMs} ms into the outage); ` +
         `RSS before ${(r.rss.before / 2 ** 20).toFixed(0)} MiB, max while down ${(r.rss.down / 2 ** 20).toFixed(0)} MiB (bound +${(bound / 2 ** 20).toFixed(0)} MiB)`,
@@ -141,6 +146,8 @@ describe.each(backends)('$name stopped for 30 s under steady ingest', (backend) 
 
   it("'dropOldest': everything is accepted, and droppedOldest equals what is missing from the store", async () => {
     const { r, diff, held, bound } = await outage(backend, 'dropOldest')
+    expect(r.logs).toMatchObject({ other: [] })
+    expect(r.logs.retries).toBeGreaterThan(0)
     expect(r.rejected.before + r.rejected.down + r.rejected.up).toBe(0)
     expect(r.accepted).toBe(r.attempted)
     expect(r.stats.ingested).toBe(r.accepted)
@@ -154,7 +161,7 @@ describe.each(backends)('$name stopped for 30 s under steady ingest', (backend) 
     expect(diff.duplicated).toBe(0)
     expect(diff.unexpected).toBe(0)
     expect(r.rss.down - r.rss.before).toBeLessThan(bound)
-    console.log(
+    measured(
       `${backend.name} 'dropOldest': ${r.accepted} accepted, ${r.stats.stored} stored once, ${r.stats.droppedOldest} dropped = missing; ` +
         `RSS before ${(r.rss.before / 2 ** 20).toFixed(0)} MiB, max while down ${(r.rss.down / 2 ** 20).toFixed(0)} MiB`,
     )

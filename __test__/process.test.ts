@@ -131,6 +131,32 @@ describe('process and worker lifecycle', () => {
     expect(r.stdout).toContain('worker exit 0')
   })
 
+  it('a worker thread that ends with its Redis bus running: the exit drain delivers every event (counted with ioredis)', async () => {
+    const prefix = uniqueName('threaddrain')
+    const r = runNode(`
+      const { Worker } = require('node:worker_threads')
+      const code = \`
+        const { parentPort } = require('node:worker_threads')
+        const { EventBus } = require(\${JSON.stringify(require('node:path').resolve('index.js'))})
+        EventBus.create({ shards: 3, adapter: { type: 'redis', url: ${JSON.stringify(REDIS)}, keyPrefix: '${prefix}' } }).then((bus) => {
+          let accepted = 0
+          for (let i = 0; i < 30000; i++) { bus.ingest({ i }); accepted++ }
+          // No flush, no shutdown: the thread's end must deliver what ingest accepted.
+          parentPort.postMessage(accepted)
+        })
+      \`
+      const w = new Worker(code, { eval: true })
+      w.on('message', (m) => console.log('accepted', m))
+      w.on('error', (e) => { console.error('worker error', e); process.exitCode = 2 })
+      w.on('exit', (c) => console.log('worker exit', c))
+    `)
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    expect(r.stdout).toContain('accepted 30000')
+    expect(r.stdout).toContain('worker exit 0')
+    expect(await storedCount(prefix, 3)).toBe(30_000)
+  })
+
   it('a bus used from the main thread and a worker at once stays independent', () => {
     const r = runNode(`
       const { Worker } = require('node:worker_threads')

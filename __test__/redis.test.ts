@@ -5,6 +5,10 @@ import { EventBus, type BusEvent, type EventBusOptions } from '../index'
 import { expectPerKeyOrder, expectReaderSeesEveryShard, feedUntil, ingestN, readAll, sleep, startSubscribers, subscribeN, trackBuses, until } from './support/adapter'
 import fs from 'node:fs'
 import { freePort, makeTlsFiles, privateRedis, redisCluster, tempDir, uniqueName, waitForPort, type PrivateServer } from './support/servers'
+import { expectLogs, logged, logMark } from './support/logs'
+
+// The fault tests below provoke these on purpose; each is asserted where it is provoked.
+expectLogs(/^write failed, retrying: /, /^dropped \d+ events: /, /^skipped a corrupt entry in Redis stream /)
 
 // Required in CI: the server on 127.0.0.1:6379 (.ci/run starts it). Tests fail, never skip, without it.
 const REDIS = process.env.RINGBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -171,8 +175,9 @@ describe('Redis adapter (server on 127.0.0.1:6379)', () => {
     }
     await it.return?.()
     expect(got.sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, k) => k + 1))
-    // The one garbage entry, skipped once.
+    // The one garbage entry, skipped once, and logged once with where it is.
     expect(bus.stats().corruptSkipped).toBe(1)
+    expect(logged(/^skipped a corrupt entry in Redis stream /, 'warn').filter((r) => r.fields.stream === streamKey(prefix, 0))).toHaveLength(1)
     await bus.shutdown()
   })
 
@@ -255,6 +260,7 @@ describe('Redis adapter against private servers', () => {
     try {
       const prefix = uniqueName('pause')
       const bus = await create({ ...redisOptions(prefix, { commandTimeoutMs: 200 }, url), shards: 2, retries: 30 })
+      const mark = logMark()
       // Writes wait in the server past the command timeout, then all run after the pause:
       // the first attempt of each chunk appends, every retry of it must append nothing.
       await admin.call('CLIENT', 'PAUSE', '1500', 'WRITE')
@@ -263,6 +269,7 @@ describe('Redis adapter against private servers', () => {
       expect(flushed).toMatchObject({ pending: 2000, stored: 2000, dropped: 0 })
       const stats = bus.stats()
       expect(stats.retried).toBeGreaterThan(0)
+      expect(logged(/^write failed, retrying: .*timed out/, 'warn', mark).length).toBeGreaterThan(0)
       expect(await xlenSum(admin, prefix, 2)).toBe(2000)
       expect(new Set(await storedMessageIds(admin, prefix, 2)).size).toBe(2000)
       expectEveryEventOnce(await readAll(bus), 2000)
@@ -278,6 +285,7 @@ describe('Redis adapter against private servers', () => {
     const url = `redis://127.0.0.1:${srv.port}`
     const prefix = uniqueName('restart')
     const bus = await create({ ...redisOptions(prefix, {}, url), retries: 100 })
+    const mark = logMark()
     let restarting: Promise<void> | undefined
     const accepted = await ingestN(bus, 200_000, (i) => {
       if (i === 60_000 && !restarting) {
@@ -300,6 +308,9 @@ describe('Redis adapter against private servers', () => {
       admin.disconnect()
     }
     expectEveryEventOnce(await readAll(bus), accepted)
+    // The kill showed as retried writes, none given up.
+    expect(logged(/^write failed, retrying: /, 'warn', mark).length).toBeGreaterThan(0)
+    expect(logged(/^dropped /, 'error', mark)).toEqual([])
     await expect(bus.isHealthy()).resolves.toBe(true)
     await bus.shutdown()
   })
@@ -309,6 +320,7 @@ describe('Redis adapter against private servers', () => {
     const srv = server
     const url = `redis://127.0.0.1:${srv.port}`
     const bus = await create({ ...redisOptions(uniqueName('health'), { commandTimeoutMs: 500 }, url), shutdownTimeoutMs: 1000 })
+    const mark = logMark()
     await expect(bus.isHealthy()).resolves.toBe(true)
     await srv.kill()
     await expect(bus.isHealthy()).resolves.toBe(false)
@@ -329,6 +341,8 @@ describe('Redis adapter against private servers', () => {
     expect(Date.now() - started).toBeLessThan(5000)
     expect(report.ingested).toBe(report.stored + report.dropped)
     expect(report.droppedShutdown + report.droppedAdapter).toBe(100)
+    // Every dropped event is in an ERROR record's count.
+    await until(() => logged(/^dropped \d+ events: /, 'error', mark).reduce((n, r) => n + Number(r.fields.dropped), 0) === 100)
   })
 
   it('connects over TLS (rediss://) with a private CA, and refuses an untrusted server with ERR_CONNECT', async () => {

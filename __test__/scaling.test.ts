@@ -2,8 +2,9 @@ import { connect } from '@nats-io/transport-node'
 import { jetstreamManager } from '@nats-io/jetstream'
 import { EventBus, type BusEvent } from '../index'
 import { pollAll } from './helpers'
-import { readAll, sleep, trackBuses } from './support/adapter'
-import { uniqueName } from './support/servers'
+import { readAll, sleep, trackBuses, until } from './support/adapter'
+import { logged } from './support/logs'
+import { privateRedis, uniqueName } from './support/servers'
 
 const NATS = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
 jest.setTimeout(240_000)
@@ -61,6 +62,43 @@ describe('scaleUp / scaleDown', () => {
     expect(bus.numShards).toBe(2)
     await bus.shutdown()
     await expect(bus.scaleUp(1)).rejects.toMatchObject({ code: 'ERR_SHUT_DOWN' })
+  })
+
+  it('the policy logs each decision with its reason: up while the store stalls, down once the rings empty', async () => {
+    // A stalled store (SIGSTOPped Redis) lets the ring fill: mean fill over the threshold.
+    const server = await privateRedis()
+    try {
+      const policy = { auto: true, windowMs: 100, upWindows: 2, downWindows: 2, cooldownMs: 0, minShards: 1, maxShards: 2, maxStep: 1 }
+      const bus = await create({ shards: 1, ringCapacity: 1024, scaling: policy, adapter: { type: 'redis', url: `redis://127.0.0.1:${server.port}`, keyPrefix: uniqueName('scl') } })
+      const paused = server.pause(2000)
+      // Filled to the brim while the write in flight hangs: the ring stays full.
+      let accepted = 0
+      for (let full = false; !full; await sleep(5)) {
+        for (let j = 0; j < 256 && !full; j++) {
+          try {
+            bus.ingest({ i: accepted })
+            accepted++
+          } catch (e) {
+            expect((e as { code: string }).code).toBe('ERR_BACKPRESSURE')
+            full = true
+          }
+        }
+      }
+      await until(async () => logged(/^scaling up from 1 to 2 shards/).length > 0, 10_000)
+      await paused
+      await until(async () => logged(/^scaling down from 2 to 1 shards/).length > 0, 20_000)
+      const [up] = logged(/^scaling up from 1 to 2 shards: mean fill ratio \d\.\d\d >= scaleUpFillRatio$/)
+      expect(up).toMatchObject({ level: 'info', target: 'ringbus::scaling', fields: { from: 1, to: 2, threshold: 0.75, windows: 2, window_ms: 100 } })
+      expect(up.fields.fill).toBeGreaterThanOrEqual(0.75)
+      const [down] = logged(/^scaling down from 2 to 1 shards: mean fill ratio \d\.\d\d <= scaleDownFillRatio$/)
+      expect(down).toMatchObject({ level: 'info', fields: { from: 2, to: 1, threshold: 0.05, windows: 2, window_ms: 100 } })
+      expect(down.fields.fill).toBeLessThanOrEqual(0.05)
+      expect((await bus.flush()).dropped).toBe(0)
+      expect(bus.stats()).toMatchObject({ ingested: accepted, stored: accepted })
+      await bus.shutdown()
+    } finally {
+      await server.stop()
+    }
   })
 
   it('validates the scaling options', () => {

@@ -3,23 +3,24 @@
 // subscriber and a process() worker, and end at a seeded random moment in every way a
 // service ends. Any death by a signal it did not ask for (SIGSEGV, SIGABRT, SIGBUS...), a
 // Rust panic, a V8 fatal error, a wrong exit code or a hang fails the test.
-// RINGBUS_TEARDOWN_SEED and RINGBUS_TEARDOWN_CHILDREN (default 70) change the run.
+// RINGBUS_TEARDOWN_SEED and RINGBUS_TEARDOWN_CHILDREN (default 72) change the run.
 import { spawn } from 'node:child_process'
 import path from 'node:path'
 import { storesForFile } from './support/adapter'
 import { privateNats, uniqueName, type PrivateServer } from './support/servers'
 
 const SEED = Number(process.env.RINGBUS_TEARDOWN_SEED ?? 20261204)
-const CHILDREN = Number(process.env.RINGBUS_TEARDOWN_CHILDREN ?? 70)
+const CHILDREN = Number(process.env.RINGBUS_TEARDOWN_CHILDREN ?? 72)
 const PARALLEL = 4
 // Longer than any ending needs (the exit drain of a forgotten bus is bounded at 3 s).
 const HANG_MS = 30_000
 
 jest.setTimeout(Math.max(300_000, CHILDREN * 4_000))
 
-type Ending = 'exit' | 'shutdown-race' | 'uncaught' | 'sigterm' | 'thread-terminated' | 'double-shutdown' | 'shutdown-then-exit'
-const ENDINGS: Ending[] = ['exit', 'shutdown-race', 'uncaught', 'sigterm', 'thread-terminated', 'double-shutdown', 'shutdown-then-exit']
+type Ending = 'exit' | 'shutdown-race' | 'uncaught' | 'sigterm' | 'thread-terminated' | 'double-shutdown' | 'shutdown-then-exit' | 'shutdown-kill-return'
+const ENDINGS: Ending[] = ['exit', 'shutdown-race', 'uncaught', 'sigterm', 'thread-terminated', 'double-shutdown', 'shutdown-then-exit', 'shutdown-kill-return']
 const BACKENDS = ['memory', 'jetstream', 'redis']
+const EVERY = ENDINGS.length * BACKENDS.length
 // How each ending must end the process.
 const EXPECTED: Record<Ending, { code: number | null; signal: NodeJS.Signals | null }> = {
   exit: { code: 0, signal: null },
@@ -29,6 +30,7 @@ const EXPECTED: Record<Ending, { code: number | null; signal: NodeJS.Signals | n
   'thread-terminated': { code: 0, signal: null },
   'double-shutdown': { code: 0, signal: null },
   'shutdown-then-exit': { code: 0, signal: null },
+  'shutdown-kill-return': { code: 0, signal: null },
 }
 const CRASH_TEXT = /panicked at|FATAL ERROR|Fatal error in|Segmentation fault|Aborted|double free|corrupted|SIGSEGV|teardown-child failed/
 
@@ -49,11 +51,11 @@ type Outcome = { i: number; backend: string; ending: Ending; delayMs: number; co
 const adapterFor = storesForFile()
 
 async function runChild(i: number, backend: string, ending: Ending, delayMs: number): Promise<Outcome> {
-  // The soak's crash: a JetStream bus whose server is SIGKILLed just before it shuts down
-  // and exits at once. Each such child gets its own server to kill.
+  // The soak's crash: a JetStream bus whose server is SIGKILLed around its shutdown, and a
+  // process that exits right after. Each such child gets its own server to kill.
   let server: PrivateServer | undefined
   let adapter
-  if (ending === 'shutdown-then-exit' && backend === 'jetstream') {
+  if ((ending === 'shutdown-then-exit' || ending === 'shutdown-kill-return') && backend === 'jetstream') {
     server = await privateNats()
     adapter = { type: 'jetstream', servers: `nats://127.0.0.1:${server.port}`, stream: uniqueName('td') }
   } else {
@@ -87,9 +89,9 @@ it(`${CHILDREN} services end at random moments in every way, and none crashes or
   const random = rng(SEED)
   const plan = Array.from({ length: CHILDREN }, (_, i) => ({
     i,
-    // Every ending on every backend in the first 21 children, then at random.
-    backend: i < 21 ? BACKENDS[i % 3] : BACKENDS[Math.floor(random() * 3)],
-    ending: i < 21 ? ENDINGS[Math.floor(i / 3)] : ENDINGS[Math.floor(random() * ENDINGS.length)],
+    // Every ending on every backend in the first children, then at random.
+    backend: i < EVERY ? BACKENDS[i % 3] : BACKENDS[Math.floor(random() * 3)],
+    ending: i < EVERY ? ENDINGS[Math.floor(i / 3)] : ENDINGS[Math.floor(random() * ENDINGS.length)],
     delayMs: Math.floor(random() * 600),
   }))
   const outcomes: Outcome[] = []
@@ -111,7 +113,7 @@ it(`${CHILDREN} services end at random moments in every way, and none crashes or
     `child ${o.i} (${o.backend}, ${o.ending} after ${o.delayMs} ms): ${o.hung ? 'hung' : `exit ${o.code} signal ${o.signal}`}\n${o.stderr.slice(-2000)}`
   expect(bad.map(describe)).toEqual([])
   expect(outcomes.length).toBe(CHILDREN)
-  if (CHILDREN >= 21) {
+  if (CHILDREN >= EVERY) {
     // Every ending ran on every backend.
     for (const e of ENDINGS) for (const b of BACKENDS) expect(outcomes.some((o) => o.ending === e && o.backend === b)).toBe(true)
     const uncaught = outcomes.filter((o) => o.ending === 'uncaught')

@@ -10,6 +10,7 @@ const expected: RegExp[] = []
 let seen = 0
 
 const sink = (record: LogRecord) => {
+  total++
   records.push(record)
   // Bounded: a test that floods the log keeps the last 20,000 records.
   if (records.length > 20_000) {
@@ -34,9 +35,17 @@ export function expectLogs(...patterns: RegExp[]) {
   expected.push(...patterns)
 }
 
-/** The records so far whose message matches `pattern` (at `level`, when given). */
-export function logged(pattern: RegExp, level?: LogRecord['level']): LogRecord[] {
-  return records.filter((r) => pattern.test(r.message) && (level === undefined || r.level === level))
+let total = 0
+
+/** A point in the log: `logged(…, since)` then sees only records after it. */
+export function logMark(): number {
+  return total
+}
+
+/** The records whose message matches `pattern` (at `level`, when given), after `since`. */
+export function logged(pattern: RegExp, level?: LogRecord['level'], since = 0): LogRecord[] {
+  const skip = Math.max(0, since - (total - records.length))
+  return records.slice(skip).filter((r) => pattern.test(r.message) && (level === undefined || r.level === level))
 }
 
 /** Restores the capture after a test that installed its own sink. */

@@ -5,9 +5,19 @@
 // { stop: true } to end: the producer then flushes, shuts down and sends one report.
 // RSS is sampled every 100 ms; rejections are counted per phase, and each one's message is
 // checked to say the ring was full.
-const { EventBus } = require('../../index.js')
+const { EventBus, setLogger } = require('../../index.js')
 
 const cfg = JSON.parse(process.argv[2])
+
+// The outage's log records come back in the report instead of going to stderr: write
+// retries, disconnects and drops are expected (and counted); anything else is listed.
+const logs = { retries: 0, disconnects: 0, drops: 0, other: [] }
+setLogger((r) => {
+  if (r.message.startsWith('write failed, retrying: ')) logs.retries++
+  else if (r.message.startsWith('disconnected from NATS; reconnecting')) logs.disconnects++
+  else if (/^dropped \d+ events: /.test(r.message)) logs.drops += Number(r.fields.dropped)
+  else if (r.level === 'warn' || r.level === 'error') logs.other.push(`${r.level} ${r.target}: ${r.message}`)
+})
 
 async function main() {
   const bus = await EventBus.create(cfg.options)
@@ -73,6 +83,7 @@ async function main() {
     lastFullAt,
     flushed,
     stats,
+    logs,
   })
 }
 

@@ -23,6 +23,12 @@ if (!isMainThread) {
 
 const cfg = JSON.parse(process.argv[2])
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+// Asks the parent to SIGKILL this bus's private server, and waits until it has.
+const killServer = () =>
+  new Promise((resolve) => {
+    process.once('message', resolve)
+    process.send('kill the server')
+  })
 
 async function main() {
   const bus = await EventBus.create({ shards: 2, adapter: cfg.adapter })
@@ -91,15 +97,18 @@ async function main() {
       // The soak's SIGSEGV: the parent SIGKILLs the bus's server (when it has its own), the
       // bus starts shutting down, and the process exits at once while the runtime still
       // has the connection's tasks.
-      if (cfg.killsServer) {
-        await new Promise((resolve) => {
-          process.once('message', resolve)
-          process.send('kill the server')
-        })
-      }
+      if (cfg.killsServer) await killServer()
       clearInterval(producer)
       void bus.shutdown().catch(() => undefined)
       process.exit(0)
+    case 'shutdown-kill-return':
+      // The soak's own ending: shut down while the server is up, then the server is
+      // SIGKILLed and the process ends by running out of work (no process.exit).
+      clearInterval(producer)
+      await worker.close()
+      await bus.shutdown()
+      if (cfg.killsServer) await killServer()
+      return
     default:
       throw new Error(`unknown ending ${cfg.ending}`)
   }

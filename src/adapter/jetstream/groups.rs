@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{self, StorageType};
 use async_trait::async_trait;
@@ -60,69 +62,85 @@ pub(super) fn live(entry: &kv::Entry) -> bool {
 
 impl JetStreamAdapter {
   pub(super) fn kv_err(&self, what: &str, e: impl std::fmt::Display) -> AdapterError {
+    let text = e.to_string();
+    // The bucket is gone (deleted, or a server restarted without its storage): open or
+    // create it again at the next use, so members write their leases and commits again
+    // instead of failing until they give their shards up.
+    if text.contains("stream not found") || text.contains("no responders") {
+      self.groups_kv.store(None);
+    }
     AdapterError::retryable(super::scrub(
       &self.secrets,
-      format!("JetStream group state ({what}) failed: {e}"),
+      format!("JetStream group state ({what}) failed: {text}"),
     ))
   }
 
-  /// The bucket, opened (or created) on first use.
-  pub(super) async fn bucket(&self) -> Result<&kv::Store, AdapterError> {
-    self
-      .groups_kv
-      .get_or_try_init(|| async {
-        let name = bucket_name(&self.config.stream);
-        if let Ok(store) = self.js.get_key_value(&name).await {
-          return Ok(store);
-        }
-        let storage = match self.config.storage {
-          super::StorageKind::File => StorageType::File,
-          super::StorageKind::Memory => StorageType::Memory,
-        };
-        // The stream a KV bucket is, made directly: async-nats's `create_key_value` first
-        // asks for account limits in a form nats-server 2.9 does not answer.
-        let config = stream::Config {
-          name: format!("KV_{name}"),
-          description: Some("ringbus consumer groups".into()),
-          subjects: vec![format!("$KV.{name}.>")],
-          max_messages_per_subject: 1,
-          storage,
-          num_replicas: self.config.replicas.max(1),
-          allow_rollup: true,
-          deny_delete: true,
-          allow_direct: true,
-          discard: stream::DiscardPolicy::New,
-          ..Default::default()
-        };
-        let subject = config.subjects[0].clone();
-        let mut existing = self
-          .js
-          .get_or_create_stream(config)
-          .await
-          .map_err(|e| self.kv_err("bucket creation", e))?;
-        // A stream of that name that is not our bucket (a user's own stream named
-        // `KV_rbg_<stream>`): say so, rather than pass on async-nats's "invalid name".
-        let info = existing
-          .info()
-          .await
-          .map_err(|e| self.kv_err("bucket check", e))?;
-        if !info.config.subjects.contains(&subject) {
-          return Err(AdapterError {
-            code: crate::error::Code::InvalidConfig,
-            retryable: false,
-            message: format!(
-              "consumer groups of stream {:?} keep their state in the stream KV_{name}, but a stream of that name already exists and is not a ringbus group bucket (its subjects are {:?}); rename or delete that stream, or use another stream name",
-              self.config.stream, info.config.subjects
-            ),
-          });
-        }
-        self
-          .js
-          .get_key_value(&name)
-          .await
-          .map_err(|e| self.kv_err("bucket open", e))
-      })
+  /// The bucket, opened (or created) on first use and again after it was lost.
+  pub(super) async fn bucket(&self) -> Result<Arc<kv::Store>, AdapterError> {
+    if let Some(kv) = self.groups_kv.load_full() {
+      return Ok(kv);
+    }
+    // One opener at a time; the others find its result.
+    let _opening = self.groups_kv_open.lock().await;
+    if let Some(kv) = self.groups_kv.load_full() {
+      return Ok(kv);
+    }
+    let kv = Arc::new(self.open_bucket().await?);
+    self.groups_kv.store(Some(kv.clone()));
+    Ok(kv)
+  }
+
+  async fn open_bucket(&self) -> Result<kv::Store, AdapterError> {
+    let name = bucket_name(&self.config.stream);
+    if let Ok(store) = self.js.get_key_value(&name).await {
+      return Ok(store);
+    }
+    let storage = match self.config.storage {
+      super::StorageKind::File => StorageType::File,
+      super::StorageKind::Memory => StorageType::Memory,
+    };
+    // The stream a KV bucket is, made directly: async-nats's `create_key_value` first
+    // asks for account limits in a form nats-server 2.9 does not answer.
+    let config = stream::Config {
+      name: format!("KV_{name}"),
+      description: Some("ringbus consumer groups".into()),
+      subjects: vec![format!("$KV.{name}.>")],
+      max_messages_per_subject: 1,
+      storage,
+      num_replicas: self.config.replicas.max(1),
+      allow_rollup: true,
+      deny_delete: true,
+      allow_direct: true,
+      discard: stream::DiscardPolicy::New,
+      ..Default::default()
+    };
+    let subject = config.subjects[0].clone();
+    let mut existing = self
+      .js
+      .get_or_create_stream(config)
       .await
+      .map_err(|e| self.kv_err("bucket creation", e))?;
+    // A stream of that name that is not our bucket (a user's own stream named
+    // `KV_rbg_<stream>`): say so, rather than pass on async-nats's "invalid name".
+    let info = existing
+      .info()
+      .await
+      .map_err(|e| self.kv_err("bucket check", e))?;
+    if !info.config.subjects.contains(&subject) {
+      return Err(AdapterError {
+        code: crate::error::Code::InvalidConfig,
+        retryable: false,
+        message: format!(
+          "consumer groups of stream {:?} keep their state in the stream KV_{name}, but a stream of that name already exists and is not a ringbus group bucket (its subjects are {:?}); rename or delete that stream, or use another stream name",
+          self.config.stream, info.config.subjects
+        ),
+      });
+    }
+    self
+      .js
+      .get_key_value(&name)
+      .await
+      .map_err(|e| self.kv_err("bucket open", e))
   }
 
   /// The key's latest entry, deleted or emptied ones included: their revision is what a

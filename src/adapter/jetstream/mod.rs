@@ -48,7 +48,9 @@ pub struct JetStreamAdapter {
   /// Until when reads go through the stream leader instead of consumers.
   fallback_until: Mutex<Option<std::time::Instant>>,
   /// The consumer-group bucket, opened on first use.
-  groups_kv: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
+  /// The group bucket, once opened; emptied when it is found gone (see `kv_err`).
+  groups_kv: arc_swap::ArcSwapOption<async_nats::jetstream::kv::Store>,
+  groups_kv_open: tokio::sync::Mutex<()>,
 }
 
 fn connect_err(msg: String) -> BusError {
@@ -175,6 +177,7 @@ impl JetStreamAdapter {
       fallback_until: Mutex::new(None),
       shards_seen: Default::default(),
       groups_kv: Default::default(),
+      groups_kv_open: Default::default(),
     };
     if let Err(e) = adapter.ensure_stream().await {
       let _ = tokio::time::timeout(Duration::from_secs(1), adapter.client.drain()).await;

@@ -7,8 +7,9 @@ use crate::adapter::group_store::Tray;
 use crate::adapter::AdapterError;
 
 impl Member {
-  /// Writes the changes of the ledger. A record whose lease was lost is not written, and
-  /// the shard is dropped; on an error, what was not written is kept for the next try.
+  /// Writes the changes of the ledger. A record whose lease another member holds is not
+  /// written, and the shard is dropped; on an error, what was not written is kept for the
+  /// next try.
   pub(super) async fn flush(&self) -> Result<(), AdapterError> {
     let changes = self.inner.state.lock().changes();
     let (dead, done, records) = (changes.dead, changes.done, changes.records);
@@ -33,6 +34,12 @@ impl Member {
     for (i, (s, gen, text)) in records.iter().enumerate() {
       match store.commit(g, *s, me, text).await {
         Ok(true) => {}
+        Ok(false) if self.lease_lost_by_store(*s).await => {
+          // Taken again: write the record now, as the refused commit would have.
+          if !matches!(store.commit(g, *s, me, text).await, Ok(true)) {
+            self.inner.state.lock().commit_refused(*s, *gen);
+          }
+        }
         Ok(false) => self.inner.state.lock().commit_refused(*s, *gen),
         Err(e) => {
           restore(Vec::new(), Vec::new(), &records[i..]);
@@ -41,5 +48,39 @@ impl Member {
       }
     }
     Ok(())
+  }
+
+  /// A commit was refused because the lease is not ours. When nobody holds it, the store
+  /// lost it (a restart without persistence, an eviction, a deleted bucket): this member
+  /// still knows its position, so it takes the lease again (true) instead of dropping the
+  /// shard, whose next owner would start over from `from`.
+  async fn lease_lost_by_store(&self, shard: u32) -> bool {
+    // A member on its way out lets the shard go: the next owner continues from the store.
+    if self.stopping() || self.inner.state.lock().closed {
+      return false;
+    }
+    let store = self.store();
+    let opts = &self.inner.opts;
+    if !matches!(store.lease_holder(&opts.group, shard).await, Ok(None)) {
+      return false;
+    }
+    let taken = matches!(
+      store
+        .lease(&opts.group, shard, &opts.member, opts.lease)
+        .await,
+      Ok(true)
+    );
+    if taken {
+      // The group's start record went with it: put this member's back, so the group is
+      // listed again and a later member without a commit starts where the group did.
+      let _ = store.start(&opts.group, &self.inner.start.encode()).await;
+      tracing::warn!(
+        group = %opts.group,
+        member = %opts.member,
+        shard,
+        "the store had lost the lease and commit of shard {shard} (a restart without persistence or an eviction); took the lease again and wrote the commit"
+      );
+    }
+    taken
   }
 }

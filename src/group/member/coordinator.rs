@@ -358,6 +358,12 @@ impl Member {
     if ready.is_empty() {
       return;
     }
+    {
+      let mut st = self.inner.state.lock();
+      for s in &ready {
+        st.rewrite_commit(*s);
+      }
+    }
     if self.flush().await.is_err() {
       return;
     }
@@ -422,7 +428,7 @@ impl Member {
   }
 
   /// Requeues (or dead-letters) events whose deadline passed; returns the next deadline.
-  fn redeliver_due(&self, now: Instant) -> Option<Instant> {
+  pub(super) fn redeliver_due(&self, now: Instant) -> Option<Instant> {
     #[cfg(feature = "test-hooks")]
     self.inner.scans.fetch_add(1, Ordering::Relaxed);
     let opts = &self.inner.opts;

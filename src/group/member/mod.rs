@@ -223,6 +223,13 @@ impl Member {
   /// Up to `max` events (at least one), or none once the member is closed. Redeliveries
   /// come before new events. `hold`: no ack deadline (a worker holds them).
   pub async fn next_batch(&self, max: usize, hold: bool) -> Vec<Delivery> {
+    // A redelivery already due goes before the events behind it, also when the
+    // coordinator has not scanned since (it scans at most every few milliseconds).
+    let due = self.inner.state.lock().next_due;
+    if !hold && due.is_some_and(|d| d <= Instant::now()) {
+      self.redeliver_due(Instant::now());
+      self.inner.wake.notify_one();
+    }
     loop {
       let notified = self.inner.deliverable.notified();
       tokio::pin!(notified);

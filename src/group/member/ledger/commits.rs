@@ -29,6 +29,14 @@ impl Ledger {
     }
   }
 
+  /// Writes `shard`'s record at the next flush even when nothing changed: a hand-over
+  /// ends with its position in the store, also when the store had lost it.
+  pub fn rewrite_commit(&mut self, shard: u32) {
+    if let Some(o) = self.shards.get_mut(&shard) {
+      o.dirty = true;
+    }
+  }
+
   /// Puts back changes a commit could not write (before any made since).
   pub fn restore(&mut self, dead: Vec<Letter>, done: Vec<String>, records: &[(u32, u64, String)]) {
     let mut d = dead;
