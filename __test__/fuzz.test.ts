@@ -5,6 +5,7 @@
 // process, and each bus keeps `ingested == stored + dropped + pending`. Seeded: a failure
 // prints the seed and the case, and RINGBUS_FUZZ_SEED replays it.
 import { EventBus, setLogger, type ErrorCode } from '../index'
+import { rng } from './support/random'
 
 jest.setTimeout(180_000)
 
@@ -15,17 +16,6 @@ const CODES: ErrorCode[] = [
 // A fixed default, so a failure in CI replays as it ran; RINGBUS_FUZZ_SEED explores others.
 const SEED = Number(process.env.RINGBUS_FUZZ_SEED ?? 20_261_203)
 
-/** mulberry32: small, seeded, good enough to pick shapes. */
-function rng(seed: number) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const rand = rng(SEED)
 const int = (n: number) => Math.floor(rand() * n)

@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process'
 import path from 'node:path'
 import { storesForFile } from './support/adapter'
 import { privateNats, uniqueName, type PrivateServer } from './support/servers'
+import { rng } from './support/random'
 
 const SEED = Number(process.env.RINGBUS_TEARDOWN_SEED ?? 20261204)
 const CHILDREN = Number(process.env.RINGBUS_TEARDOWN_CHILDREN ?? 72)
@@ -34,17 +35,6 @@ const EXPECTED: Record<Ending, { code: number | null; signal: NodeJS.Signals | n
 }
 const CRASH_TEXT = /panicked at|FATAL ERROR|Fatal error in|Segmentation fault|Aborted|double free|corrupted|SIGSEGV|teardown-child failed/
 
-// mulberry32: small, seeded, reproducible.
-function rng(seed: number) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 type Outcome = { i: number; backend: string; ending: Ending; delayMs: number; code: number | null; signal: NodeJS.Signals | null; hung: boolean; stderr: string }
 

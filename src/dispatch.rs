@@ -90,7 +90,7 @@ pub async fn run(
   let mut pace = Pace::new(Instant::now());
   loop {
     if ctx.abort.is_fired() {
-      shard.abandon_queued();
+      abandon(&shard);
       return;
     }
     // Wait until a batch is worth cutting.
@@ -129,7 +129,7 @@ pub async fn run(
       }
     }
     if ctx.abort.is_fired() {
-      shard.abandon_queued();
+      abandon(&shard);
       return;
     }
     shard.take_batch(&mut batch);
@@ -141,6 +141,21 @@ pub async fn run(
     backlog = batch.len() >= ctx.batch.max_events;
     deliver(&shard, &ctx, &mut batch).await;
     batch.clear();
+  }
+}
+
+/// Drops what the ring still holds once shutdown's bound ran out, and says so: every
+/// dropped event is in some ERROR record's count.
+fn abandon(shard: &Shard) {
+  let n = shard.abandon_queued();
+  if n > 0 {
+    tracing::error!(
+      shard = shard.id,
+      dropped = n,
+      stored = 0,
+      reason = "dropped at shutdown: still queued when shutdownTimeoutMs ran out",
+      "dropped {n} events: dropped at shutdown: still queued when shutdownTimeoutMs ran out"
+    );
   }
 }
 
@@ -276,13 +291,19 @@ async fn deliver(shard: &Shard, ctx: &DispatchContext, batch: &mut Vec<Event>) {
   let error = if dropped.is_empty() {
     None
   } else {
-    last_error.clone().map(|e| match reason {
-      DropReason::Shutdown => format!("dropped at shutdown: {}", e.message),
-      _ if attempt > ctx.retries => {
-        format!("{} (gave up after {} retries)", e.message, ctx.retries)
-      }
-      _ => e.message,
-    })
+    match (reason, last_error.clone()) {
+      (DropReason::Shutdown, Some(e)) => Some(format!("dropped at shutdown: {}", e.message)),
+      // Aborted on its first attempt: no error was seen, but the drop must still be told.
+      (DropReason::Shutdown, None) => Some(
+        "dropped at shutdown: the write was still unanswered when shutdownTimeoutMs ran out"
+          .to_string(),
+      ),
+      (_, Some(e)) if attempt > ctx.retries => Some(format!(
+        "{} (gave up after {} retries)",
+        e.message, ctx.retries
+      )),
+      (_, e) => e.map(|e| e.message),
+    }
   };
   if let Some(why) = &error {
     tracing::error!(
