@@ -7,7 +7,8 @@ import net from 'node:net'
 import { EventBus } from '../index'
 import { freePort, uniqueName } from './support/servers'
 
-const { ensureServers } = require('../scripts/test-servers.js') as {
+const { ensureServers, answers } = require('../scripts/test-servers.js') as {
+  answers(port: number): Promise<boolean>
   ensureServers(
     opts?: { natsPort?: number; redisPort?: number },
     env?: NodeJS.ProcessEnv,
@@ -15,13 +16,6 @@ const { ensureServers } = require('../scripts/test-servers.js') as {
 }
 
 jest.setTimeout(60_000)
-
-const answers = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const s = net.connect(port, '127.0.0.1')
-    s.once('connect', () => (s.destroy(), resolve(true)))
-    s.once('error', () => resolve(false))
-  })
 
 const alive = (pid: number) => {
   try {

@@ -156,4 +156,4 @@ async function ensureServers(opts = {}, env = process.env) {
   return { env: out, started: started.map((s) => ({ name: s.name, port: s.port, dir: s.dir, pid: s.proc.pid })), stop }
 }
 
-module.exports = { ensureServers, checkBinaries }
+module.exports = { ensureServers, checkBinaries, answers }
