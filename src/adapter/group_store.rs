@@ -253,6 +253,10 @@ pub trait GroupStore: Send + Sync {
   /// The group's start record; `proposal` is stored first when the group has none.
   async fn start(&self, group: &str, proposal: &str) -> Result<String, AdapterError>;
 
+  /// The group's start record if the store has one; writes nothing, so an inspection of
+  /// a group whose state the store lost leaves the next member's `from` to decide.
+  async fn start_record(&self, group: &str) -> Result<Option<String>, AdapterError>;
+
   /// Stores letters in `tray`, in order.
   async fn put_letters(
     &self,

@@ -67,10 +67,12 @@ pub struct ResetShard {
   pub lag_after: u64,
 }
 
-/// The start record of a group `group_names` listed: it exists, so `start` only reads it.
+/// The start record of a listed group. One the store lost is counted from the earliest
+/// (the most a new member could read) and not written back: the next member's `from`
+/// decides where the group starts again.
 async fn start_of(store: &dyn GroupStore, group: &str) -> Result<StartRecord> {
-  let text = store.start(group, &StartRecord::Earliest.encode()).await?;
-  Ok(StartRecord::decode(&text))
+  let text = store.start_record(group).await?;
+  Ok(text.map_or(StartRecord::Earliest, |t| StartRecord::decode(&t)))
 }
 
 /// Refuses a group the store has no state of (inspecting must not create one).

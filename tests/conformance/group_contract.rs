@@ -83,7 +83,14 @@ pub async fn only_the_lease_holder_commits(s: &Store) {
 
 pub async fn the_first_start_record_wins(s: &Store) {
   let g = s.groups();
+  // Reading a missing record writes none: the first start still decides.
+  assert_eq!(g.start_record("g").await.unwrap(), None);
+  assert_eq!(g.start_record("g").await.unwrap(), None);
   assert_eq!(g.start("g", "earliest").await.unwrap(), "earliest");
+  assert_eq!(
+    g.start_record("g").await.unwrap().as_deref(),
+    Some("earliest")
+  );
   assert_eq!(g.start("g", "latest x").await.unwrap(), "earliest");
   assert_eq!(g.start("h", "latest y").await.unwrap(), "latest y");
 }

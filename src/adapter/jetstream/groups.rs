@@ -90,6 +90,28 @@ impl JetStreamAdapter {
     Ok(kv)
   }
 
+  /// The groups with a start record in the bucket.
+  async fn list_groups(&self) -> Result<Vec<String>, AdapterError> {
+    let kv = self.bucket().await?;
+    let prefix = format!("{}start.", kv.prefix);
+    let info = kv
+      .stream
+      .clone()
+      .info_with_subjects(format!("{prefix}*"))
+      .await
+      .map_err(|e| self.kv_err("group list", e))?;
+    let mut names = Vec::new();
+    let mut subjects = info;
+    while let Some(next) = subjects.next().await {
+      let (subject, _) = next.map_err(|e| self.kv_err("group list", e))?;
+      if let Some(name) = subject.strip_prefix(&prefix) {
+        names.push(name.to_string());
+      }
+    }
+    names.sort();
+    Ok(names)
+  }
+
   async fn open_bucket(&self) -> Result<kv::Store, AdapterError> {
     let name = bucket_name(&self.config.stream);
     if let Ok(store) = self.js.get_key_value(&name).await {
@@ -250,24 +272,11 @@ impl GroupStore for JetStreamAdapter {
   }
 
   async fn group_names(&self) -> Result<Vec<String>, AdapterError> {
-    let kv = self.bucket().await?;
-    let prefix = format!("{}start.", kv.prefix);
-    let info = kv
-      .stream
-      .clone()
-      .info_with_subjects(format!("{prefix}*"))
-      .await
-      .map_err(|e| self.kv_err("group list", e))?;
-    let mut names = Vec::new();
-    let mut subjects = info;
-    while let Some(next) = subjects.next().await {
-      let (subject, _) = next.map_err(|e| self.kv_err("group list", e))?;
-      if let Some(name) = subject.strip_prefix(&prefix) {
-        names.push(name.to_string());
-      }
+    match self.list_groups().await {
+      // The bucket was lost since it was opened: kv_err dropped it, so this opens it again.
+      Err(e) if e.message.contains("stream not found") => self.list_groups().await,
+      other => other,
     }
-    names.sort();
-    Ok(names)
   }
 
   async fn member_list(&self, group: &str) -> Result<Vec<MemberSeen>, AdapterError> {
@@ -381,6 +390,15 @@ impl GroupStore for JetStreamAdapter {
         .filter(live)
         .map(|e| String::from_utf8_lossy(&e.value).into_owned())
         .unwrap_or_else(|| proposal.to_string()),
+    )
+  }
+
+  async fn start_record(&self, group: &str) -> Result<Option<String>, AdapterError> {
+    let entry = self.entry(&format!("start.{group}")).await?;
+    Ok(
+      entry
+        .filter(live)
+        .map(|e| String::from_utf8_lossy(&e.value).into_owned()),
     )
   }
 

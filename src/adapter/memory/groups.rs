@@ -185,6 +185,11 @@ impl GroupStore for MemoryGroups {
     }))
   }
 
+  async fn start_record(&self, group: &str) -> Result<Option<String>, AdapterError> {
+    let groups = self.groups.lock();
+    Ok(groups.get(group).and_then(|g| g.start.clone()))
+  }
+
   async fn put_letters(
     &self,
     group: &str,

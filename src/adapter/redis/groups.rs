@@ -281,6 +281,14 @@ impl GroupStore for RedisAdapter {
     Ok(text(&reply).unwrap_or_else(|| proposal.to_string()))
   }
 
+  async fn start_record(&self, group: &str) -> Result<Option<String>, AdapterError> {
+    let mut cmd = redis::cmd("GET");
+    cmd.arg(self.group_key(group, "start"));
+    Ok(text(
+      &self.group_query(&cmd, "group start record (GET)").await?,
+    ))
+  }
+
   async fn group_names(&self) -> Result<Vec<String>, AdapterError> {
     let mut cmd = redis::cmd("SMEMBERS");
     cmd.arg(self.groups_key());

@@ -86,13 +86,20 @@ impl Member {
         let at = *commit_at.get_or_insert(now + COMMIT_DELAY);
         if Instant::now() >= at {
           commit_at = None;
-          if self.flush().await.is_err() {
-            // Keep the changes; try again after a backoff.
+          if let Err(e) = self.flush().await {
+            // Keep the changes; try again after a backoff. Said at the first failure and
+            // every tenth, so a store refusing writes for long is seen but not flooded.
             failures += 1;
+            if failures % 10 == 1 {
+              tracing::warn!(group = %self.inner.opts.group, member = %self.inner.opts.member, failures, "could not write commits and dead letters ({failures} tries): {}; acked events stay uncommitted and are kept for the next try", e.message);
+            }
             commit_at =
               Some(Instant::now() + crate::retry::backoff(failures).min(ERROR_BACKOFF_CAP));
             self.inner.state.lock().commit_pending = true;
           } else {
+            if failures > 0 {
+              tracing::info!(group = %self.inner.opts.group, member = %self.inner.opts.member, "commits and dead letters written again after {failures} failed tries");
+            }
             failures = 0;
           }
         }

@@ -253,6 +253,9 @@ impl Ledger {
         }
         e.status = Status::Done;
         e.event = None;
+        // The record changes even when the watermark does not: an ack out of order is
+        // committed in the record's acked ids, not left until the events before it are.
+        o.dirty = true;
         o.advance();
         true
       }

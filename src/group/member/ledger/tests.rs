@@ -86,9 +86,13 @@ fn the_watermark_moves_over_the_finished_prefix_only() {
   let mut l = with_events(0, 3);
   l.take(3, None);
   assert!(l.ack(0, "0-2"));
-  // 0-1 is still out: nothing to commit yet (the prefix did not move).
-  assert!(l.changes().records.is_empty());
-  // A retry counts a delivery in the record: 0-2 is listed as acked past the watermark.
+  // 0-1 is still out: the watermark stays, and the record lists 0-2 as acked past it
+  // (committed now, so a crash does not deliver it again).
+  let r = CommitRecord::decode(&l.changes().records[0].2).unwrap();
+  assert_eq!(r.watermark, None);
+  assert!(r.acked.contains("0-2"));
+  assert!(l.changes().records.is_empty(), "nothing new since");
+  // A retry counts a delivery in the record.
   assert_eq!(l.retrying(0, "0-1"), Some(2));
   let r = CommitRecord::decode(&l.changes().records[0].2).unwrap();
   assert_eq!(r.watermark, None);
