@@ -4,9 +4,23 @@
 // resolves only once the report is written to the IPC channel, so nothing it acked goes
 // unreported when the process is killed. Reports { stats } every 100 ms; on the message
 // 'close' it closes the worker and the bus and reports { closed }.
-const { EventBus } = require('../../index.js')
+// With cfg.ownership it reports { own: [event, shard, time] } for each shard it takes
+// ('took'), hands over ('handed') or releases on leaving ('released'), from its log.
+const { EventBus, setLogger } = require('../../index.js')
 
 const cfg = JSON.parse(process.argv[2])
+
+if (cfg.ownership) {
+  const kinds = [[/^took shard/, 'took'], [/^handed shard/, 'handed'], [/^released shard/, 'released']]
+  setLogger(
+    (r) => {
+      const kind = kinds.find(([re]) => re.test(r.message))
+      if (kind) process.send({ own: [kind[1], Number(r.fields.shard), Date.now()] })
+      else if (r.level === 'warn' || r.level === 'error') process.send({ log: `${r.level} ${r.message}` })
+    },
+    { level: 'info' },
+  )
+}
 
 async function main() {
   const bus = await EventBus.create(cfg.options)

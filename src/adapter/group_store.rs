@@ -11,6 +11,15 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::AdapterError;
 use crate::event::{headers_from_pairs, headers_to_pairs, PayloadKind, Stamp, StoredEvent};
 
+/// A group's signals as they arrive: the name of the member that sent each. Signals say
+/// "shards may have moved" (a member joined, left or released shards), so the others renew
+/// at once instead of at their next timer. Bounded: a full channel drops the signal, as
+/// one pending is enough to cause a renewal.
+pub type Signals = tokio::sync::mpsc::Receiver<String>;
+
+/// Room for signals not yet seen by a member.
+pub const SIGNALS_QUEUED: usize = 8;
+
 /// Where a letter is kept: past `maxDeliveries`, or put back by `bus.redeliver`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tray {
@@ -249,6 +258,16 @@ pub trait GroupStore: Send + Sync {
     member: &str,
     record: &str,
   ) -> Result<bool, AdapterError>;
+
+  /// Tells the group's members that `member` joined, left or released shards. Best
+  /// effort, never an error: the renewal timer stays the fallback.
+  async fn signal(&self, _group: &str, _member: &str) {}
+
+  /// The group's signals from now on, or None where the store cannot carry them (the
+  /// renewal timer alone then moves shards). Dropping the receiver stops the watch.
+  async fn watch(&self, _group: &str) -> Option<Signals> {
+    None
+  }
 
   /// The group's start record; `proposal` is stored first when the group has none.
   async fn start(&self, group: &str, proposal: &str) -> Result<String, AdapterError>;

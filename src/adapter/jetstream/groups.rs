@@ -9,6 +9,8 @@
 //! - `commit.<group>.<shard>`: the commit record (written after checking the lease);
 //! - `start.<group>`: the start record, created once;
 //! - `dead.<group>.<id>`, `back.<group>.<id>`: letters (`letters.rs`).
+//!
+//! Signals between members go over core NATS (`signals.rs`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,7 +24,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::JetStreamAdapter;
-use crate::adapter::group_store::{GroupStore, LeaseSeen, Letter, LetterPage, MemberSeen, Tray};
+use crate::adapter::group_store::{
+  GroupStore, LeaseSeen, Letter, LetterPage, MemberSeen, Signals, Tray,
+};
 use crate::adapter::AdapterError;
 use crate::clock::now_ms;
 
@@ -391,6 +395,19 @@ impl GroupStore for JetStreamAdapter {
         .map(|e| String::from_utf8_lossy(&e.value).into_owned())
         .unwrap_or_else(|| proposal.to_string()),
     )
+  }
+
+  async fn signal(&self, group: &str, member: &str) {
+    let subject = super::signals::subject(&self.config.stream, group);
+    let _ = self
+      .client
+      .publish(subject, Bytes::from(member.to_string()))
+      .await;
+  }
+
+  async fn watch(&self, group: &str) -> Option<Signals> {
+    let subject = super::signals::subject(&self.config.stream, group);
+    super::signals::watch(&self.client, subject).await
   }
 
   async fn start_record(&self, group: &str) -> Result<Option<String>, AdapterError> {

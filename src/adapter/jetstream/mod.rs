@@ -22,6 +22,7 @@ pub use decode::record as decode_record;
 mod groups;
 mod letters;
 mod read;
+mod signals;
 mod stream;
 mod write;
 

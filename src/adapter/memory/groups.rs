@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use crate::adapter::group_store::{
-  letter_id, GroupStore, LeaseSeen, Letter, LetterPage, MemberSeen, Tray,
+  letter_id, GroupStore, LeaseSeen, Letter, LetterPage, MemberSeen, Signals, Tray, SIGNALS_QUEUED,
 };
 use crate::adapter::AdapterError;
 
@@ -59,6 +59,8 @@ struct Group {
 
 pub struct MemoryGroups {
   groups: Mutex<HashMap<String, Group>>,
+  /// Each group's watchers; closed ones are dropped at the next signal.
+  watchers: Mutex<HashMap<String, Vec<tokio::sync::mpsc::Sender<String>>>>,
   counter: Mutex<u64>,
   max_letters: usize,
 }
@@ -67,6 +69,7 @@ impl MemoryGroups {
   pub fn new(max_letters: usize) -> Self {
     MemoryGroups {
       groups: Mutex::new(HashMap::new()),
+      watchers: Mutex::new(HashMap::new()),
       counter: Mutex::new(0),
       max_letters: max_letters.max(1),
     }
@@ -183,6 +186,24 @@ impl GroupStore for MemoryGroups {
     Ok(self.with(group, |g| {
       g.start.get_or_insert_with(|| proposal.to_string()).clone()
     }))
+  }
+
+  async fn signal(&self, group: &str, member: &str) {
+    if let Some(list) = self.watchers.lock().get_mut(group) {
+      list.retain(|tx| !tx.is_closed());
+      for tx in list.iter() {
+        let _ = tx.try_send(member.to_string());
+      }
+    }
+  }
+
+  async fn watch(&self, group: &str) -> Option<Signals> {
+    let (tx, rx) = tokio::sync::mpsc::channel(SIGNALS_QUEUED);
+    let mut watchers = self.watchers.lock();
+    let list = watchers.entry(group.to_string()).or_default();
+    list.retain(|tx| !tx.is_closed());
+    list.push(tx);
+    Some(rx)
   }
 
   async fn start_record(&self, group: &str) -> Result<Option<String>, AdapterError> {

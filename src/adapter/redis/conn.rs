@@ -196,6 +196,15 @@ impl Endpoint {
     }
   }
 
+  /// The client for pub/sub connections (group signals); None on a cluster, where
+  /// members fall back to their renewal timer.
+  pub fn pubsub_client(&self) -> Option<redis::Client> {
+    match self {
+      Endpoint::Single(client) => Some(client.clone()),
+      Endpoint::Cluster { .. } => None,
+    }
+  }
+
   pub fn is_cluster(&self) -> bool {
     matches!(self, Endpoint::Cluster { .. })
   }

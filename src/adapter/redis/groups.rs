@@ -9,7 +9,8 @@
 //! - `…:commit:<shard>`: the commit record, written only by the lease holder (one script);
 //! - `…:start`: the start record, set once;
 //! - `…:dead`, `…:back`: streams of letters (field `l`);
-//! - `{<prefix>}:groups`: set of every group's name (a tag of its own), for listing.
+//! - `{<prefix>}:groups`: set of every group's name (a tag of its own), for listing;
+//! - `…:moved`: the pub/sub channel of the group's signals (`signals.rs`).
 
 use std::time::Duration;
 
@@ -19,7 +20,9 @@ use redis::Value;
 use super::backlog;
 use super::decode::is_entry_id;
 use super::RedisAdapter;
-use crate::adapter::group_store::{GroupStore, LeaseSeen, Letter, LetterPage, MemberSeen, Tray};
+use crate::adapter::group_store::{
+  GroupStore, LeaseSeen, Letter, LetterPage, MemberSeen, Signals, Tray,
+};
 use crate::adapter::AdapterError;
 
 /// Server time in ms, so that every member measures expiry on one clock.
@@ -279,6 +282,21 @@ impl GroupStore for RedisAdapter {
     add.arg(self.groups_key()).arg(group);
     self.group_query(&add, "group list (SADD)").await?;
     Ok(text(&reply).unwrap_or_else(|| proposal.to_string()))
+  }
+
+  async fn signal(&self, group: &str, member: &str) {
+    if self.endpoint.pubsub_client().is_some() {
+      let cmd = super::signals::publish(&self.group_key(group, "moved"), member);
+      let _ = self.group_query(&cmd, "group signal (PUBLISH)").await;
+    }
+  }
+
+  async fn watch(&self, group: &str) -> Option<Signals> {
+    let client = self.endpoint.pubsub_client()?;
+    Some(super::signals::watch(
+      client,
+      self.group_key(group, "moved"),
+    ))
   }
 
   async fn start_record(&self, group: &str) -> Result<Option<String>, AdapterError> {

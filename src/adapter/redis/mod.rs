@@ -14,6 +14,7 @@ mod decode;
 mod groups;
 mod inspect;
 mod read;
+mod signals;
 mod write;
 
 use std::collections::{HashMap, HashSet};

@@ -12,7 +12,6 @@ use super::{Member, ERROR_BACKOFF_CAP};
 use crate::adapter::group_store::{GroupStore, Tray};
 use crate::adapter::AdapterError;
 use crate::error::{BusError, Result};
-use crate::group::record::CommitRecord;
 use crate::group::{assigned_at, GroupOptions};
 
 /// Acks are committed at most this long after they are made.
@@ -46,6 +45,7 @@ impl Member {
     let mut failures = 0u32;
     let mut last_scan = Instant::now() - MIN_SCAN_GAP;
     let mut returned_gen = RETURNED_GEN.load(Ordering::Acquire);
+    let mut signals = self.inner.signals.lock().take();
     loop {
       if self.stopping() {
         break;
@@ -111,6 +111,10 @@ impl Member {
       if more_letters {
         self.pick_up_returned().await;
       }
+      // A shard being handed over whose last delivered event was just acked goes now.
+      if self.inner.state.lock().handover_ready() {
+        self.finish_handovers().await;
+      }
       let mut until = next_tick;
       for t in [next_due, commit_at].into_iter().flatten() {
         until = until.min(t);
@@ -120,6 +124,12 @@ impl Member {
         _ = &mut wake => {}
         _ = &mut returned => {}
         _ = self.stopped() => {}
+        moved = super::handover::next_signal(&mut signals, &self.inner.opts.member) => {
+          // Another member joined, left or released shards: renew now.
+          if moved {
+            next_tick = Instant::now();
+          }
+        }
       }
     }
     self.leave().await;
@@ -153,8 +163,10 @@ impl Member {
     }
     for s in shards {
       let _ = store.release(g, s, me).await;
+      tracing::info!(group = %g, member = %me, shard = s, "released shard {s} on leaving");
     }
     let _ = store.leave(g, me).await;
+    self.signal().await;
     self.inner.state.lock().forget_all();
     self.inner.done.fire();
   }
@@ -301,86 +313,6 @@ impl Member {
           }
         }
       }
-    }
-  }
-
-  /// Takes the lease of a shard assigned to this member and starts it from its commit
-  /// record (or the group's start).
-  async fn take_shard(&self, s: u32) {
-    let store = self.store();
-    let (g, me) = (
-      self.inner.opts.group.as_str(),
-      self.inner.opts.member.as_str(),
-    );
-    if !matches!(store.lease(g, s, me, self.inner.opts.lease).await, Ok(true)) {
-      return;
-    }
-    let record = match store.committed(g, s).await {
-      Ok(Some(text)) => CommitRecord::decode(&text).unwrap_or_else(|| CommitRecord {
-        // Unreadable: start over from the group's start (at least once).
-        watermark: self.inner.start.position(s),
-        ..Default::default()
-      }),
-      Ok(None) => CommitRecord {
-        watermark: self.inner.start.position(s),
-        ..Default::default()
-      },
-      Err(_) => {
-        let _ = store.release(g, s, me).await;
-        return;
-      }
-    };
-    self
-      .inner
-      .meters
-      .leases_taken
-      .fetch_add(1, Ordering::Relaxed);
-    tracing::info!(
-      group = g,
-      member = me,
-      shard = s,
-      from = record.watermark.as_deref().unwrap_or("start"),
-      "took shard {s}"
-    );
-    self.inner.state.lock().take_shard(s, record);
-    self.inner.room.notify_one();
-  }
-
-  /// Shards being handed over are released once their delivered events are acked (or
-  /// after `ackWaitMs`): a happy-path rebalance delivers nothing twice.
-  async fn finish_handovers(&self) {
-    let ack_wait = self.inner.opts.ack_wait;
-    let ready: Vec<u32> = {
-      let st = self.inner.state.lock();
-      st.shards
-        .iter()
-        .filter(|(_, o)| {
-          o.draining.is_some_and(|since| {
-            since.elapsed() >= ack_wait || o.count(super::ledger::Status::Out) == 0
-          })
-        })
-        .map(|(s, _)| *s)
-        .collect()
-    };
-    if ready.is_empty() {
-      return;
-    }
-    {
-      let mut st = self.inner.state.lock();
-      for s in &ready {
-        st.rewrite_commit(*s);
-      }
-    }
-    if self.flush().await.is_err() {
-      return;
-    }
-    let store = self.store();
-    for s in ready {
-      tracing::info!(group = %self.inner.opts.group, member = %self.inner.opts.member, shard = s, "handed shard {s} over, acks committed");
-      self.inner.state.lock().forget(s);
-      let _ = store
-        .release(&self.inner.opts.group, s, &self.inner.opts.member)
-        .await;
     }
   }
 

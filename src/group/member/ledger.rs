@@ -141,6 +141,19 @@ impl Ledger {
     }
   }
 
+  /// `shard` is being handed over and none of its delivered events is out any more.
+  pub fn drained(&self, shard: u32) -> bool {
+    self
+      .shards
+      .get(&shard)
+      .is_some_and(|o| o.draining.is_some() && o.count(Status::Out) == 0)
+  }
+
+  /// Some shard being handed over can go now.
+  pub fn handover_ready(&self) -> bool {
+    self.shards.keys().any(|s| self.drained(*s))
+  }
+
   /// Stops delivering `shard`'s queued entries: they stay uncommitted for the next owner.
   pub fn drop_queued(&mut self, shard: u32) {
     let mut n = 0;

@@ -15,6 +15,7 @@
 
 mod commit;
 mod coordinator;
+mod handover;
 mod ledger;
 mod reader;
 
@@ -86,6 +87,8 @@ struct Inner {
   c: GroupCounts,
   meters: Arc<GroupMeters>,
   ticks: AtomicU64,
+  /// The group's signals, until the coordinator takes them.
+  signals: Mutex<Option<crate::adapter::group_store::Signals>>,
   /// Scans of the deadlines (for the engine tests: nacks must not each cause one).
   #[cfg(feature = "test-hooks")]
   scans: AtomicU64,
@@ -134,6 +137,8 @@ impl Member {
       StartRecord::Earliest
     };
     let start = StartRecord::decode(&groups.start(&opts.group, &proposal.encode()).await?);
+    // Watching before joining: a signal sent in reply to this join is not missed.
+    let signals = groups.watch(&opts.group).await;
     let member = Member {
       inner: Arc::new(Inner {
         opts,
@@ -151,12 +156,15 @@ impl Member {
         c: GroupCounts::default(),
         meters,
         ticks: AtomicU64::new(0),
+        signals: Mutex::new(signals),
         #[cfg(feature = "test-hooks")]
         scans: AtomicU64::new(0),
       }),
     };
-    // Join before the first renewal so that others count this member at once.
+    // Join before the first renewal so that others count this member at once, and tell
+    // them: they hand its shards over now, not at their next renewal.
     member.tick().await;
+    member.signal().await;
     rt.spawn(member.clone().coordinate());
     rt.spawn(member.clone().read_loop());
     Ok(member)
@@ -309,6 +317,10 @@ impl Member {
     if acked {
       self.count(Count::Acked, 1);
       self.settled(st);
+      if st.drained(shard) {
+        // The last event a hand-over waited for: the coordinator releases the shard now.
+        self.inner.wake.notify_one();
+      }
     }
     acked
   }
