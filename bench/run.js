@@ -1,7 +1,8 @@
 // `npm run bench`: every scenario beside its peer in one process, rounds alternating, then a
 // table of medians (min–max), per-round ratios and the goal. `--write` also writes
 // BENCHMARKS.md; `--smoke` runs one tiny round of everything (CI: it must run and count
-// right, its speed means nothing).
+// right, its speed means nothing). `--only groups,latency` runs those parts (names: ingest,
+// jetstream, redis, system, latency, groups, handover) and writes nothing.
 'use strict'
 
 const fs = require('node:fs')
@@ -10,8 +11,16 @@ const path = require('node:path')
 const { median, fmt, ratios, summary } = require('./common')
 
 const smoke = process.argv.includes('--smoke')
-// A run with a fixed linger (RINGBUS_BENCH_MAX_DELAY_MS) is a comparison, not the record.
-const write = process.argv.includes('--write') && !smoke && process.env.RINGBUS_BENCH_MAX_DELAY_MS === undefined
+const PARTS = ['ingest', 'jetstream', 'redis', 'system', 'latency', 'groups', 'handover']
+const onlyAt = process.argv.indexOf('--only')
+const only = onlyAt > 0 ? (process.argv[onlyAt + 1] ?? '').split(',').filter(Boolean) : null
+if (only && (only.length === 0 || only.some((p) => !PARTS.includes(p)))) {
+  console.error(`bench: --only takes a comma-separated list of ${PARTS.join(', ')}; got ${JSON.stringify(process.argv[onlyAt + 1] ?? '')}`)
+  process.exit(2)
+}
+// A run with a fixed linger (RINGBUS_BENCH_MAX_DELAY_MS), or of some parts, is a
+// comparison, not the record.
+const write = process.argv.includes('--write') && !smoke && !only && process.env.RINGBUS_BENCH_MAX_DELAY_MS === undefined
 
 // Goals on the 2-core reference machine: [lowest (or highest) median, lowest median ratio].
 const GOALS = {
@@ -53,6 +62,9 @@ const GOALS = {
     judge: (r) => r.stats.p50 <= r.peerStats.p50 + 0.5 && r.stats.p99 <= r.peerStats.p99,
     text: "p50 ≤ peer's + 0.5 ms, p99 ≤ peer's",
   },
+  handoverMemory: { judge: (r) => r.stats.p50 <= 100 && r.stats.p99 <= 250, text: 'p50 ≤ 100 ms, p99 ≤ 250 ms' },
+  handoverJetStream: { judge: (r) => r.stats.p50 <= 100 && r.stats.p99 <= 250, text: 'p50 ≤ 100 ms, p99 ≤ 250 ms' },
+  handoverRedis: { judge: (r) => r.stats.p50 <= 100 && r.stats.p99 <= 250, text: 'p50 ≤ 100 ms, p99 ≤ 250 ms' },
   latMemory50000: { text: 'none (reported)' },
   latJetStream50000: { text: 'none (reported)' },
   latRedis50000: { text: 'none (reported)' },
@@ -70,22 +82,22 @@ function verdict(row) {
 
 async function main() {
   const sizes = smoke
-    ? { ingest: { events: 20_000, rounds: 1 }, net: { events: 5_000, rounds: 1 }, system: { events: 20_000, rounds: 1, idleMs: 500 }, latency: { seconds: 0.2, rounds: 1 }, groups: { events: 2_000, rounds: 1 } }
-    : { ingest: { events: 1_000_000, rounds: 5 }, net: { events: 200_000, rounds: 3 }, system: { events: 1_000_000, rounds: 3, idleMs: 5000 }, latency: { seconds: 3, rounds: 3 }, groups: { events: 200_000, rounds: 3 } }
-  const parts = [
-    await require('./ingest').run(sizes.ingest),
-    await require('./jetstream').run(sizes.net),
-    await require('./redis').run(sizes.net),
-    await require('./system').run(sizes.system),
-    await require('./latency').run(sizes.latency),
-    await require('./groups').run(sizes.groups),
-  ]
+    ? { ingest: { events: 20_000, rounds: 1 }, jetstream: { events: 5_000, rounds: 1 }, system: { events: 20_000, rounds: 1, idleMs: 500 }, latency: { seconds: 0.2, rounds: 1 }, groups: { events: 2_000, rounds: 1 }, handover: { rounds: 1 } }
+    : { ingest: { events: 1_000_000, rounds: 5 }, jetstream: { events: 200_000, rounds: 3 }, system: { events: 1_000_000, rounds: 3, idleMs: 5000 }, latency: { seconds: 3, rounds: 3 }, groups: { events: 200_000, rounds: 3 }, handover: { rounds: 3 } }
+  sizes.redis = sizes.jetstream
+  const parts = []
+  for (const name of PARTS.filter((p) => !only || only.includes(p))) {
+    const t0 = Date.now()
+    const part = await require(`./${name}`).run(sizes[name])
+    console.log(`bench: ${name} took ${Math.round((Date.now() - t0) / 1000)} s`)
+    parts.push(part)
+  }
   const rows = parts.flatMap((p) => p.rows)
   const versions = Object.assign({}, ...parts.map((p) => p.versions ?? {}))
   const cpu = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}`
   const header = [
     `machine: ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}`,
-    `node ${process.version}; nats-server ${versions['nats-server']}; redis ${versions.redis}`,
+    `node ${process.version}; nats-server ${versions['nats-server'] ?? '(not run)'}; redis ${versions.redis ?? '(not run)'}`,
     `rounds: ${parts.map((p) => p.title).join('; ')}`,
   ]
   const table = rows.map((r) => ({
