@@ -1,7 +1,8 @@
 // Consumer-group benchmark: `bus.process()` with a no-op handler over events already
 // stored, beside BullMQ and ioredis XREADGROUP (Redis) and a nats.js durable pull consumer
-// (JetStream), in the same run, rounds alternating. Each side's events are written before
-// its clock starts; the clock stops when the handler has run for the last one.
+// (JetStream), in the same run, rounds alternating; and the raw consumer() loop (for await,
+// ack each) beside process(). Each side's events are written before its clock starts; the
+// clock stops when the handler has run for (or the loop acked) the last one.
 // Part of `npm run bench` (bench/run.js); alone: node bench/groups.js [--events N --rounds R]
 'use strict'
 
@@ -21,8 +22,9 @@ const KEYS = 1000
 let nameNo = 0
 const uniq = (who) => `benchg_${who}_${process.pid}_${nameNo++}`
 
-/** Stores N keyed events through a ringbus bus (untimed), then times process() over them. */
-async function ringbusGroup(adapter, telemetry = false) {
+/** Stores N keyed events through a ringbus bus (untimed), then times process() over them
+ * (or, with `raw`, a consumer() loop: for await, ack each). */
+async function ringbusGroup(adapter, telemetry = false, raw = false) {
   const bus = await EventBus.create(busOptions({ shards: 4, adapter, telemetry }))
   for (let i = 0; i < N; i++) {
     try {
@@ -34,6 +36,7 @@ async function ringbusGroup(adapter, telemetry = false) {
     }
   }
   await bus.flush()
+  if (raw) return consumerLoop(bus)
   let handled = 0
   let done
   const finished = new Promise((r) => (done = r))
@@ -50,6 +53,22 @@ async function ringbusGroup(adapter, telemetry = false) {
   await worker.close()
   const s = worker.stats()
   if (s.handled !== N || s.consumer.acked !== N) throw new Error(`ringbus handled ${s.handled}, acked ${s.consumer.acked}`)
+  await bus.shutdown()
+  return N / secs
+}
+
+async function consumerLoop(bus) {
+  const consumer = await bus.consumer({ group: 'bench', maxInFlight: 10_000 })
+  let handled = 0
+  const t0 = now()
+  for await (const ev of consumer) {
+    if (ev.raw.length > 0) consumer.ack(ev)
+    if (++handled === N) break
+  }
+  const secs = now() - t0
+  const s = consumer.stats()
+  await consumer.close()
+  if (s.acked !== N) throw new Error(`ringbus consumer acked ${s.acked} of ${N}`)
   await bus.shutdown()
   return N / secs
 }
@@ -162,10 +181,14 @@ function tracing() {
 async function run({ events = 200_000, rounds = 3 } = {}) {
   N = events
   const client = new Redis(REDIS)
-  const res = { mem: [], rbRedis: [], ior: [], bull: [], rbJs: [], njs: [], rbRedis2: [], traced: [], untraced: [] }
+  const res = { mem: [], rbRedis: [], ior: [], bull: [], rbJs: [], njs: [], rbRedis2: [], traced: [], untraced: [], rawMem: [], rawRedis: [], rawJs: [] }
   const cleanupStreams = []
   try {
-    for (let r = 0; r < rounds; r++) res.mem.push(await ringbusGroup({ type: 'memory' }))
+    await alternate(
+      rounds,
+      async () => res.mem.push(await ringbusGroup({ type: 'memory' })),
+      async () => res.rawMem.push(await ringbusGroup({ type: 'memory' }, false, true)),
+    )
     const tracerProvider = tracing()
     await alternate(
       rounds,
@@ -183,6 +206,12 @@ async function run({ events = 200_000, rounds = 3 } = {}) {
       async () => res.rbRedis2.push(await ringbusGroup({ type: 'redis', url: REDIS, keyPrefix: uniq('rb') })),
       async () => res.bull.push(await bullmqGroup()),
     )
+    for (let r = 0; r < rounds; r++) {
+      res.rawRedis.push(await ringbusGroup({ type: 'redis', url: REDIS, keyPrefix: uniq('rb') }, false, true))
+      const stream = uniq('rbjs')
+      cleanupStreams.push(stream)
+      res.rawJs.push(await ringbusGroup({ type: 'jetstream', servers: NATS, stream }, false, true))
+    }
     await alternate(
       rounds,
       async () => {
@@ -205,6 +234,7 @@ async function run({ events = 200_000, rounds = 3 } = {}) {
     await nc.close()
   }
   const scenario = (where) => `process() no-op, concurrency ${CONCURRENCY}, ${fmt(N)} stored in ${where}`
+  const raw = (where) => `consumer() loop (for await, ack each), maxInFlight 10,000, ${fmt(N)} stored in ${where}`
   return {
     title: `groups: ${fmt(N)} events x ${rounds} rounds`,
     rows: [
@@ -213,6 +243,9 @@ async function run({ events = 200_000, rounds = 3 } = {}) {
       { key: 'groupRedis', scenario: scenario('Redis'), rb: res.rbRedis, peer: 'ioredis XREADGROUP COUNT 1000 + XACK per batch (one consumer, no key order)', peerRates: res.ior, unit: 'ev/s' },
       { key: 'groupBullmq', scenario: scenario('Redis'), rb: res.rbRedis2, peer: `BullMQ Worker, concurrency ${CONCURRENCY} (jobs from Queue.addBulk)`, peerRates: res.bull, unit: 'ev/s' },
       { key: 'groupJetStream', scenario: scenario('JetStream'), rb: res.rbJs, peer: 'nats.js durable pull consumer, ack() each', peerRates: res.njs, unit: 'ev/s' },
+      { key: 'consumerMemory', scenario: raw('memory'), rb: res.rawMem, peer: 'process() no-op on memory, rounds alternating', peerRates: res.mem, unit: 'ev/s' },
+      { key: 'consumerRedis', scenario: raw('Redis'), rb: res.rawRedis, peer: 'process() no-op on Redis (the groupRedis rounds)', peerRates: res.rbRedis, unit: 'ev/s' },
+      { key: 'consumerJetStream', scenario: raw('JetStream'), rb: res.rawJs, peer: 'process() no-op on JetStream (the groupJetStream rounds)', peerRates: res.rbJs, unit: 'ev/s' },
     ],
   }
 }

@@ -53,6 +53,9 @@ const GOALS = {
   groupRedis: { ratio: 1.5, text: '≥ 1.5× ioredis' },
   groupBullmq: { ratio: 5, text: '≥ 5× BullMQ' },
   groupJetStream: { ratio: 1.5, text: '≥ 1.5× nats.js' },
+  consumerMemory: { text: 'none (reported): the raw consumer beside process()' },
+  consumerRedis: { text: 'none (reported): the raw consumer beside process()' },
+  consumerJetStream: { text: 'none (reported): the raw consumer beside process()' },
   latGroupMemory5000: { judge: (r) => r.stats.p50 <= 0.3 && r.stats.p99 <= 2, text: 'p50 ≤ 0.3 ms, p99 ≤ 2 ms' },
   latGroupJetStream5000: {
     judge: (r) => r.stats.p50 <= r.peerStats.p50 + 0.5 && r.stats.p99 <= r.peerStats.p99,
