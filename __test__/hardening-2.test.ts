@@ -8,7 +8,7 @@ import { jetstreamManager } from '@nats-io/jetstream'
 import { EventBus, setLogger } from '../index'
 import { sleep, until } from './support/adapter'
 import { uniqueName } from './support/servers'
-import { expectLogs, logged } from './support/logs'
+import { captureLogs, expectLogs, logged } from './support/logs'
 
 // Provoked on purpose below, and asserted where they are.
 expectLogs(/^skipped a corrupt entry/, /kept dead because their payload did not fit/, /^worker\.close\(\): \d+ handler\(s\) still running after ackWaitMs/)
@@ -365,7 +365,8 @@ describe('13, 16, 19, 20. coded errors for hostile arguments', () => {
     expect(thrown(() => setLogger(() => {}, { level: 5 as never }))).toMatchObject({ code: 'ERR_INVALID_CONFIG' })
     const getter = { get level(): string { throw new Error('boom') } }
     expect(thrown(() => setLogger(() => {}, getter as never))).toMatchObject({ code: 'ERR_INVALID_CONFIG' })
-    setLogger(null)
+    // Back to the suite's capture (null would send the later tests' records to stderr).
+    captureLogs()
   })
 
   it('ack, nack and touch refuse non-events and bad delays with coded errors naming the value', async () => {

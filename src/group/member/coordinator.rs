@@ -16,6 +16,8 @@ use crate::group::{assigned_at, GroupOptions};
 
 /// Acks are committed at most this long after they are made.
 const COMMIT_DELAY: Duration = Duration::from_millis(50);
+/// Least time between two renewals caused by other members' signals.
+const SIGNAL_GAP: Duration = Duration::from_millis(10);
 /// Least time between two scans of the deadlines.
 const MIN_SCAN_GAP: Duration = Duration::from_millis(5);
 /// Returned letters picked up per look.
@@ -41,6 +43,7 @@ impl Member {
   pub(super) async fn coordinate(self) {
     let renew = self.inner.opts.renew_every();
     let mut next_tick = Instant::now() + renew;
+    let mut last_tick = Instant::now();
     let mut commit_at: Option<Instant> = None;
     let mut failures = 0u32;
     let mut last_scan = Instant::now() - MIN_SCAN_GAP;
@@ -64,7 +67,8 @@ impl Member {
       let now = Instant::now();
       if now >= next_tick {
         self.tick().await;
-        next_tick = Instant::now() + jittered(renew);
+        last_tick = Instant::now();
+        next_tick = last_tick + jittered(renew);
       }
       // Deadlines are scanned when one has passed, at most every MIN_SCAN_GAP: a stream of
       // nacks (each lowering the deadline) costs a scan per gap, not one per nack.
@@ -125,9 +129,11 @@ impl Member {
         _ = &mut returned => {}
         _ = self.stopped() => {}
         moved = super::handover::next_signal(&mut signals, &self.inner.opts.member) => {
-          // Another member joined, left or released shards: renew now.
+          // Another member joined, left or released shards: renew now, or once
+          // SIGNAL_GAP has passed since the last renewal, so a burst of signals (many
+          // members joining at once) costs a renewal per gap, not one per signal.
           if moved {
-            next_tick = Instant::now();
+            next_tick = next_tick.min((last_tick + SIGNAL_GAP).max(Instant::now()));
           }
         }
       }
@@ -161,12 +167,16 @@ impl Member {
       }
       tokio::time::sleep(crate::retry::backoff(attempt)).await;
     }
-    for s in shards {
+    for &s in &shards {
       let _ = store.release(g, s, me).await;
       tracing::info!(group = %g, member = %me, shard = s, "released shard {s} on leaving");
     }
     let _ = store.leave(g, me).await;
-    self.signal().await;
+    // A member without shards leaves the split as it was for the others (their ranks
+    // below the shard count do not change), so only one with shards tells them.
+    if !shards.is_empty() {
+      self.signal().await;
+    }
     self.inner.state.lock().forget_all();
     self.inner.done.fire();
   }
@@ -223,8 +233,9 @@ impl Member {
     }))
   }
 
-  /// Membership, leases and the split; returned letters.
-  pub(super) async fn tick(&self) {
+  /// Membership, leases and the split; returned letters. Returns how many shards the
+  /// split gives this member.
+  pub(super) async fn tick(&self) -> usize {
     let store = self.store();
     let opts = &self.inner.opts;
     let (g, me) = (opts.group.as_str(), opts.member.as_str());
@@ -244,6 +255,7 @@ impl Member {
       // Cannot tell who else is live: keep what is held, take nothing new.
       Err(_) => owned.iter().map(|(s, _)| *s).collect(),
     };
+    let assigned = mine.len();
     self.renew_held(&owned, &mine).await;
     self.finish_handovers().await;
     self.count_backlog().await;
@@ -263,6 +275,7 @@ impl Member {
     {
       self.pick_up_returned().await;
     }
+    assigned
   }
 
   /// Renews the leases held; starts handing over the shards no longer `mine`; forgets

@@ -162,9 +162,12 @@ impl Member {
       }),
     };
     // Join before the first renewal so that others count this member at once, and tell
-    // them: they hand its shards over now, not at their next renewal.
-    member.tick().await;
-    member.signal().await;
+    // them: they hand its shards over now, not at their next renewal. A member the split
+    // gives nothing (more members than shards) moves nobody's shards, so it says nothing:
+    // many members joining at once do not each wake every other.
+    if member.tick().await > 0 {
+      member.signal().await;
+    }
     rt.spawn(member.clone().coordinate());
     rt.spawn(member.clone().read_loop());
     Ok(member)
