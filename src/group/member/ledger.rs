@@ -8,6 +8,7 @@
 //! `maxInFlight`) and `out` (delivered and not settled).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::Delivery;
@@ -242,7 +243,7 @@ impl Ledger {
           r.deliveries += 1;
           r.due = due;
           Delivery {
-            event: r.letter.event.clone(),
+            event: Arc::new(r.letter.event.clone()),
             deliveries: r.deliveries,
           }
         }
@@ -414,10 +415,10 @@ impl Ledger {
   }
 }
 
-fn letter_of(event: Option<StoredEvent>, reason: &str, deliveries: u32) -> Option<Letter> {
+fn letter_of(event: Option<Arc<StoredEvent>>, reason: &str, deliveries: u32) -> Option<Letter> {
   event.map(|event| Letter {
     id: String::new(),
-    event,
+    event: Arc::unwrap_or_clone(event),
     reason: reason.to_string(),
     deliveries,
     time_ms: now_ms(),

@@ -47,7 +47,8 @@ const ERROR_BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// An event handed to the application, and how many times it has been delivered.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-  pub event: StoredEvent,
+  /// Shared with the member's ledger until acked: handing it on copies no bytes.
+  pub event: Arc<StoredEvent>,
   pub deliveries: u32,
 }
 

@@ -53,7 +53,7 @@ impl Ledger {
           e.status = Status::Queued;
           requeue.push(Ticket::Read {
             shard: *shard,
-            local: *local,
+            local,
           });
         }
       }

@@ -7,12 +7,60 @@ pub(super) struct Entry {
   pub(super) id: String,
   pub(super) pos: String,
   /// Kept until acked (redelivery and dead letters need it).
-  pub(super) event: Option<StoredEvent>,
+  pub(super) event: Option<Arc<StoredEvent>>,
   pub(super) status: Status,
   pub(super) deliveries: u32,
   /// Redeliver at this time (None: held by a worker, no deadline).
   pub(super) due: Option<Instant>,
   pub(super) nacked: bool,
+}
+
+/// A shard's entries in read order. Locals are consecutive and only the finished prefix
+/// is removed, so a deque indexed from the first live local does what a sorted map would,
+/// without moving entries around on every removal.
+#[derive(Default)]
+pub(super) struct Entries {
+  /// The local of `items[0]`.
+  first: u64,
+  items: VecDeque<Entry>,
+}
+
+impl Entries {
+  pub(super) fn get_mut(&mut self, local: &u64) -> Option<&mut Entry> {
+    let at = local.checked_sub(self.first)?;
+    self.items.get_mut(usize::try_from(at).ok()?)
+  }
+
+  /// Appends the entry read next; `local` must follow the last one.
+  pub(super) fn push(&mut self, local: u64, entry: Entry) {
+    if self.items.is_empty() {
+      self.first = local;
+    }
+    debug_assert_eq!(local, self.first + self.items.len() as u64);
+    self.items.push_back(entry);
+  }
+
+  /// Removes and returns the first entry if it is done.
+  fn pop_done(&mut self) -> Option<Entry> {
+    if self.items.front()?.status != Status::Done {
+      return None;
+    }
+    self.first += 1;
+    self.items.pop_front()
+  }
+
+  pub(super) fn values(&self) -> impl Iterator<Item = &Entry> {
+    self.items.iter()
+  }
+
+  pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
+    self.items.iter_mut()
+  }
+
+  pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut Entry)> {
+    let first = self.first;
+    (first..).zip(self.items.iter_mut())
+  }
 }
 
 /// A shard this member holds the lease of.
@@ -28,7 +76,7 @@ pub(in crate::group::member) struct Owned {
   pub remaining: Option<u64>,
   pub renewed: Instant,
   pub(super) next_local: u64,
-  pub(super) entries: BTreeMap<u64, Entry>,
+  pub(super) entries: Entries,
   pub(super) by_id: HashMap<String, u64>,
   /// Acked past the watermark by an earlier owner: skipped when read.
   pub(super) skip: HashSet<String>,
@@ -48,7 +96,7 @@ impl Owned {
       remaining: None,
       renewed: Instant::now(),
       next_local: 0,
-      entries: BTreeMap::new(),
+      entries: Entries::default(),
       by_id: HashMap::new(),
       skip: record.acked,
       counts: record.counts,
@@ -57,11 +105,7 @@ impl Owned {
 
   /// Moves the watermark over the finished prefix.
   pub(super) fn advance(&mut self) {
-    while let Some(first) = self.entries.first_entry() {
-      if first.get().status != Status::Done {
-        break;
-      }
-      let e = first.remove();
+    while let Some(e) = self.entries.pop_done() {
       self.by_id.remove(&e.id);
       self.watermark = Some(e.pos);
       self.dirty = true;
@@ -115,7 +159,7 @@ impl Ledger {
       let entry = Entry {
         id: ev.id.clone(),
         pos: ev.position.clone(),
-        event: (!done).then_some(ev),
+        event: (!done).then(|| Arc::new(ev)),
         status: if done { Status::Done } else { Status::Queued },
         deliveries,
         due: None,
@@ -126,7 +170,7 @@ impl Ledger {
         queued += 1;
       }
       o.by_id.insert(entry.id.clone(), local);
-      o.entries.insert(local, entry);
+      o.entries.push(local, entry);
     }
     if let Some(next) = page.next {
       o.read_pos = Some(next);
