@@ -79,35 +79,41 @@ impl Member {
         continue;
       }
       let per_shard = (plan.space / plan.targets.len()).clamp(1, PAGE);
-      for (shard, gen, pos) in plan.targets {
+      // Every shard's page is asked for at once: a round trip each, not one after another.
+      let this = &self;
+      let reads = plan.targets.into_iter().map(|(shard, gen, pos)| async move {
         let started = std::time::Instant::now();
-        let read = self.inner.adapter.read(shard, pos.as_deref(), per_shard);
-        let read = tokio::select! {
-          r = tokio::time::timeout(READ_BOUND, read) => r,
-          _ = self.stopped() => return,
-        };
+        let read = this.inner.adapter.read(shard, pos.as_deref(), per_shard);
+        let read = tokio::time::timeout(READ_BOUND, read).await;
         let failed = match &read {
           Ok(Ok(_)) => None,
           Ok(Err(e)) => Some(e.code.as_str()),
           Err(_) => Some(crate::error::Code::Timeout.as_str()),
         };
-        (self.inner.meters.receive).observe(started.elapsed(), failed);
+        (this.inner.meters.receive).observe(started.elapsed(), failed);
+        (shard, gen, pos, read)
+      });
+      let pages = tokio::select! {
+        pages = futures_util::future::join_all(reads) => pages,
+        _ = self.stopped() => return,
+      };
+      let mut failed = false;
+      for (shard, gen, pos, read) in pages {
         match read {
-          Ok(Ok(page)) => {
-            failures = 0;
-            self.accept(shard, gen, pos, page);
-          }
-          // A failed read, or one past its bound: back off, then read again.
-          Ok(Err(_)) | Err(_) => {
-            failures += 1;
-            let d = crate::retry::backoff(failures).min(ERROR_BACKOFF_CAP);
-            tokio::select! {
-              _ = tokio::time::sleep(d) => {}
-              _ = self.stopped() => {}
-            }
-            break;
-          }
+          Ok(Ok(page)) => self.accept(shard, gen, pos, page),
+          Ok(Err(_)) | Err(_) => failed = true,
         }
+      }
+      if failed {
+        // A failed read, or one past its bound: back off, then read again.
+        failures += 1;
+        let d = crate::retry::backoff(failures).min(ERROR_BACKOFF_CAP);
+        tokio::select! {
+          _ = tokio::time::sleep(d) => {}
+          _ = self.stopped() => {}
+        }
+      } else {
+        failures = 0;
       }
     }
   }
