@@ -50,7 +50,7 @@ pub struct Taken {
 struct State {
   /// Token → event whose handler runs. Tokens wrap around; fewer than `concurrency` are
   /// ever live at once.
-  running: HashMap<u32, (Delivery, Instant)>,
+  running: rustc_hash::FxHashMap<u32, (Delivery, Instant)>,
   next_token: u32,
   /// Key → its events waiting behind the one running or retrying. Present: key busy.
   keys: HashMap<Arc<str>, VecDeque<Delivery>>,

@@ -77,7 +77,8 @@ pub(in crate::group::member) struct Owned {
   pub renewed: Instant,
   pub(super) next_local: u64,
   pub(super) entries: Entries,
-  pub(super) by_id: HashMap<String, u64>,
+  /// Ids are the store's (not chosen by producers): a fast hash is safe here.
+  pub(super) by_id: rustc_hash::FxHashMap<String, u64>,
   /// Acked past the watermark by an earlier owner: skipped when read.
   pub(super) skip: HashSet<String>,
   /// Deliveries by earlier owners of events not read yet.
@@ -97,7 +98,7 @@ impl Owned {
       renewed: Instant::now(),
       next_local: 0,
       entries: Entries::default(),
-      by_id: HashMap::new(),
+      by_id: Default::default(),
       skip: record.acked,
       counts: record.counts,
     }
