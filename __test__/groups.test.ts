@@ -106,6 +106,48 @@ describe.each(backends)('consumer groups on $name', ({ name, options }) => {
     await Promise.all([a.close(), b.close()])
   })
 
+  it('process() hands over events equal to what poll() reads: text, bytes, headers, keys and none, any script', async () => {
+    // process() builds most events from one packed page, the rest one by one: both must
+    // give what poll() gives (every field, same order per shard).
+    const bus = await create(options(2))
+    const bad = Buffer.from([0x7b, 0xff, 0xfe, 0x7d])
+    const sent: Array<() => void> = [
+      () => bus.ingest({ plain: 1 }, { key: 'k1' }),
+      () => bus.ingest({ text: 'é ü 中文 😀', n: 2 }, { key: 'ключ😀' }),
+      () => bus.ingest({ nokey: 3 }),
+      () => bus.ingest(bad, { key: 'k1' }),
+      () => bus.ingest(Buffer.from('{"bytes":5}'), { key: '' }),
+      () => bus.ingest({ headed: 6 }, { key: 'k2', headers: { 'x-tenant': 'tä', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } }),
+      () => bus.ingest('"a string 😀"', { key: 'k2' }),
+      () => bus.ingest({ long: 'x'.repeat(70_000) }, { key: 'k3' }),
+      () => bus.ingest({ emptyKey: 9 }, { key: '' }),
+    ]
+    for (let round = 0; round < 3; round++) for (const send of sent) send()
+    expect((await bus.flush()).dropped).toBe(0)
+    const polled: unknown[] = []
+    for (let cursor: string | undefined; ; ) {
+      const page = await bus.poll({ cursor, limit: 100 })
+      polled.push(...page.events)
+      cursor = page.cursor
+      if (!page.hasMore) break
+    }
+    expect(polled).toHaveLength(27)
+    const seen: GroupEvent[] = []
+    const worker = bus.process(uniqueName('same'), (ev) => {
+      seen.push(ev)
+    })
+    await until(() => seen.length === 27)
+    await worker.close()
+    const plain = (ev: any) => ({ ...ev, bytes: ev.bytes === undefined ? undefined : Buffer.from(ev.bytes).toString('hex') })
+    const byId = (a: any, b: any) => a.shardId - b.shardId || a.seq - b.seq
+    const got = seen.map(plain).sort(byId)
+    expect(got.map((e) => e.deliveries)).toEqual(new Array(27).fill(1))
+    expect(got.map(({ deliveries, ...rest }) => rest)).toEqual(polled.map(plain).sort(byId))
+    expect(got.filter((e) => e.key === undefined)).toHaveLength(3)
+    expect(seen.find((e) => e.key === 'ключ😀')?.json()).toEqual({ text: 'é ü 中文 😀', n: 2 })
+    expect(seen.filter((e) => e.key === '')).toHaveLength(6)
+  })
+
   it('process() retries a failed event before its key moves on, and dead-letters poison', async () => {
     const bus = await create(options(2))
     await produce(bus, 0, 400, 8)

@@ -81,18 +81,21 @@ impl Member {
       let per_shard = (plan.space / plan.targets.len()).clamp(1, PAGE);
       // Every shard's page is asked for at once: a round trip each, not one after another.
       let this = &self;
-      let reads = plan.targets.into_iter().map(|(shard, gen, pos)| async move {
-        let started = std::time::Instant::now();
-        let read = this.inner.adapter.read(shard, pos.as_deref(), per_shard);
-        let read = tokio::time::timeout(READ_BOUND, read).await;
-        let failed = match &read {
-          Ok(Ok(_)) => None,
-          Ok(Err(e)) => Some(e.code.as_str()),
-          Err(_) => Some(crate::error::Code::Timeout.as_str()),
-        };
-        (this.inner.meters.receive).observe(started.elapsed(), failed);
-        (shard, gen, pos, read)
-      });
+      let reads = plan
+        .targets
+        .into_iter()
+        .map(|(shard, gen, pos)| async move {
+          let started = std::time::Instant::now();
+          let read = this.inner.adapter.read(shard, pos.as_deref(), per_shard);
+          let read = tokio::time::timeout(READ_BOUND, read).await;
+          let failed = match &read {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.code.as_str()),
+            Err(_) => Some(crate::error::Code::Timeout.as_str()),
+          };
+          (this.inner.meters.receive).observe(started.elapsed(), failed);
+          (shard, gen, pos, read)
+        });
       let pages = tokio::select! {
         pages = futures_util::future::join_all(reads) => pages,
         _ = self.stopped() => return,

@@ -15,6 +15,7 @@ use crate::napi::scope::{JsValue, Scope};
 use crate::shard::CounterSnapshot;
 
 mod groups;
+mod packed;
 mod stats;
 
 pub use self::groups::*;
@@ -322,10 +323,7 @@ impl ToNapiValue for TakenList {
     // SAFETY: napi-rs converts return values on the JS thread, in the call of `env`.
     unsafe {
       converting(env, |scope| {
-        let made = page(scope, &taken.0.deliveries, |d| {
-          (&d.event, Extra::Deliveries(d.deliveries))
-        })
-        .and_then(|list| {
+        let made = packed::deliveries(scope, &taken.0.deliveries).and_then(|list| {
           let (name, first) = (scope.string(b"first")?, scope.uint32(taken.0.first)?);
           scope.set_property(list, name, first)?;
           Ok(list)

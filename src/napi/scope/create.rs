@@ -69,6 +69,35 @@ impl<'s> Scope<'s> {
     Ok(self.value(out))
   }
 
+  /// A Float64Array holding a copy of `values`.
+  pub fn float64_array(&self, values: &[f64]) -> Result<JsValue<'s>, BusError> {
+    let bytes = std::mem::size_of_val(values);
+    let mut data = ptr::null_mut();
+    let mut buffer = ptr::null_mut();
+    // SAFETY: live env; valid out-pointers.
+    let status = unsafe { sys::napi_create_arraybuffer(self.env, bytes, &mut data, &mut buffer) };
+    self.check(status, "ArrayBuffer")?;
+    if bytes > 0 {
+      // SAFETY: `data` is the new buffer's memory, `bytes` long, not aliased by `values`;
+      // a fresh ArrayBuffer's memory is aligned for any element type.
+      unsafe { ptr::copy_nonoverlapping(values.as_ptr(), data.cast::<f64>(), values.len()) };
+    }
+    let mut out = ptr::null_mut();
+    // SAFETY: live env; `buffer` belongs to this scope; a valid out-pointer.
+    let status = unsafe {
+      sys::napi_create_typedarray(
+        self.env,
+        sys::TypedarrayType::float64_array,
+        values.len(),
+        buffer,
+        0,
+        &mut out,
+      )
+    };
+    self.check(status, "Float64Array")?;
+    Ok(self.value(out))
+  }
+
   pub fn array(&self, len: usize) -> Result<JsValue<'s>, BusError> {
     let mut out = ptr::null_mut();
     // SAFETY: live env, a valid out-pointer.
