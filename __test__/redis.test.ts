@@ -228,6 +228,35 @@ describe('Redis adapter against private servers', () => {
     server = undefined
   })
 
+  it("a group's signal subscription comes back at the first pause after each of eight dropped connections", async () => {
+    // The watch backs off while it cannot subscribe; a connection that worked and then
+    // dropped starts that backoff over. Kept growing, the eighth drop would pause 2.5-5 s.
+    // A private server: killing pub/sub connections on the shared one would disturb others.
+    server = await privateRedis()
+    const url = `redis://127.0.0.1:${server.port}`
+    const prefix = uniqueName('sigdrop')
+    const bus = await create(redisOptions(prefix, {}, url))
+    const consumer = await bus.consumer({ group: 'g' })
+    const channel = `{${prefix}:g:g}:moved`
+    const admin = new Redis(url)
+    try {
+      const watching = async () => ((await admin.pubsub('NUMSUB', channel)) as [string, number])[1]
+      await until(async () => (await watching()) === 1)
+      const waits: number[] = []
+      for (let drop = 0; drop < 8; drop++) {
+        expect(Number(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'))).toBe(1)
+        const t0 = Date.now()
+        await until(async () => (await watching()) === 1, 10_000)
+        waits.push(Date.now() - t0)
+      }
+      // The base pause is 25-50 ms; 1 s leaves room for a slow machine, not for growth.
+      expect(Math.max(...waits)).toBeLessThan(1000)
+    } finally {
+      admin.disconnect()
+      await consumer.close()
+    }
+  })
+
   it('200 waiting subscribers share a bounded set of blocking connections, and all get the next event', async () => {
     server = await privateRedis()
     const url = `redis://127.0.0.1:${server.port}`

@@ -24,8 +24,12 @@ pub fn watch(client: redis::Client, channel: String) -> Signals {
         _ = tx.closed() => return,
         ended = forward(&client, &channel, &tx) => ended,
       };
-      if ended {
-        return;
+      match ended {
+        Ended::Gone => return,
+        // It was subscribed: a connection that drops after working starts the backoff
+        // over, so a server restart an hour later does not wait the longest pause.
+        Ended::Dropped { subscribed: true } => failures = 0,
+        Ended::Dropped { subscribed: false } => {}
       }
       failures += 1;
       let pause = crate::retry::backoff(failures);
@@ -38,20 +42,28 @@ pub fn watch(client: redis::Client, channel: String) -> Signals {
   rx
 }
 
-/// Forwards messages until the connection drops (false) or the receiver is gone (true).
-async fn forward(client: &redis::Client, channel: &str, tx: &mpsc::Sender<String>) -> bool {
+/// Why [`forward`] returned.
+enum Ended {
+  /// The receiver is gone: stop watching.
+  Gone,
+  /// The connection failed or dropped; `subscribed`: after the subscription had worked.
+  Dropped { subscribed: bool },
+}
+
+/// Forwards messages until the connection drops or the receiver is gone.
+async fn forward(client: &redis::Client, channel: &str, tx: &mpsc::Sender<String>) -> Ended {
   let Ok(mut pubsub) = client.get_async_pubsub().await else {
-    return false;
+    return Ended::Dropped { subscribed: false };
   };
   if pubsub.subscribe(channel).await.is_err() {
-    return false;
+    return Ended::Dropped { subscribed: false };
   }
   let mut messages = pubsub.on_message();
   while let Some(msg) = messages.next().await {
     let member: String = msg.get_payload().unwrap_or_default();
     if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(member) {
-      return true;
+      return Ended::Gone;
     }
   }
-  false
+  Ended::Dropped { subscribed: true }
 }
