@@ -108,6 +108,31 @@ describe('EventBus on the memory adapter', () => {
     expect(err.code).toBe('ERR_INVALID_EVENT')
   })
 
+  it('ingestBatch stores each payload of a mixed batch byte-exact, and refuses the whole batch at its first bad event', async () => {
+    bus = new EventBus({ shards: 3 })
+    // Strings and bytes of one batch share one buffer natively: each must come back whole.
+    const batch: Array<string | Buffer | object> = []
+    for (let i = 0; i < 60; i++) {
+      if (i % 3 === 0) batch.push(JSON.stringify({ i, text: 'ü😀'.repeat(i % 7), pad: 'x'.repeat(i * 37) }))
+      else if (i % 3 === 1) batch.push(Buffer.from(Array.from({ length: i * 11 }, (_, j) => (i * 31 + j) % 256)))
+      else batch.push({ i, obj: true })
+    }
+    batch.push('""', Buffer.alloc(0), '0')
+    expect(bus.ingestBatch(batch, { keys: batch.map((_, i) => `k${i % 5}`) })).toBe(63)
+    await bus.flush()
+    const events = await pollAll(bus)
+    expect(events).toHaveLength(63)
+    const stored = (b: string | Buffer | object) => (Buffer.isBuffer(b) ? b.toString('hex') : typeof b === 'string' ? b : JSON.stringify(b))
+    const got = events.map((e) => (e.bytes !== undefined ? Buffer.from(e.bytes).toString('hex') : e.raw)).sort()
+    expect(got).toEqual(batch.map(stored).sort())
+
+    const before = bus.stats().ingested
+    const err = thrown(() => bus!.ingestBatch(['{"ok":1}', Buffer.from('fine'), '{"bad":', 42 as never, 'nope']))
+    expect(err).toMatchObject({ code: 'ERR_INVALID_EVENT' })
+    expect(err.message).toMatch(/^events\[2\]: string is not valid JSON/)
+    expect(bus.stats().ingested).toBe(before)
+  })
+
   it('timestamp ordering merges shards', async () => {
     bus = new EventBus({ shards: 4 })
     for (let i = 0; i < 2000; i++) bus.ingest({ i })
