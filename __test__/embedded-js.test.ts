@@ -80,6 +80,30 @@ describe('event.js: the BusEvent constructor', () => {
   })
 })
 
+describe('unpack.js: a packed page of group deliveries into events', () => {
+  const BusEvent: Fn & (new (...a: any[]) => any) = load('event.js')
+  const unpack: Fn = load('unpack.js')
+
+  it('cuts each event from the text by its UTF-16 lengths, and takes natively made ones in turn', () => {
+    const made = new BusEvent('9-9', 2, 9, 9, 'z', 'bytes', Buffer.from('x'), 'm9', 1)
+    // Per event: shardId, seq, timestamp, deliveries, then lengths of id, key (-1: none), raw, messageId.
+    const text = '1-0' + 'kü' + '{"a":"😀"}' + 'p-1-0-1' + '2-0' + '[1]' + 'p-1-1-1'
+    const nums = new Float64Array([0, 1, 100, 1, 3, 2, 10, 7, -1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 101, 3, 3, -1, 3, 7])
+    const out = unpack(BusEvent, text, nums, [made], 3)
+    expect(out).toHaveLength(3)
+    expect(out[0]).toEqual({ id: '1-0', shardId: 0, seq: 1, timestamp: 100, key: 'kü', raw: '{"a":"😀"}', messageId: 'p-1-0-1', deliveries: 1 })
+    expect(out[0].json()).toEqual({ a: '😀' })
+    expect(out[1]).toBe(made)
+    expect(Object.keys(out[2])).toEqual(['id', 'shardId', 'seq', 'timestamp', 'raw', 'messageId', 'deliveries'])
+    expect(out[2]).toMatchObject({ id: '2-0', raw: '[1]', messageId: 'p-1-1-1', deliveries: 3 })
+  })
+
+  it('keeps an empty key, which is not an absent one', () => {
+    const out = unpack(BusEvent, 'a' + '' + '1' + 'm', new Float64Array([0, 1, 1, 1, 1, 0, 1, 1]), undefined, 1)
+    expect(out[0]).toMatchObject({ key: '', raw: '1' })
+  })
+})
+
 describe('ingest.js: which native path an event takes', () => {
   const calls: string[] = []
   const factory: Fn = load('ingest.js')
