@@ -76,7 +76,8 @@ const GOALS = {
 function verdict(row) {
   const g = GOALS[row.key]
   if (g.judge) return g.judge(row) ? 'met' : 'missed'
-  if (g.min === undefined && g.max === undefined) return '—'
+  // A goal may be a ratio to the peer only (the group rows): judged too.
+  if (g.min === undefined && g.max === undefined && g.ratio === undefined) return '—'
   const m = median(row.rb)
   let met = (g.min === undefined || m >= g.min) && (g.max === undefined || m < g.max || (row.key === 'rss' && m <= g.max))
   if (g.ratio !== undefined && row.peerRates) met = met && m / median(row.peerRates) >= g.ratio
@@ -89,10 +90,14 @@ async function main() {
     : { ingest: { events: 1_000_000, rounds: 5 }, jetstream: { events: 200_000, rounds: 3 }, system: { events: 1_000_000, rounds: 3, idleMs: 5000 }, latency: { seconds: 3, rounds: 3 }, groups: { events: 200_000, rounds: 3 }, handover: { rounds: 3 } }
   sizes.redis = sizes.jetstream
   const parts = []
+  const took = []
+  const started = Date.now()
   for (const name of PARTS.filter((p) => !only || only.includes(p))) {
     const t0 = Date.now()
     const part = await require(`./${name}`).run(sizes[name])
-    console.log(`bench: ${name} took ${Math.round((Date.now() - t0) / 1000)} s`)
+    const secs = Math.round((Date.now() - t0) / 1000)
+    console.log(`bench: ${name} took ${secs} s`)
+    took.push(`${name} ${secs} s`)
     parts.push(part)
   }
   const rows = parts.flatMap((p) => p.rows)
@@ -102,6 +107,7 @@ async function main() {
     `machine: ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}`,
     `node ${process.version}; nats-server ${versions['nats-server'] ?? '(not run)'}; redis ${versions.redis ?? '(not run)'}`,
     `rounds: ${parts.map((p) => p.title).join('; ')}`,
+    `run time: ${Math.round((Date.now() - started) / 1000)} s (${took.join(', ')})`,
   ]
   const table = rows.map((r) => ({
     scenario: r.scenario,
