@@ -7,7 +7,7 @@
 //! any of them lives: the page is at most `concurrency` events, and at most
 //! [`MAX_TEXT`] bytes of text.
 
-use super::{event_object, EventMaker, Extra};
+use super::{page, EventMaker, Extra};
 use crate::error::{BusError, Code};
 use crate::event::{PayloadKind, StoredEvent};
 use crate::group::member::Delivery;
@@ -66,12 +66,9 @@ pub(super) fn deliveries<'s>(
   let slow_list = if slow.is_empty() {
     maker.undefined
   } else {
-    let list = scope.array(slow.len())?;
-    for (i, d) in slow.iter().enumerate() {
-      let obj = event_object(scope, &maker, &d.event, Extra::Deliveries(d.deliveries))?;
-      scope.set_element(list, i as u32, obj)?;
-    }
-    list
+    page(scope, &slow, |d| {
+      (&d.event, Extra::Deliveries(d.deliveries))
+    })?
   };
   let unpack = scope
     .script(UNPACK_JS)
