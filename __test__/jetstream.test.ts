@@ -181,10 +181,10 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
     const bus = await create(jsOptions(stream))
     await ingestN(bus, 5_000)
     await bus.flush()
-    // Readers for pages (per shard for the timestamp merge), and a waiting pull for two
-    // subscribers.
+    // Readers for pages (per shard for a merge of chosen shards), and a waiting pull for
+    // two subscribers.
     expect((await readAll(bus)).length).toBe(5_000)
-    const merged = await bus.poll({ limit: 10_000, ordering: 'timestamp' })
+    const merged = await bus.poll({ limit: 10_000, ordering: 'timestamp', shards: [0, 1, 2, 3] })
     expect(merged.events).toHaveLength(5_000)
     const subs = [bus.subscribe({ from: 'latest' }), bus.subscribe({ from: 'latest' })]
     const pending = subs.map((s) => s.next())
@@ -253,6 +253,28 @@ describe('JetStream adapter (server on 127.0.0.1:4222)', () => {
     expect(events.map((e) => JSON.parse(e.raw).n)).toEqual([1, 2])
     expect(bus.stats().corruptSkipped).toBeGreaterThanOrEqual(1)
     expect(logged(new RegExp(`^skipped a corrupt record in JetStream stream ${stream} at sequence \\d+: `), 'warn')).toHaveLength(1)
+    await bus.shutdown()
+  })
+
+  it('a stream made by its owner with other subjects too (create: false): reads in both orderings return only the bus\'s records', async () => {
+    const stream = newStream('shared_subjects')
+    const jsm = await jetstreamManager(nc)
+    await jsm.streams.add({ name: stream, subjects: [`${stream}.*`, `audit_${stream}.>`] })
+    const js = (await import('@nats-io/jetstream')).jetstream(nc)
+    const bus = await create(jsOptions(stream, NATS, { create: false }))
+    for (let i = 0; i < 300; i++) {
+      bus.ingest({ i, key: `k${i % 7}` }, { key: `k${i % 7}` })
+      // Another application's messages between the bus's, in the same stream.
+      if (i % 50 === 0) await js.publish(`audit_${stream}.x`, 'not ours')
+    }
+    await bus.flush()
+    expect((await jsm.streams.info(stream)).state.messages).toBe(306)
+    const inOrder = await readAll(bus)
+    expect(inOrder.map((e) => JSON.parse(e.raw).i).sort((a, b) => a - b)).toEqual(Array.from({ length: 300 }, (_, i) => i))
+    const merged = await bus.poll({ limit: 1000, ordering: 'timestamp' })
+    expect(merged.events.map((e) => e.messageId).sort()).toEqual(inOrder.map((e) => e.messageId).sort())
+    expectPerKeyOrder(merged.events)
+    expect(bus.stats().corruptSkipped).toBe(0)
     await bus.shutdown()
   })
 

@@ -17,6 +17,7 @@ use crate::config::BusConfig;
 use crate::consume::filter::Filter;
 use crate::consume::poll::{poll, PollPage, PollRequest};
 use crate::consume::subscribe::{StartAt, Subscription};
+use crate::consume::sweep_cache::SweepCache;
 use crate::dispatch::DispatchContext;
 use crate::error::{BusError, Code, Result};
 use crate::event::{Incoming, ProducerId};
@@ -73,6 +74,8 @@ struct BusCore {
   members: Mutex<Vec<Arc<Signal>>>,
   telemetry: Arc<Telemetry>,
   rt: Handle,
+  /// What timestamp polls read ahead, for the next page (`sweep_cache.rs`).
+  sweep_cache: Arc<SweepCache>,
 }
 
 /// A handle to a running bus. Clones share the same bus.
@@ -163,6 +166,7 @@ impl Bus {
         members: Mutex::new(Vec::new()),
         telemetry,
         rt,
+        sweep_cache: Default::default(),
       }),
     };
     Ok(bus)
@@ -328,10 +332,11 @@ impl Bus {
     self.begin_flush()?.await
   }
 
-  pub async fn poll(&self, req: PollRequest) -> Result<PollPage> {
+  pub async fn poll(&self, mut req: PollRequest) -> Result<PollPage> {
     if !self.is_running() {
       return Err(BusError::shut_down());
     }
+    req.cache = Some(self.core.sweep_cache.clone());
     let adapter = self.core.adapter.as_ref();
     let page = async {
       let started = Instant::now();

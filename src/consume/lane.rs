@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use crate::adapter::Adapter;
-use crate::error::{BusError, Result};
+use crate::error::{BusError, Code, Result};
 use crate::event::StoredEvent;
 
 /// Reads are counted: a read that starts at count `c` sees every record stored before any
@@ -88,6 +88,42 @@ impl Lane {
     self.buffer.front().map(|(e, _)| e)
   }
 
+  /// Where this lane has read to, as a store-wide sequence (stores with `total_order`):
+  /// 0 before the first record.
+  pub fn read_to_seq(&self) -> Result<u64> {
+    self.read_to.as_deref().map_or(Ok(0), parse_seq)
+  }
+
+  /// Buffers a record that a store-wide read found after this lane's `read_to`.
+  pub fn push_swept(&mut self, ev: StoredEvent, completed: ReadClock) {
+    self.read_to = Some(ev.position.clone());
+    self.buffer.push_back((ev, completed));
+  }
+
+  /// A store-wide read that started at clock `started` examined every record up to
+  /// sequence `to` (None: it found none). `got`: it buffered some for this lane; `end`:
+  /// nothing followed. The same outcome as `extend` reaching that far.
+  pub fn swept(&mut self, to: Option<u64>, got: bool, end: bool, started: ReadClock) {
+    if let Some(to) = to {
+      if self.read_to_seq().is_ok_and(|at| to > at) {
+        self.read_to = Some(to.to_string());
+      }
+    }
+    if got {
+      self.exhausted = false;
+      return;
+    }
+    // Without the end, an exhausted lane stays so as of its earlier read: nothing of it
+    // was stored up to `to` since.
+    if end {
+      self.exhausted = true;
+      self.exhausted_since = started;
+    }
+    if self.buffer.is_empty() {
+      self.position = self.read_to.clone();
+    }
+  }
+
   /// Takes the head record, moving the position past it (and past corrupt records read
   /// after it, once nothing is buffered).
   pub fn take(&mut self) -> Option<StoredEvent> {
@@ -99,4 +135,14 @@ impl Lane {
     };
     Some(ev)
   }
+}
+
+/// A position in a store-wide sequence; anything else in a cursor is corruption.
+pub fn parse_seq(p: &str) -> Result<u64> {
+  p.parse::<u64>().map_err(|_| {
+    BusError::new(
+      Code::InvalidCursor,
+      "cursor is corrupt (bad position); pass a cursor returned by poll() unchanged",
+    )
+  })
 }

@@ -7,6 +7,8 @@ pub mod lane;
 pub mod poll;
 pub mod start;
 pub mod subscribe;
+pub mod sweep;
+pub mod sweep_cache;
 
 use crate::adapter::Adapter;
 

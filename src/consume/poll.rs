@@ -15,7 +15,9 @@ use crate::adapter::Adapter;
 use crate::consume::barrier::{Barrier, Verdict};
 use crate::consume::cursor::Cursor;
 use crate::consume::filter::Filter;
-use crate::consume::lane::{Lane, ReadClock};
+use crate::consume::lane::{parse_seq, Lane, ReadClock};
+use crate::consume::sweep;
+use crate::consume::sweep_cache::SweepCache;
 use crate::error::{BusError, Code, Result};
 use crate::event::StoredEvent;
 
@@ -51,6 +53,8 @@ pub struct PollRequest {
   pub filter: Option<Filter>,
   pub ordering: PageOrder,
   pub shards: Option<Vec<u32>>,
+  /// Where timestamp pages over a store-wide order keep what they read ahead (the bus's).
+  pub cache: Option<std::sync::Arc<SweepCache>>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +116,8 @@ pub async fn poll(
     spanned: if restricted { u32::MAX } else { 0 },
     start: &cursor,
     out: Vec::with_capacity(limit.min(1024)),
+    sweep: req.ordering == PageOrder::Timestamp && !restricted && adapter.total_order(),
+    cache: req.cache,
   };
   match req.ordering {
     PageOrder::Shard => merge.by_shard(limit).await?,
@@ -148,6 +154,9 @@ struct Merge<'a> {
   spanned: u32,
   start: &'a Cursor,
   out: Vec<StoredEvent>,
+  /// Lanes are filled from the store-wide reader (`sweep.rs`).
+  sweep: bool,
+  cache: Option<std::sync::Arc<SweepCache>>,
 }
 
 impl Merge<'_> {
@@ -163,6 +172,18 @@ impl Merge<'_> {
 
   /// Reads the given lanes at once: one round trip per round, not per shard.
   async fn read(&mut self, which: &BTreeSet<usize>, want: usize) -> Result<usize> {
+    if self.sweep {
+      let cache = self.cache.as_deref();
+      return sweep::fill(
+        self.adapter,
+        &mut self.lanes,
+        which,
+        want,
+        &mut self.clock,
+        cache,
+      )
+      .await;
+    }
     let (started, completed) = (self.clock, self.clock + 1);
     let adapter = self.adapter;
     let counts = futures_util::future::try_join_all(
@@ -329,14 +350,7 @@ async fn in_store_order(
   limit: usize,
   filter: Option<&Filter>,
 ) -> Result<PollPage> {
-  let number = |p: &String| {
-    p.parse::<u64>().map_err(|_| {
-      BusError::new(
-        Code::InvalidCursor,
-        "cursor is corrupt (bad position); pass a cursor returned by poll() unchanged",
-      )
-    })
-  };
+  let number = |p: &String| parse_seq(p);
   // Every shard is at the floor or beyond it (a cursor from per-shard reads has no floor:
   // this page then reads from the start, passing over what those reads consumed).
   let floor = cursor.floor.as_ref().map(number).transpose()?.unwrap_or(0);

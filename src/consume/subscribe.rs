@@ -90,6 +90,7 @@ impl Subscription {
           filter: self.filter.clone(),
           ordering: PageOrder::Shard,
           shards: None,
+          cache: None,
         },
       )
       .await;

@@ -52,6 +52,9 @@ pub struct JetStreamAdapter {
   /// The group bucket, once opened; emptied when it is found gone (see `kv_err`).
   groups_kv: arc_swap::ArcSwapOption<async_nats::jetstream::kv::Store>,
   groups_kv_open: tokio::sync::Mutex<()>,
+  /// The stream's only subjects are the shards': a reader over every shard needs no
+  /// filter (see `consumer_filter`).
+  stream_is_shards: std::sync::atomic::AtomicBool,
 }
 
 fn connect_err(msg: String) -> BusError {
@@ -179,6 +182,7 @@ impl JetStreamAdapter {
       shards_seen: Default::default(),
       groups_kv: Default::default(),
       groups_kv_open: Default::default(),
+      stream_is_shards: Default::default(),
     };
     if let Err(e) = adapter.ensure_stream().await {
       let _ = tokio::time::timeout(Duration::from_secs(1), adapter.client.drain()).await;

@@ -1,6 +1,7 @@
 //! The stream: one per bus name, one subject per shard (`<stream>.<shard>`), created when
 //! missing and otherwise required to match the options.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::context::CreateStreamErrorKind;
@@ -81,6 +82,19 @@ impl JetStreamAdapter {
     Ok(shards)
   }
 
+  /// The filter of a consumer reading `shard`. Every shard's reader has none when the
+  /// stream holds nothing else: nats-server 2.9 serves a consumer filtered by the wildcard
+  /// of every shard slowly in parts of a stream (measured with nats.js on a stream written
+  /// with 4, then 8, then 6 shards: 1.1-2.2 s per 1,000 messages from a start in the
+  /// 8-shard part, 4-17 ms unfiltered).
+  pub(super) fn consumer_filter(&self, shard: u32) -> String {
+    if shard == super::read::ALL && self.stream_is_shards.load(Ordering::Relaxed) {
+      String::new()
+    } else {
+      self.subject(shard)
+    }
+  }
+
   /// The subject of `shard`, or of every shard for [`super::read::ALL`].
   pub(super) fn subject(&self, shard: u32) -> String {
     if shard == super::read::ALL {
@@ -105,7 +119,10 @@ impl JetStreamAdapter {
     let want = wanted_stream(&self.config);
     let err = match self.js.create_stream(want.clone()).await {
       // Creating with an identical configuration succeeds on an existing stream.
-      Ok(_) => return Ok(()),
+      Ok(_) => {
+        self.stream_is_shards.store(true, Ordering::Relaxed);
+        return Ok(());
+      }
       Err(e) => e,
     };
     match err.kind() {
@@ -153,7 +170,11 @@ impl JetStreamAdapter {
   async fn existing_stream(&self) -> Result<(), BusError> {
     let name = &self.config.stream;
     match self.js.get_stream(name).await {
-      Ok(_) => Ok(()),
+      Ok(stream) => {
+        let only_shards = stream.cached_info().config.subjects == [all_shards_subject(name)];
+        self.stream_is_shards.store(only_shards, Ordering::Relaxed);
+        Ok(())
+      }
       Err(e)
         if matches!(e.kind(), async_nats::jetstream::context::GetStreamErrorKind::JetStream(js)
           if js.error_code() == ErrorCode::STREAM_NOT_FOUND) =>

@@ -238,6 +238,7 @@ impl EventBus {
       filter: req.filter.as_ref().map(Filter::parse).transpose()?,
       ordering,
       shards: req.shards,
+      cache: None,
     };
     Ok((req, from))
   }

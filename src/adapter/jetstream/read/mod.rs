@@ -198,7 +198,7 @@ impl JetStreamAdapter {
     let config = pull::Config {
       deliver_policy: DeliverPolicy::ByStartTime { start_time },
       ack_policy: AckPolicy::None,
-      filter_subject: self.subject(ALL),
+      filter_subject: self.consumer_filter(ALL),
       inactive_threshold: READER_IDLE,
       memory_storage: true,
       num_replicas: 1,

@@ -291,7 +291,7 @@ impl JetStreamAdapter {
         start_sequence: position + 1,
       },
       ack_policy: AckPolicy::None,
-      filter_subject: self.subject(shard),
+      filter_subject: self.consumer_filter(shard),
       inactive_threshold: READER_IDLE,
       memory_storage: true,
       num_replicas: 1,
