@@ -7,7 +7,7 @@ const { connect } = require('@nats-io/transport-node')
 const { jetstream, jetstreamManager } = require('@nats-io/jetstream')
 const { EventBus } = require('..')
 
-const { makeEvent, now, fmt, ringbusIngest, ringbusRead, alternate, standalone, busOptions } = require('./common')
+const { makeEvent, now, fmt, ringbusIngest, ringbusRead, alternate, standalone, busOptions, sleep } = require('./common')
 
 let N = 200_000
 const URL = process.env.RINGBUS_NATS_URL ?? 'nats://127.0.0.1:4222'
@@ -70,12 +70,57 @@ async function natsRead(stream) {
 }
 
 
+/**
+ * A stream written by a producer that scales 4 → 8 → 6 shards (at 20% and 55% of the
+ * events), the shape that made per-shard readers slow: the subjects of shards 6 and 7 are
+ * sparse in it.
+ */
+async function scaledStream(n) {
+  const stream = streamName('ts')
+  const bus = await EventBus.create(busOptions({ shards: 4, adapter: { type: 'jetstream', servers: URL, stream } }))
+  for (let i = 0; i < n; i++) {
+    if (i === Math.floor(n * 0.2)) await bus.scaleUp(4)
+    if (i === Math.floor(n * 0.55)) await bus.scaleDown(2)
+    try {
+      bus.ingest(makeEvent(i), { key: `k${i % 100}` })
+    } catch (e) {
+      if (e.code !== 'ERR_BACKPRESSURE') throw e
+      await sleep(1)
+      i--
+    }
+  }
+  await bus.flush()
+  await bus.shutdown()
+  return stream
+}
+
+/** Every page of 1,000 in `ordering` by a new 2-shard reader bus (nothing read before); ev/s. */
+async function readOrdered(stream, n, ordering) {
+  const bus = await EventBus.create({ shards: 2, adapter: { type: 'jetstream', servers: URL, stream } })
+  try {
+    const t0 = now()
+    let got = 0
+    let cursor
+    for (;;) {
+      const page = await bus.poll({ limit: 1000, cursor, ordering })
+      got += page.events.length
+      cursor = page.cursor
+      if (!page.hasMore) break
+    }
+    const secs = now() - t0
+    if (got !== n) throw new Error(`ringbus read ${got} in ${ordering} order`)
+    return n / secs
+  } finally {
+    await bus.shutdown()
+  }
+}
+
 /** Write and read-back rounds, ringbus and the peer alternating who goes first. */
 async function run({ events = 200_000, rounds = 3 } = {}) {
   N = events
   const ROUNDS = rounds
   const version = await withManager(async (_, nc) => nc.info?.version ?? 'unknown')
-  const res = { rbW: [], njsW: [], rbR: [], njsR: [] }
+  const res = { rbW: [], njsW: [], rbR: [], njsR: [], tsR: [], shardR: [] }
   const cleanup = []
   await alternate(
     ROUNDS,
@@ -93,6 +138,21 @@ async function run({ events = 200_000, rounds = 3 } = {}) {
       cleanup.push(w.stream)
     },
   )
+  // Timestamp order against the default order, on one scaled stream per round.
+  const scaledN = Math.ceil(N / 2)
+  for (let r = 0; r < ROUNDS; r++) {
+    const stream = await scaledStream(scaledN)
+    cleanup.push(stream)
+    const timestamp = async () => res.tsR.push(await readOrdered(stream, scaledN, 'timestamp'))
+    const shard = async () => res.shardR.push(await readOrdered(stream, scaledN, 'shard'))
+    if (r % 2 === 0) {
+      await timestamp()
+      await shard()
+    } else {
+      await shard()
+      await timestamp()
+    }
+  }
   await withManager(async (jsm) => {
     for (const s of cleanup) await jsm.streams.delete(s).catch(() => undefined)
   })
@@ -102,6 +162,14 @@ async function run({ events = 200_000, rounds = 3 } = {}) {
     rows: [
       { key: 'jsWrite', scenario: `ingest -> stored in JetStream (${fmt(N)})`, rb: res.rbW, peer: `nats.js publish, ${WINDOW} in flight, msgID each`, peerRates: res.njsW, unit: 'ev/s' },
       { key: 'jsRead', scenario: `read back ${fmt(N)} from JetStream (poll pages of 1,000)`, rb: res.rbR, peer: 'nats.js ordered consumer', peerRates: res.njsR, unit: 'ev/s' },
+      {
+        key: 'jsReadTimestamp',
+        scenario: `read back ${fmt(scaledN)} in timestamp order from a JetStream stream written 4 → 8 → 6 shards (a new 2-shard reader, poll pages of 1,000)`,
+        rb: res.tsR,
+        peer: 'the default (shard) order on the same stream, a new reader',
+        peerRates: res.shardR,
+        unit: 'ev/s',
+      },
     ],
   }
 }

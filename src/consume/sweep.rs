@@ -43,6 +43,12 @@ pub async fn fill(
   let mut pending = which.clone();
   let (mut buffered, mut examined) = (0, 0);
   while !pending.is_empty() && examined < SWEEP_LIMIT {
+    if let Some(cache) = cache {
+      if let Some(n) = from_cache(cache, lanes, &mut pending, want, clock)? {
+        buffered += n;
+        continue;
+      }
+    }
     let mut from = u64::MAX;
     for &i in &pending {
       from = from.min(lanes[i].read_to_seq()?);
@@ -54,19 +60,13 @@ pub async fn fill(
       .collect();
     let (started, completed) = (*clock, *clock + 1);
     let after = (from > 0).then(|| from.to_string());
-    let page = match cache.and_then(|c| c.serve(from, page_size)) {
-      Some(page) => page,
-      None => {
-        let page = adapter
-          .read_all(after.as_deref(), page_size)
-          .await
-          .map_err(BusError::from)?;
-        if let Some(cache) = cache {
-          keep(cache, from, &page)?;
-        }
-        page
-      }
-    };
+    let page = adapter
+      .read_all(after.as_deref(), page_size)
+      .await
+      .map_err(BusError::from)?;
+    if let Some(cache) = cache {
+      keep(cache, from, &page)?;
+    }
     *clock = completed;
     let mut got = vec![false; lanes.len()];
     let mut to = page.next.as_deref().map(parse_seq).transpose()?;
@@ -113,6 +113,39 @@ pub async fn fill(
     *clock = completed;
   }
   Ok(buffered + counts.into_iter().sum::<usize>())
+}
+
+/// Gives each pending lane what the cache holds of its shard after where it stopped, as
+/// one read on `clock`. How many records it gave, or None where it held nothing for any of
+/// them (a lane it answered moved on: one that got no record, to the end of what it holds).
+fn from_cache(
+  cache: &SweepCache,
+  lanes: &mut [Lane],
+  pending: &mut BTreeSet<usize>,
+  want: usize,
+  clock: &mut ReadClock,
+) -> Result<Option<usize>> {
+  let (started, completed) = (*clock, *clock + 1);
+  let mut served = None;
+  for i in pending.clone() {
+    let lane = &mut lanes[i];
+    let Some(slice) = cache.slice(lane.shard, lane.read_to_seq()?, want) else {
+      continue;
+    };
+    let got = !slice.events.is_empty();
+    *served.get_or_insert(0) += slice.events.len();
+    for ev in slice.events {
+      lane.push_swept(ev, completed);
+    }
+    lane.swept(Some(slice.to), got, false, started);
+    if got {
+      pending.remove(&i);
+    }
+  }
+  if served.is_some() {
+    *clock = completed;
+  }
+  Ok(served)
 }
 
 fn keep(cache: &SweepCache, from: u64, page: &ReadPage) -> Result<()> {

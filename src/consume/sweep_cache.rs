@@ -1,25 +1,26 @@
 //! Store-wide pages a bus read lately, for its next timestamp polls. A poll's lanes stop
 //! where it consumed, behind what it read ahead to find every lane's head; the next page
-//! starts there and would read the same records again from the store. Here they are
-//! served from memory instead: pages read after the end of a kept segment extend it.
+//! starts there and would read the same records again from the store. Here they are kept,
+//! by shard, so that a lane takes its own records from memory without passing over the
+//! other shards' records again.
 //!
-//! Only the records are served, never the end of the store: a page served from here says
-//! more may follow, so that an exhausted lane is always the outcome of a read that
-//! started when the clock says (the epoch barrier relies on it).
+//! Only records are served, never the end of the store: a lane fed from here is not
+//! exhausted, so that an exhausted lane is always the outcome of a read that started when
+//! the clock says (the epoch barrier relies on it).
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 
-use crate::adapter::ReadPage;
 use crate::event::StoredEvent;
 
-/// Records kept, over all segments, and their payload bytes.
-const MAX_EVENTS: usize = 32_768;
+/// Records kept over all segments, and their payload bytes.
+const MAX_EVENTS: usize = 65_536;
 const MAX_BYTES: usize = 32 << 20;
-/// Segments kept: the ones a timestamp page jumps between (lanes far apart).
-const MAX_SEGMENTS: usize = 8;
+/// Records one segment takes before the next page starts a new one (segments are what is
+/// dropped when the bounds are reached).
+const SEGMENT_EVENTS: usize = 4096;
 /// A segment unused this long is dropped: a stream deleted and made again restarts its
 /// sequence, and a cache must not outlive a paging session by much.
 const IDLE: Duration = Duration::from_secs(5);
@@ -35,18 +36,26 @@ impl std::fmt::Debug for SweepCache {
   }
 }
 
-/// Every record of the store in (`start`, `end`], in order, each with its sequence.
+/// Every record of the store in (`start`, `end`], by shard, each with its sequence.
 struct Segment {
   start: u64,
   end: u64,
-  events: VecDeque<(u64, StoredEvent)>,
+  shards: FxHashMap<u32, Vec<(u64, StoredEvent)>>,
+  count: usize,
   bytes: usize,
   used: Instant,
 }
 
+/// What the cache holds of one shard after a position.
+pub struct Slice {
+  pub events: Vec<StoredEvent>,
+  /// Every record of the store up to here was looked at (the shard has no others there).
+  pub to: u64,
+}
+
 impl SweepCache {
-  /// Up to `max` records after `from`, if a kept segment covers `from` and more after it.
-  pub fn serve(&self, from: u64, max: usize) -> Option<ReadPage> {
+  /// Up to `max` records of `shard` after `from`, if a kept segment covers `from`.
+  pub fn slice(&self, shard: u32, from: u64, max: usize) -> Option<Slice> {
     let mut segments = self.segments.lock();
     let now = Instant::now();
     segments.retain(|s| now.duration_since(s.used) < IDLE);
@@ -54,86 +63,72 @@ impl SweepCache {
       .iter_mut()
       .find(|s| s.start <= from && from < s.end)?;
     seg.used = now;
-    let first = seg.events.partition_point(|(seq, _)| *seq <= from);
-    let events: Vec<StoredEvent> = seg
-      .events
-      .range(first..)
-      .take(max.max(1))
-      .map(|(_, e)| e.clone())
-      .collect();
-    let last = first + events.len();
-    let next = if last == seg.events.len() {
+    let Some(list) = seg.shards.get(&shard) else {
+      return Some(Slice {
+        events: Vec::new(),
+        to: seg.end,
+      });
+    };
+    let first = list.partition_point(|(seq, _)| *seq <= from);
+    let last = list.len().min(first + max.max(1));
+    let to = if last == list.len() {
       seg.end
     } else {
-      seg.events[last - 1].0
+      list[last - 1].0
     };
-    Some(ReadPage {
-      events,
-      next: Some(next.to_string()),
-      has_more: true,
-      remaining: None,
+    Some(Slice {
+      events: list[first..last].iter().map(|(_, e)| e.clone()).collect(),
+      to,
     })
   }
 
-  /// Keeps a page read from the store after `from`, ending at `to` (what it examined).
+  /// Keeps a page read from the store after `from`, which looked at every record up to
+  /// `to`.
   pub fn keep(&self, from: u64, to: u64, events: &[(u64, &StoredEvent)]) {
     if to <= from {
       return;
     }
     let mut segments = self.segments.lock();
-    let at = match segments.iter().position(|s| s.end == from) {
+    let now = Instant::now();
+    let at = match segments
+      .iter()
+      .position(|s| s.end == from && s.count < SEGMENT_EVENTS)
+    {
       Some(i) => i,
       None => {
-        if segments.len() >= MAX_SEGMENTS {
-          let oldest = (0..segments.len()).min_by_key(|&i| segments[i].used);
-          if let Some(i) = oldest {
-            segments.remove(i);
-          }
-        }
         segments.push(Segment {
           start: from,
           end: from,
-          events: VecDeque::new(),
+          shards: FxHashMap::default(),
+          count: 0,
           bytes: 0,
-          used: Instant::now(),
+          used: now,
         });
         segments.len() - 1
       }
     };
-    let seg = &mut segments[at];
+    // The segment written goes last: the oldest others are dropped first.
+    let mut seg = segments.remove(at);
     for (seq, ev) in events {
       seg.bytes += ev.payload.len();
-      seg.events.push_back((*seq, (*ev).clone()));
+      seg.count += 1;
+      let list = seg.shards.entry(ev.shard).or_default();
+      list.push((*seq, (*ev).clone()));
     }
     seg.end = to;
-    seg.used = Instant::now();
-    trim(&mut segments, at);
-  }
-}
-
-/// Drops the oldest records until the bounds hold, from the segments not just extended
-/// first, then from the front of the one that was.
-fn trim(segments: &mut Vec<Segment>, fresh: usize) {
-  let total = |s: &[Segment]| {
-    s.iter()
-      .fold((0, 0), |(n, b), g| (n + g.events.len(), b + g.bytes))
-  };
-  let mut keep_fresh = segments.remove(fresh);
-  loop {
-    let (n, b) = total(segments);
-    let (n, b) = (n + keep_fresh.events.len(), b + keep_fresh.bytes);
-    if n <= MAX_EVENTS && b <= MAX_BYTES {
-      break;
+    seg.used = now;
+    segments.push(seg);
+    loop {
+      let (n, b) = segments
+        .iter()
+        .fold((0, 0), |(n, b), s| (n + s.count, b + s.bytes));
+      let others = segments.len() - 1;
+      if (n <= MAX_EVENTS && b <= MAX_BYTES) || others == 0 {
+        break;
+      }
+      if let Some(oldest) = (0..others).min_by_key(|&i| segments[i].used) {
+        segments.remove(oldest);
+      }
     }
-    if let Some(i) = (0..segments.len()).min_by_key(|&i| segments[i].used) {
-      segments.remove(i);
-      continue;
-    }
-    let Some((seq, ev)) = keep_fresh.events.pop_front() else {
-      break;
-    };
-    keep_fresh.bytes -= ev.payload.len();
-    keep_fresh.start = seq;
   }
-  segments.push(keep_fresh);
 }

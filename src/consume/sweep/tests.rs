@@ -168,29 +168,35 @@ proptest! {
 }
 
 #[test]
-fn the_cache_serves_what_it_kept_and_never_the_end() {
+fn the_cache_serves_each_shard_what_it_kept() {
   let events = log(&[(0, 0, false), (1, 0, false), (0, 0, false)], 2);
   let cache = SweepCache::default();
   let kept: Vec<(u64, &StoredEvent)> = events
     .iter()
     .map(|e| (e.position.parse().unwrap(), e))
     .collect();
-  assert!(cache.serve(0, 10).is_none());
-  // Records 1-3 were read after position 0, and the page examined up to 5 (4 and 5 were
+  assert!(cache.slice(0, 0, 10).is_none());
+  // Records 1-3 were read after position 0, and the page looked up to 5 (4 and 5 were
   // not the reader's).
   cache.keep(0, 5, &kept);
-  let page = cache.serve(1, 10).unwrap();
-  let at: Vec<&str> = page.events.iter().map(|e| e.position.as_str()).collect();
-  assert_eq!(at, ["2", "3"]);
-  assert_eq!(page.next.as_deref(), Some("5"));
-  assert!(page.has_more, "only a read of the store may say it ended");
-  let page = cache.serve(0, 1).unwrap();
-  assert_eq!(page.events.len(), 1);
-  assert_eq!(page.next.as_deref(), Some("1"));
+  let at = |s: &crate::consume::sweep_cache::Slice| {
+    s.events
+      .iter()
+      .map(|e| e.position.clone())
+      .collect::<Vec<_>>()
+  };
+  let s = cache.slice(0, 0, 10).unwrap();
+  assert_eq!((at(&s), s.to), (vec!["1".to_string(), "3".to_string()], 5));
+  let s = cache.slice(0, 0, 1).unwrap();
+  assert_eq!((at(&s), s.to), (vec!["1".to_string()], 1));
+  let s = cache.slice(1, 2, 10).unwrap();
+  assert_eq!((at(&s), s.to), (vec![], 5));
+  // A shard with nothing kept still learns that nothing of it is there.
+  assert_eq!(cache.slice(7, 0, 10).unwrap().to, 5);
   // The end of a segment is where a read of the store continues.
-  assert!(cache.serve(5, 10).is_none());
+  assert!(cache.slice(0, 5, 10).is_none());
   // A page read from there extends the segment.
   cache.keep(5, 9, &[]);
-  assert_eq!(cache.serve(6, 10).unwrap().next.as_deref(), Some("9"));
-  assert!(cache.serve(9, 10).is_none());
+  assert_eq!(cache.slice(0, 6, 10).unwrap().to, 9);
+  assert!(cache.slice(0, 9, 10).is_none());
 }
