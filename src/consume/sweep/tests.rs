@@ -77,22 +77,25 @@ impl Adapter for Log {
   }
 }
 
-/// One producer's records: `(shard, timestamp step, epoch step)` each, in store order; a
-/// shard's timestamps never go back, nor do the epochs in store order (as the write side
-/// keeps them).
-fn log(spec: &[(u32, u64, bool)], shards: u32) -> Vec<StoredEvent> {
-  let mut last = vec![0u64; shards as usize];
-  let (mut epoch, mut clock) = (0, 1_000u64);
-  let mut seqs = vec![0u64; shards as usize];
+/// Two producers' records: `(shard, timestamp lag, epoch step, second producer)` each, in
+/// store order. A producer's timestamps on a shard never go back, nor do its epochs in
+/// store order (as the write side keeps them).
+fn log(spec: &[(u32, u64, bool, bool)], shards: u32) -> Vec<StoredEvent> {
+  let per = shards as usize;
+  let mut last = vec![0u64; 2 * per];
+  let mut seqs = vec![0u64; 2 * per];
+  let mut epochs = [0u32; 2];
+  let mut clock = 1_000u64;
   spec
     .iter()
     .enumerate()
-    .map(|(i, &(shard, jitter, next_epoch))| {
-      epoch += next_epoch as u32;
+    .map(|(i, &(shard, lag, next_epoch, second))| {
+      let p = second as usize;
+      epochs[p] += next_epoch as u32;
       clock += 1;
-      let s = shard as usize;
+      let s = p * per + shard as usize;
       // Batches of one shard reach the store late: their times lag the store's order.
-      last[s] = last[s].max(clock.saturating_sub(jitter));
+      last[s] = last[s].max(clock.saturating_sub(lag));
       seqs[s] += 1;
       StoredEvent {
         id: (i + 1).to_string(),
@@ -103,9 +106,9 @@ fn log(spec: &[(u32, u64, bool)], shards: u32) -> Vec<StoredEvent> {
         kind: PayloadKind::Json,
         key: None,
         payload: Bytes::from_static(b"{}"),
-        message_id: format!("00000000000000ab-0-{shard}-{}", seqs[s]),
+        message_id: format!("{:016x}-0-{shard}-{}", 0xab + p, seqs[s]),
         stamp: Stamp {
-          epoch,
+          epoch: epochs[p],
           span: shards,
         },
         headers: None,
@@ -149,10 +152,16 @@ proptest! {
   #[test]
   fn store_wide_lanes_match_per_shard_lanes(
     shards in 1u32..7,
-    spec in prop::collection::vec((0u32..6, 0u64..40, prop::bool::weighted(0.02)), 0..400),
+    spec in prop::collection::vec(
+      (0u32..6, 0u64..40, prop::bool::weighted(0.02), prop::bool::ANY),
+      0..400,
+    ),
     limit in 1usize..60,
   ) {
-    let spec: Vec<_> = spec.into_iter().map(|(s, j, e)| (s % shards, j, e)).collect();
+    let spec: Vec<_> = spec
+      .into_iter()
+      .map(|(s, lag, e, p)| (s % shards, lag, e, p))
+      .collect();
     let events = log(&spec, shards);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let per_shard = Log { events: events.clone(), total_order: false };
@@ -169,7 +178,14 @@ proptest! {
 
 #[test]
 fn the_cache_serves_each_shard_what_it_kept() {
-  let events = log(&[(0, 0, false), (1, 0, false), (0, 0, false)], 2);
+  let events = log(
+    &[
+      (0, 0, false, false),
+      (1, 0, false, false),
+      (0, 0, false, false),
+    ],
+    2,
+  );
   let cache = SweepCache::default();
   let kept: Vec<(u64, &StoredEvent)> = events
     .iter()
