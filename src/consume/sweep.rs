@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::adapter::Adapter;
-use crate::adapter::ReadPage;
 use crate::consume::lane::{parse_seq, Lane, ReadClock};
 use crate::consume::sweep_cache::SweepCache;
 use crate::error::{BusError, Result};
@@ -64,16 +63,20 @@ pub async fn fill(
       .read_all(after.as_deref(), page_size)
       .await
       .map_err(BusError::from)?;
-    if let Some(cache) = cache {
-      keep(cache, from, &page)?;
-    }
     *clock = completed;
+    let seqs = page
+      .events
+      .iter()
+      .map(|e| parse_seq(&e.position))
+      .collect::<Result<Vec<u64>>>()?;
+    let next = page.next.as_deref().map(parse_seq).transpose()?;
+    let to = next.max(seqs.last().copied());
+    if let (Some(cache), Some(to)) = (cache, to) {
+      cache.keep(from, to, &seqs, &page.events);
+    }
     let mut got = vec![false; lanes.len()];
-    let mut to = page.next.as_deref().map(parse_seq).transpose()?;
-    for ev in page.events {
+    for (ev, seq) in page.events.into_iter().zip(seqs) {
       examined += 1;
-      let seq = parse_seq(&ev.position)?;
-      to = to.max(Some(seq));
       let Some(&i) = by_shard.get(&ev.shard) else {
         continue;
       };
@@ -146,23 +149,6 @@ fn from_cache(
     *clock = completed;
   }
   Ok(served)
-}
-
-fn keep(cache: &SweepCache, from: u64, page: &ReadPage) -> Result<()> {
-  let mut to = page
-    .next
-    .as_deref()
-    .map(parse_seq)
-    .transpose()?
-    .unwrap_or(from);
-  let mut events = Vec::with_capacity(page.events.len());
-  for ev in &page.events {
-    let seq = parse_seq(&ev.position)?;
-    to = to.max(seq);
-    events.push((seq, ev));
-  }
-  cache.keep(from, to, &events);
-  Ok(())
 }
 
 #[cfg(test)]

@@ -82,9 +82,9 @@ impl SweepCache {
     })
   }
 
-  /// Keeps a page read from the store after `from`, which looked at every record up to
-  /// `to`.
-  pub fn keep(&self, from: u64, to: u64, events: &[(u64, &StoredEvent)]) {
+  /// Keeps a page read from the store after `from` (its `events`, at sequences `seqs`),
+  /// which looked at every record up to `to`.
+  pub fn keep(&self, from: u64, to: u64, seqs: &[u64], events: &[StoredEvent]) {
     if to <= from {
       return;
     }
@@ -109,11 +109,11 @@ impl SweepCache {
     };
     // The segment written goes last: the oldest others are dropped first.
     let mut seg = segments.remove(at);
-    for (seq, ev) in events {
+    for (&seq, ev) in seqs.iter().zip(events) {
       seg.bytes += ev.payload.len();
       seg.count += 1;
       let list = seg.shards.entry(ev.shard).or_default();
-      list.push((*seq, (*ev).clone()));
+      list.push((seq, ev.clone()));
     }
     seg.end = to;
     seg.used = now;

@@ -187,14 +187,11 @@ fn the_cache_serves_each_shard_what_it_kept() {
     2,
   );
   let cache = SweepCache::default();
-  let kept: Vec<(u64, &StoredEvent)> = events
-    .iter()
-    .map(|e| (e.position.parse().unwrap(), e))
-    .collect();
+  let seqs: Vec<u64> = events.iter().map(|e| e.position.parse().unwrap()).collect();
   assert!(cache.slice(0, 0, 10).is_none());
   // Records 1-3 were read after position 0, and the page looked up to 5 (4 and 5 were
   // not the reader's).
-  cache.keep(0, 5, &kept);
+  cache.keep(0, 5, &seqs, &events);
   let at = |s: &crate::consume::sweep_cache::Slice| {
     s.events
       .iter()
@@ -212,7 +209,7 @@ fn the_cache_serves_each_shard_what_it_kept() {
   // The end of a segment is where a read of the store continues.
   assert!(cache.slice(0, 5, 10).is_none());
   // A page read from there extends the segment.
-  cache.keep(5, 9, &[]);
+  cache.keep(5, 9, &[], &[]);
   assert_eq!(cache.slice(0, 6, 10).unwrap().to, 9);
   assert!(cache.slice(0, 9, 10).is_none());
 }
